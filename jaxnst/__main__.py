@@ -1,0 +1,5 @@
+import sys
+
+from jaxnst.cli import main
+
+sys.exit(main())

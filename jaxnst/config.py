@@ -1,0 +1,74 @@
+"""Every default of jaxnst, written once.
+
+The CLI builds its flags and help text from the fields below (``cli.py`` reads
+``dataclasses.fields(Config)``), so a default is never written twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def _help(text: str, **kw):
+    return dataclasses.field(metadata={"help": text}, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of one style transfer (Gatys et al. 2016).
+
+    The loss is ``content_weight * content + style_weight * style + tv_weight * tv``
+    on an image of RGB pixels in [0, 1]. The defaults follow jcjohnson/neural-style
+    (content 5, style 100, Gram divided by C*H*W, mean-squared errors), whose
+    losses are the same formulas on the same Caffe VGG19 weights.
+    """
+
+    size: int = _help("long side of the output in pixels (the content is resized to it)", default=512)
+    style_scale: float = _help("long side of each style image, relative to --size", default=1.0)
+    steps: int = _help("optimisation steps", default=500)
+    content_weight: float = _help("alpha: weight of the content loss", default=5.0)
+    style_weight: float = _help("beta: weight of the style loss", default=100.0)
+    tv_weight: float = _help("gamma: weight of the total-variation loss (0 = off, as in Gatys)", default=0.0)
+    content_layers: tuple[str, ...] = _help("VGG taps for the content loss", default=("relu4_2",))
+    style_layers: tuple[str, ...] = _help("VGG taps for the style loss (equal weights)", default=STYLE_LAYERS)
+    style_blend_weights: tuple[float, ...] | None = _help(
+        "relative weights of several style images, comma-separated (None: equal)", default=None
+    )
+    gram_norm: Literal["chw", "hw"] = _help("Gram divisor: C*H*W (Johnson) or H*W (Gatys)", default="chw")
+    tv_kind: Literal["l2", "l1"] = _help("total variation: squared (l2) or absolute (l1) differences", default="l2")
+    optimizer: Literal["adam", "lbfgs"] = _help("optimiser over the pixels", default="adam")
+    lr: float = _help("Adam learning rate on [0,1] pixels (L-BFGS picks its steps by line search)", default=0.02)
+    tol: float = _help("stop when the relative loss change over a step is below this (0 = never)", default=0.0)
+    init: str = _help("start image: content, noise, style, or an image file", default="content")
+    seed: int = _help("seed of every random choice (noise init, random weights)", default=0)
+    pooling: Literal["max", "avg"] = _help("VGG pooling", default="max")
+    model: Literal["vgg19", "vgg16"] = _help("VGG architecture", default="vgg19")
+
+
+def validate(cfg: Config) -> Config:
+    """Checks the values a user can get wrong; returns ``cfg`` or raises ``JaxnstError``."""
+    from jaxnst.errors import JaxnstError
+    from jaxnst.vgg import check_taps
+
+    def need(ok, msg):
+        if not ok:
+            raise JaxnstError(msg)
+
+    need(cfg.size >= 16, f"--size {cfg.size} is too small: use at least 16 pixels")
+    need(cfg.style_scale > 0, f"--style-scale {cfg.style_scale} must be positive")
+    need(cfg.steps >= 0, f"--steps {cfg.steps} must be >= 0")
+    need(cfg.lr > 0, f"--lr {cfg.lr} must be positive")
+    need(cfg.tol >= 0, f"--tol {cfg.tol} must be >= 0")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        need(getattr(cfg, name) >= 0, f"--{name.replace('_', '-')} must be >= 0")
+    need(cfg.content_layers or cfg.style_layers, "no content and no style layers: give at least one")
+    check_taps(cfg.model, cfg.content_layers + cfg.style_layers)
+    if cfg.style_blend_weights is not None:
+        need(
+            all(w >= 0 for w in cfg.style_blend_weights) and sum(cfg.style_blend_weights) > 0,
+            "--style-blend-weights must be >= 0 and not all zero",
+        )
+    return cfg

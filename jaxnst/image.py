@@ -1,0 +1,81 @@
+"""Image files <-> float32 RGB arrays in [0, 1] (H, W, 3). Knows nothing of VGG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jaxnst._files import atomic_path
+from jaxnst.errors import JaxnstError
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: Pillow's convert('RGB') would clip at 255 instead of scaling.
+        a = np.asarray(img, np.float64)
+        a = a / (65535.0 if a.max() > 255 else 255.0)
+        img = Image.fromarray(np.round(a * 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # Transparent pixels become white, as they look in a viewer.
+        img = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, img)
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
+    """Reads an image file as float32 RGB (H, W, 3) in [0, 1].
+
+    Honours EXIF orientation; converts greyscale, palette, alpha (onto white),
+    CMYK and 16-bit images to RGB. With ``size`` the long side is resized to it
+    (Lanczos), keeping the aspect ratio.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise JaxnstError(f"image {path} does not exist: check the path")
+    try:
+        with Image.open(path) as img:
+            img = _to_rgb(ImageOps.exif_transpose(img))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise JaxnstError(
+            f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
+        ) from None
+    if size is not None:
+        img = img.resize(fit_long_side(img.size, size), Image.Resampling.LANCZOS)
+    return np.asarray(img, np.float32) / 255.0
+
+
+def fit_long_side(wh: tuple[int, int], size: int) -> tuple[int, int]:
+    """(width, height) scaled so that the longer side is ``size``."""
+    w, h = wh
+    s = size / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Raises ``JaxnstError`` unless ``path`` ends in .png/.jpg/.jpeg in an existing folder."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise JaxnstError(f"output {path} must end in .png, .jpg or .jpeg")
+    if not path.parent.is_dir():
+        raise JaxnstError(f"output folder {path.parent} does not exist: create it first")
+    return path
+
+
+def save_image(image, path: str | os.PathLike) -> None:
+    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension), atomically."""
+    path = check_output_path(path)
+    a = np.asarray(image, np.float32)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    img = Image.fromarray(np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
+    fmt = FORMATS[path.suffix.lower()]
+    with atomic_path(path) as tmp:
+        img.save(tmp, fmt, **({"quality": 95} if fmt == "JPEG" else {}))

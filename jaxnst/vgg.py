@@ -1,0 +1,198 @@
+"""VGG16/19 feature stacks (Simonyan & Zisserman 2014) as a Flax linen module.
+
+The module only computes: weights come from ``jaxnst.weights``. Every tap is
+addressable by name: ``conv{b}_{l}`` (pre-ReLU), ``relu{b}_{l}`` and ``pool{b}``.
+Only the requested taps are returned, and no layer deeper than the deepest
+requested tap is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax import lax
+
+from jaxnst.errors import JaxnstError
+
+BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+CHANNELS = (64, 128, 256, 512, 512)
+
+
+def layer_names(arch: str) -> tuple[str, ...]:
+    """Tap names in forward order, e.g. ``('conv1_1', 'relu1_1', ..., 'pool5')``."""
+    names = []
+    for b, n in enumerate(BLOCKS[arch], start=1):
+        for i in range(1, n + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+        names.append(f"pool{b}")
+    return tuple(names)
+
+
+def conv_layers(arch: str) -> tuple[str, ...]:
+    """Names of the convolution layers, which are the keys of the params tree."""
+    return tuple(n for n in layer_names(arch) if n.startswith("conv"))
+
+
+def check_taps(arch: str, taps: Iterable[str]) -> None:
+    """Raises ``JaxnstError`` naming the valid taps if any of ``taps`` is unknown."""
+    if arch not in BLOCKS:
+        raise JaxnstError(f"unknown model {arch!r}: use one of {', '.join(BLOCKS)}")
+    valid = layer_names(arch)
+    bad = [t for t in taps if t not in valid]
+    if bad:
+        raise JaxnstError(f"unknown {arch} layer {', '.join(bad)}: valid layers are {' '.join(valid)}")
+
+
+class Preprocessing(NamedTuple):
+    """How the weights expect their input; the model maps RGB [0, 1] to it.
+
+    ``x_model = (flip(x) * scale - mean) / std``, where ``flip`` reverses the
+    channels when ``channel_order == 'BGR'`` and ``mean``/``std`` are in the
+    model's channel order.
+    """
+
+    name: str
+    channel_order: str
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        images = jnp.asarray(images)
+        x = images[..., ::-1] if self.channel_order == "BGR" else images
+        mean = jnp.asarray(self.mean, images.dtype)
+        std = jnp.asarray(self.std, images.dtype)
+        return (x * self.scale - mean) / std
+
+
+# Caffe VGG (Keras, MatConvNet, jcjohnson): BGR, 0-255, ImageNet mean pixel subtracted.
+CAFFE = Preprocessing("caffe", "BGR", 255.0, (103.939, 116.779, 123.68))
+# torchvision and flaxmodels: RGB in [0, 1], normalised by the ImageNet mean and std.
+TORCH = Preprocessing("torch", "RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+PREPROCESSINGS = {p.name: p for p in (CAFFE, TORCH)}
+
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, kernel):
+    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMS)
+
+
+@jax.custom_vjp
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 stride-1 'SAME' convolution, NHWC x HWIO -> NHWC.
+
+    Its VJP is written out because the gradient XLA derives for the input is a
+    convolution whose CPU lowering inside ``fori_loop``/``while_loop`` bodies
+    (so also inside ``optax.lbfgs``) ran 4-5x slower than at the top level of a
+    jit (jaxlib 0.10). Here it is a plain convolution of the cotangent with the
+    spatially flipped, in/out-transposed kernel, which takes the fast path
+    everywhere. ``tests/test_vgg.py`` checks it against ``jax.vjp`` of
+    ``lax.conv``. Forward-mode (``jvp``) and second derivatives are not defined.
+    """
+    return _conv(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+    return _conv(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(res, g):
+    x, kernel = res
+    grad_x = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+    # Only used when differentiating w.r.t. the weights; jit drops it otherwise.
+    (grad_kernel,) = jax.vjp(lambda k: _conv(x, k), kernel)[1](g)
+    return grad_x, grad_kernel
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+class Conv3x3(nn.Module):
+    """3x3 convolution with bias; He-normal kernel init for ``--weights random``."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+
+
+class VGG(nn.Module):
+    """VGG feature stack; returns ``{tap: NHWC activation}`` for the requested taps.
+
+    Input: RGB float images in [0, 1], NHWC. ``preprocessing`` maps them to what
+    the weights were trained on; it belongs to the weights (see ``Weights``).
+    """
+
+    arch: str = "vgg19"
+    taps: tuple[str, ...] = ("relu5_1",)
+    pooling: str = "max"
+    preprocessing: Preprocessing = CAFFE
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+        check_taps(self.arch, self.taps)
+        names = layer_names(self.arch)
+        deepest = max(names.index(t) for t in self.taps)
+        pool = {"max": nn.max_pool, "avg": nn.avg_pool}[self.pooling]
+        x = self.preprocessing(images)
+        out = {}
+        for name in names[: deepest + 1]:
+            if name.startswith("conv"):
+                x = Conv3x3(CHANNELS[int(name[4]) - 1], name=name)(x)
+            elif name.startswith("relu"):
+                x = nn.relu(x)
+            else:
+                x = pool(x, (2, 2), strides=(2, 2))
+            if name in self.taps:
+                out[name] = x
+        return out
+
+
+@struct.dataclass
+class Weights:
+    """A VGG params tree with what it needs to be used: architecture and preprocessing.
+
+    ``params`` is ``{'conv1_1': {'kernel': (3, 3, 3, 64) HWIO, 'bias': (64,)}, ...}``.
+    The other fields are static, so a ``Weights`` passes through ``jit`` as a pytree.
+    """
+
+    params: dict
+    arch: str = struct.field(pytree_node=False, default="vgg19")
+    preprocessing: Preprocessing = struct.field(pytree_node=False, default=CAFFE)
+    source: str = struct.field(pytree_node=False, default="")
+
+
+def features(weights: Weights, images: jax.Array, taps: Sequence[str], *, pooling: str = "max") -> dict[str, jax.Array]:
+    """Activations ``{tap: (N, H', W', C)}`` of RGB ``images`` (N, H, W, 3) in [0, 1].
+
+    A pure function of arrays: compose it with ``jit``, ``grad`` and ``vmap``.
+
+    >>> w = jaxnst.random_weights("vgg19", seed=0)
+    >>> f = jaxnst.features(w, jnp.zeros((1, 32, 32, 3)), ["relu1_1", "relu2_1"])
+    >>> f["relu2_1"].shape
+    (1, 16, 16, 128)
+    """
+    model = VGG(weights.arch, tuple(taps), pooling, weights.preprocessing)
+    return model.apply({"params": weights.params}, images)
+
+
+def init_params(arch: str, key: jax.Array) -> dict:
+    """He-initialised params of every conv layer of ``arch``."""
+    model = VGG(arch, (layer_names(arch)[-1],))
+    return model.init(key, jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
+
+
+def param_shapes(arch: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """``{'conv1_1': {'kernel': (3, 3, 3, 64), 'bias': (64,)}, ...}`` from ``model.init``."""
+    tree = jax.eval_shape(lambda k: init_params(arch, k), jax.random.key(0))
+    return jax.tree.map(lambda s: tuple(s.shape), tree)

@@ -1,0 +1,171 @@
+"""The CLI as a user runs it: one subprocess run of the console entry, the rest in-process."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnst.cli import main
+
+FAST = ["--weights", "random", "--size", "32", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, err
+
+
+def test_end_to_end_subprocess(images_dir, tmp_path):
+    out = tmp_path / "out.png"
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxnst",
+        images_dir / "chelsea.png",
+        images_dir / "starry_night.jpg",
+        "-o",
+        out,
+        *FAST,
+        "--steps",
+        "30",
+        "--print-every",
+        "10",
+    ]
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "NOT pretrained" in r.stderr
+    img = Image.open(out)
+    assert img.size == (32, 21)  # chelsea is 451x300: the content's aspect ratio
+    losses = [float(m) for m in re.findall(r"step\s+\d+/30\s+loss (\S+)", r.stderr)]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert re.search(r"wrote .* after 30 steps .* s/step .* on cpu", r.stderr)
+
+
+def test_same_seed_same_pixels(images_dir, tmp_path, capsys):
+    args = [
+        images_dir / "coffee.png",
+        images_dir / "the_scream.jpg",
+        *FAST,
+        "--steps",
+        "5",
+        "--init",
+        "noise",
+        "--quiet",
+    ]
+    outs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert run([*args, "--seed", seed, "-o", tmp_path / f"{name}.png"], capsys)[0] == 0
+        outs.append(np.asarray(Image.open(tmp_path / f"{name}.png")))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+
+
+def test_save_every_and_jpeg(images_dir, tmp_path, capsys):
+    code, _ = run(
+        [
+            images_dir / "astronaut.png",
+            images_dir / "shipwreck.jpg",
+            *FAST,
+            "--steps",
+            "4",
+            "--save-every",
+            "2",
+            "-o",
+            tmp_path / "o.jpg",
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg", "o_2.jpg"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--content-layers", "relu9_1"], "unknown vgg19 layer relu9_1"),
+        (["--size", "abc"], "argument --size: invalid int value"),
+        (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
+        (["--steps", "-1"], "--steps -1 must be >= 0"),
+        (["--style-blend-weights", "1,2"], "2 style blend weights for 1 style images"),
+        (["--weights", "missing.h5"], "weight file missing.h5 does not exist"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(images_dir, tmp_path, capsys, extra, message):
+    out = tmp_path / "o.png"
+    code, err = run(
+        [
+            images_dir / "chelsea.png",
+            images_dir / "starry_night.jpg",
+            *FAST,
+            "--steps",
+            "1",
+            "-o",
+            out,
+            *extra,
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if not ln.startswith("WARNING")]
+    assert len(lines) == 1 and lines[0].startswith("jaxnst: error:") and message in lines[0], err
+    assert not out.exists()
+
+
+def test_bad_files_exit_2(images_dir, tmp_path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    cases = [
+        ([tmp_path / "missing.jpg", images_dir / "starry_night.jpg"], "does not exist"),
+        ([text, images_dir / "starry_night.jpg"], "is not an image"),
+        ([images_dir / "chelsea.png", images_dir / "starry_night.jpg", "-o", tmp_path / "o.gif"], "must end in .png"),
+    ]
+    for argv, message in cases:
+        code, err = run([*argv, *FAST, "--steps", "1", "--quiet"], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png"]
+
+
+def test_no_weights_says_where_to_get_them(images_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXNST_HOME", str(tmp_path / "cache"))
+    code, err = run([images_dir / "chelsea.png", images_dir / "starry_night.jpg", "-o", tmp_path / "o.png"], capsys)
+    assert code == 2 and "no vgg19 weights in" in err and "https://" in err and "--weights" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_help_lists_every_flag_with_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # one line per help text
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in [
+        "--output",
+        "--size",
+        "--style-scale",
+        "--steps",
+        "--content-weight",
+        "--style-weight",
+        "--tv-weight",
+        "--content-layers",
+        "--style-layers",
+        "--gram-norm",
+        "--optimizer",
+        "--lr",
+        "--init",
+        "--seed",
+        "--pooling",
+        "--model",
+        "--weights",
+        "--save-every",
+        "--print-every",
+        "--quiet",
+        "--style-blend-weights",
+    ]:
+        assert flag in text, flag
+    assert "(default: 512)" in text and "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in text

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxnst
+from jaxnst.image import fit_long_side, load_image, save_image
+
+
+def test_resize_keeps_aspect(images_dir):
+    a = load_image(images_dir / "chelsea.png", 64)  # 451x300
+    assert a.shape == (43, 64, 3) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert fit_long_side((300, 451), 64) == (43, 64)
+
+
+def test_exif_orientation(tmp_path):
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[:, :10] = 255  # left half white
+    img = Image.fromarray(a)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    img.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    got = load_image(tmp_path / "r.jpg")
+    assert got.shape == (20, 10, 3)
+    assert got[:5].mean() > 0.9 and got[-5:].mean() < 0.1  # white half now on top
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16"])
+def test_modes_become_rgb(tmp_path, mode):
+    rgb = Image.new("RGB", (8, 6), (200, 100, 50))
+    if mode == "I;16":
+        img = Image.fromarray(np.full((6, 8), 65535, np.uint16))
+        suffix = ".png"
+    else:
+        img = rgb.convert(mode)
+        suffix = ".tiff" if mode == "CMYK" else ".png"
+    img.save(tmp_path / f"x{suffix}")
+    got = load_image(tmp_path / f"x{suffix}")
+    assert got.shape == (6, 8, 3)
+    if mode == "I;16":
+        np.testing.assert_allclose(got, 1.0)  # full-scale 16 bit is white, not clipped garbage
+    elif mode in ("RGBA",):
+        np.testing.assert_allclose(got[0, 0], np.array([200, 100, 50]) / 255, atol=1 / 255)
+
+
+def test_transparent_is_white(tmp_path):
+    Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(tmp_path / "t.png")
+    np.testing.assert_allclose(load_image(tmp_path / "t.png"), 1.0)
+
+
+def test_save_roundtrip_and_errors(tmp_path, rng):
+    a = rng.uniform(size=(5, 7, 3)).astype(np.float32)
+    save_image(a, tmp_path / "o.png")
+    np.testing.assert_allclose(load_image(tmp_path / "o.png"), np.round(a * 255) / 255, atol=1e-6)
+    save_image(a[None], tmp_path / "o.jpg")
+    assert Image.open(tmp_path / "o.jpg").format == "JPEG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jpg", "o.png"]  # no temp files left
+    with pytest.raises(jaxnst.JaxnstError, match=r"\.png, \.jpg"):
+        save_image(a, tmp_path / "o.gif")
+    with pytest.raises(jaxnst.JaxnstError, match="does not exist"):
+        save_image(a, tmp_path / "nope" / "o.png")
+
+
+def test_unreadable_inputs(tmp_path):
+    with pytest.raises(jaxnst.JaxnstError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(jaxnst.JaxnstError, match="not an image"):
+        load_image(tmp_path / "text.png")

@@ -1,0 +1,106 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnst
+from jaxnst.optimize import Hyper, LossSpec, make_targets, objective
+
+
+def np_gram(f, norm):
+    n, h, w, c = f.shape
+    m = f.reshape(n, h * w, c).astype(np.float64)
+    return np.einsum("npc,npd->ncd", m, m) / {"chw": c * h * w, "hw": h * w}[norm]
+
+
+@pytest.mark.parametrize("norm", ["chw", "hw"])
+def test_gram_matches_numpy(norm, rng):
+    f = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
+    got = jax.jit(lambda a: jaxnst.gram(a, norm=norm))(f)
+    np.testing.assert_allclose(got, np_gram(f, norm), rtol=1e-5)
+
+
+def test_gram_known_value():
+    f = np.zeros((1, 1, 2, 2), np.float32)
+    f[0, 0, 0] = [1, 2]
+    f[0, 0, 1] = [3, 4]
+    # F^T F = [[1+9, 2+12], [2+12, 4+16]], H*W = 2, C*H*W = 4
+    np.testing.assert_allclose(jaxnst.gram(f, norm="hw")[0], [[5, 7], [7, 10]])
+    np.testing.assert_allclose(jaxnst.gram(f, norm="chw")[0], [[2.5, 3.5], [3.5, 5]])
+
+
+def test_content_loss_matches_numpy(rng):
+    a, b = rng.standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    want = ((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(jax.jit(jaxnst.content_loss)(a, b), want, rtol=1e-5)
+
+
+def test_style_loss_matches_numpy(rng):
+    grams = {"a": rng.standard_normal((2, 4, 4)), "b": rng.standard_normal((2, 3, 3))}
+    targets = {"a": rng.standard_normal((1, 4, 4)), "b": rng.standard_normal((1, 3, 3))}
+    w = {"a": 0.5, "b": 2.0}
+    want = sum(w[k] * ((grams[k] - targets[k]) ** 2).mean(axis=(1, 2)) for k in grams)
+    got = jaxnst.style_loss({k: jnp.asarray(v, jnp.float32) for k, v in grams.items()}, targets, w)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    unweighted = sum(((grams[k] - targets[k]) ** 2).mean(axis=(1, 2)) for k in grams)
+    np.testing.assert_allclose(jaxnst.style_loss(grams, targets), unweighted, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+def test_tv_loss_matches_numpy(kind, rng):
+    x = rng.uniform(size=(2, 6, 9, 3)).astype(np.float32)
+    rho = np.square if kind == "l2" else np.abs
+    x64 = x.astype(np.float64)
+    want = rho(np.diff(x64, axis=1)).mean(axis=(1, 2, 3)) + rho(np.diff(x64, axis=2)).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(jaxnst.tv_loss(x, kind=kind), want, rtol=1e-5)
+    assert float(jaxnst.tv_loss(np.ones((1, 5, 5, 3)), kind=kind)[0]) == 0.0
+
+
+def test_objective_gradient_matches_finite_differences(rng):
+    """d total / d image against central differences, in float64 on a 12 px image."""
+    from conftest import small_params
+
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), small_params(3))
+        w = jaxnst.Weights(params, "vgg19", jaxnst.TORCH)
+        spec = LossSpec(("relu2_1",), ("relu1_1", "relu2_1"), "chw", "l2")
+        content = jnp.asarray(rng.uniform(size=(1, 12, 12, 3)))
+        style = jnp.asarray(rng.uniform(size=(1, 10, 14, 3)))
+        targets = make_targets(w, content, [style], spec)
+        hyper = Hyper(jnp.float64(1.0), jnp.float64(1e3), jnp.float64(0.5))
+        f = lambda x: objective(x, w, targets, hyper, spec=spec)[0]
+        x = jnp.asarray(rng.uniform(0.2, 0.8, size=(1, 12, 12, 3)))
+        grad = jax.grad(f)(x)
+        eps = 1e-5
+        idx = [tuple(rng.integers(0, s) for s in x.shape) for _ in range(12)]
+        for i in idx:
+            e = jnp.zeros_like(x).at[i].set(eps)
+            fd = (f(x + e) - f(x - e)) / (2 * eps)
+            assert abs(float(grad[i]) - float(fd)) <= 1e-6 * max(1.0, abs(float(fd))), (i, grad[i], fd)
+
+
+def test_objective_is_weighted_sum_of_terms(vgg19, rng):
+    spec = LossSpec(("relu2_1",), ("relu1_1",), "hw", "l1")
+    c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
+    t = make_targets(vgg19, c, [s], spec)
+    x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    total, terms = objective(x, vgg19, t, Hyper(2.0, 3.0, 4.0), spec=spec)
+    np.testing.assert_allclose(total, 2 * terms["content"] + 3 * terms["style"] + 4 * terms["tv"], rtol=1e-5)
+    feats = jaxnst.features(vgg19, x, ["relu2_1", "relu1_1"])
+    np.testing.assert_allclose(
+        terms["content"], jaxnst.content_loss(feats["relu2_1"], t.content["relu2_1"])[0], rtol=1e-5
+    )
+    np.testing.assert_allclose(terms["tv"], jaxnst.tv_loss(x, kind="l1")[0], rtol=1e-6)
+
+
+def test_style_blend_is_weighted_mean_of_grams(vgg19, rng):
+    spec = LossSpec((), ("relu1_1",))
+    c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    s1 = jnp.asarray(rng.uniform(size=(1, 16, 24, 3)), jnp.float32)
+    s2 = jnp.asarray(rng.uniform(size=(1, 20, 12, 3)), jnp.float32)
+    g = lambda s: jaxnst.gram(jaxnst.features(vgg19, s, ["relu1_1"])["relu1_1"])
+    t = make_targets(vgg19, c, [s1, s2], spec, (1.0, 3.0))
+    np.testing.assert_allclose(t.style["relu1_1"], 0.25 * g(s1) + 0.75 * g(s2), rtol=1e-5)
+    with pytest.raises(jaxnst.JaxnstError, match="one per style"):
+        make_targets(vgg19, c, [s1, s2], spec, (1.0,))

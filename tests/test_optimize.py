@@ -1,0 +1,97 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxnst
+from jaxnst.optimize import STOP_NONFINITE, STOP_STEPS, STOP_TOL, LossSpec, make_step, run_steps
+from jaxnst.stylize import compiled_functions
+
+
+def quad(x, target):
+    return jnp.sum((x - target) ** 2)
+
+
+def test_adam_step_matches_hand_written_adam(rng):
+    x0 = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
+    t = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+    opt = optax.adam(lr)
+    step = jax.jit(make_step(quad, opt, clip=False))
+    x, s = jnp.asarray(x0), opt.init(jnp.asarray(x0))
+    m = v = np.zeros_like(x0, np.float64)
+    xr = x0.astype(np.float64)
+    for k in range(1, 4):
+        x, s, loss = step(x, s, t)
+        g = 2 * (xr - t)
+        np.testing.assert_allclose(loss, np.sum((xr - t) ** 2), rtol=1e-5)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        xr = xr - lr * (m / (1 - b1**k)) / (np.sqrt(v / (1 - b2**k)) + eps)
+        np.testing.assert_allclose(x, xr, rtol=1e-5, atol=1e-6)
+
+
+def test_clip_keeps_pixels_in_range():
+    opt = optax.sgd(10.0)
+    step = make_step(quad, opt)
+    x, _, _ = step(jnp.full((1, 2, 2, 3), 0.5), opt.init(jnp.zeros((1, 2, 2, 3))), jnp.full((1, 2, 2, 3), 3.0))
+    np.testing.assert_array_equal(x, 1.0)
+
+
+def test_run_steps_equals_single_steps(rng):
+    t = jnp.asarray(rng.uniform(size=(1, 3, 3, 3)), jnp.float32)
+    opt = optax.adam(0.05)
+    step = make_step(quad, opt)
+    x, s = jnp.zeros((1, 3, 3, 3)), opt.init(jnp.zeros((1, 3, 3, 3)))
+    for _ in range(7):
+        x, s, loss = step(x, s, t)
+    x0 = jnp.zeros((1, 3, 3, 3))
+    xl, _, lossl, n, code = jax.jit(lambda a, b: run_steps(step, a, b, 7, 0.0, t))(x0, opt.init(x0))
+    assert int(n) == 7 and int(code) == STOP_STEPS
+    np.testing.assert_allclose(xl, x, rtol=1e-6)
+    np.testing.assert_allclose(lossl, loss, rtol=1e-6)
+
+
+def test_run_steps_stops_on_tolerance_and_nonfinite():
+    opt = optax.sgd(0.25)
+    step = make_step(quad, opt, clip=False)
+    x0 = jnp.zeros((1, 2, 2, 1))
+    # sgd 0.25 on (x-1)^2 halves the error each step, so the loss falls by 3/4:
+    # relative change 0.75 < 0.8 at the second step (the first compares with +inf).
+    _, _, _, n, code = run_steps(step, x0, opt.init(x0), 1000, 0.8, jnp.ones_like(x0))
+    assert int(code) == STOP_TOL and int(n) == 2
+    # Each step adds 0.1 to 4 pixels; the loss is NaN once their sum exceeds 0.5.
+    nan_loss = lambda x, t: -jnp.sum(x) * jnp.where(jnp.sum(x) > 0.5, jnp.nan, 1.0)
+    x, _, _, n, code = run_steps(make_step(nan_loss, optax.sgd(0.1), clip=False), x0, opt.init(x0), 100, 0.0, None)
+    assert int(code) == STOP_NONFINITE and int(n) == 2
+    np.testing.assert_allclose(float(jnp.sum(x)), 0.8, rtol=1e-6)  # the update from it was not taken
+    # A finite loss with an infinite gradient: the NaN image is never accepted.
+    sqrt_loss = lambda x, t: jnp.sum(jnp.sqrt(x))
+    x, _, _, n, code = run_steps(make_step(sqrt_loss, optax.sgd(0.1), clip=False), x0, opt.init(x0), 100, 0.0, None)
+    assert int(code) == STOP_NONFINITE and int(n) == 0
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_lbfgs_decreases_loss(vgg19, rng):
+    c = rng.uniform(size=(24, 24, 3)).astype(np.float32)
+    s = rng.uniform(size=(24, 32, 3)).astype(np.float32)
+    cfg = jaxnst.Config(steps=6, optimizer="lbfgs", content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    seen = []
+    out = jaxnst.stylize(c, [s], vgg19, cfg, callback=seen.append, every=3)
+    assert [p.step for p in seen] == [3, 6] and seen[-1].done
+    assert seen[-1].loss < seen[0].loss
+    assert out.shape == (24, 24, 3) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_no_recompilation_across_blocks_and_calls(vgg19, rng):
+    cfg = jaxnst.Config(steps=7, content_layers=("relu2_1",), style_layers=("relu1_1",), style_weight=1e3)
+    c = rng.uniform(size=(16, 16, 3)).astype(np.float32)
+    s = rng.uniform(size=(16, 16, 3)).astype(np.float32)
+    run, _ = compiled_functions(LossSpec.from_config(cfg), "adam")
+    before = run._cache_size()
+    jaxnst.stylize(c, [s], vgg19, cfg, every=3)  # blocks of 3, 3, 1 steps
+    after_first = run._cache_size()
+    jaxnst.stylize(
+        c, [s], vgg19, jaxnst.Config(**{**cfg.__dict__, "steps": 5, "lr": 0.1, "style_weight": 5.0}), every=2
+    )
+    assert after_first - before == 1
+    assert run._cache_size() == after_first

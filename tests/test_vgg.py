@@ -1,0 +1,97 @@
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import small_params, to_jax
+from jax import lax
+from numpy_vgg import forward
+
+import jaxnst
+from jaxnst import vgg
+
+TAPS = ["conv1_1", "relu1_2", "pool1", "conv2_1", "relu2_2", "pool2", "relu3_1"]
+
+
+def rel_err(a, b):
+    return np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+@pytest.mark.parametrize("pre", [vgg.CAFFE, vgg.TORCH])
+def test_features_match_numpy(pooling, pre, rng):
+    params = small_params(1)
+    images = rng.uniform(size=(2, 20, 28, 3)).astype(np.float32)
+    w = jaxnst.Weights(to_jax(params), "vgg19", pre)
+    got = jaxnst.features(w, images, TAPS, pooling=pooling)
+    want = forward(
+        params, images, TAPS, vgg.BLOCKS["vgg19"], pooling, (pre.channel_order == "BGR", pre.scale, pre.mean, pre.std)
+    )
+    assert set(got) == set(TAPS)
+    for t in TAPS:
+        assert got[t].shape == want[t].shape, t
+        assert rel_err(got[t], want[t]) <= 1e-5, t
+
+
+def test_only_requested_layers_are_computed(rng):
+    params = small_params(2)
+    # Without conv1_2 in the tree, asking for relu1_1 must still work: nothing deeper runs.
+    w = jaxnst.Weights(to_jax({"conv1_1": params["conv1_1"]}))
+    out = jaxnst.features(w, rng.uniform(size=(1, 16, 16, 3)), ["relu1_1"])
+    assert list(out) == ["relu1_1"]
+    with pytest.raises(flax.errors.ScopeParamNotFoundError):
+        jaxnst.features(w, rng.uniform(size=(1, 16, 16, 3)), ["relu1_2"])
+
+
+def test_vgg16_layer_names():
+    names = vgg.layer_names("vgg16")
+    assert names[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert "conv3_3" in names and "conv3_4" not in names and names[-1] == "pool5"
+    assert len(vgg.conv_layers("vgg16")) == 13 and len(vgg.conv_layers("vgg19")) == 16
+
+
+def test_unknown_tap_lists_valid_ones():
+    with pytest.raises(jaxnst.JaxnstError, match="relu9_9.*valid layers are conv1_1 relu1_1"):
+        vgg.check_taps("vgg19", ["relu1_1", "relu9_9"])
+
+
+def test_custom_conv_vjp_equals_autodiff(rng):
+    x = jnp.asarray(rng.standard_normal((2, 9, 7, 5)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 5, 6)), jnp.float32)
+    g = jnp.asarray(rng.standard_normal((2, 9, 7, 6)), jnp.float32)
+    out, vjp = jax.vjp(vgg.conv3x3, x, k)
+    ref_out, ref_vjp = jax.vjp(
+        lambda a, b: lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")), x, k
+    )
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    for a, b in zip(vjp(g), ref_vjp(g), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_through_network_unchanged_inside_loop(vgg19, rng):
+    """The custom VJP gives the same image gradient at top level and inside a loop body."""
+    x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    f = lambda img: jnp.sum(jaxnst.features(vgg19, img, ["relu2_1"])["relu2_1"] ** 2)
+    top = jax.jit(jax.grad(f))(x)
+    looped = jax.jit(lambda img: lax.fori_loop(0, 1, lambda i, g: jax.grad(f)(img) + g, jnp.zeros_like(img)))(x)
+
+    # Reference: the same network with XLA's own convolution gradient.
+    def f_ref(img):
+        orig = vgg.conv3x3
+        vgg.conv3x3 = vgg._conv
+        try:
+            return f(img)
+        finally:
+            vgg.conv3x3 = orig
+
+    ref = jax.grad(f_ref)(x)
+    np.testing.assert_allclose(top, ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(ref).max()))
+    np.testing.assert_allclose(looped, ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(ref).max()))
+
+
+def test_features_compose_with_vmap_and_grad(vgg19, rng):
+    x = jnp.asarray(rng.uniform(size=(3, 1, 16, 16, 3)), jnp.float32)
+    f = lambda img: jnp.mean(jaxnst.features(vgg19, img, ["relu1_1"])["relu1_1"])
+    batched = jax.jit(jax.vmap(jax.grad(f)))(x)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], jax.grad(f)(x[i]), rtol=1e-5, atol=1e-7)
