@@ -162,9 +162,18 @@ def run_stylize(args: argparse.Namespace) -> None:
     )
 
 
+# Subcommands live in their own modules, each with ``main(argv)`` that raises
+# ``JaxnstError`` for user errors; they are imported only when used.
+SUBCOMMANDS: dict[str, str] = {}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            import importlib
+
+            return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]) or 0
         run_stylize(build_parser().parse_args(argv))
     except JaxnstError as e:
         print(f"jaxnst: error: {e}", file=sys.stderr)
