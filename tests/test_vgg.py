@@ -78,7 +78,7 @@ def test_gradient_through_network_unchanged_inside_loop(vgg19, rng):
     # Reference: the same network with XLA's own convolution gradient.
     def f_ref(img):
         orig = vgg.conv3x3
-        vgg.conv3x3 = vgg._conv
+        vgg.conv3x3 = vgg._direct
         try:
             return f(img)
         finally:
@@ -95,3 +95,32 @@ def test_features_compose_with_vmap_and_grad(vgg19, rng):
     batched = jax.jit(jax.vmap(jax.grad(f)))(x)
     for i in range(3):
         np.testing.assert_allclose(batched[i], jax.grad(f)(x[i]), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 5, 2)])
+def test_max_pool_matches_reduce_window_and_routes_ties_to_first(shape, rng):
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    ref = lambda a: lax.reduce_window(a, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    np.testing.assert_array_equal(vgg.max_pool2x2(x), ref(x))
+    g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
+    np.testing.assert_allclose(jax.vjp(vgg.max_pool2x2, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0], rtol=1e-6)
+    # A window of equal values: all of the gradient goes to its first (top-left) element.
+    flat = jnp.ones((1, 2, 2, 1))
+    np.testing.assert_array_equal(jax.grad(lambda a: vgg.max_pool2x2(a).sum())(flat)[0, :, :, 0], [[1, 0], [0, 0]])
+    flat2 = jnp.asarray([[0.0, 2.0], [2.0, 2.0]]).reshape(1, 2, 2, 1)
+    np.testing.assert_array_equal(jax.grad(lambda a: vgg.max_pool2x2(a).sum())(flat2)[0, :, :, 0], [[0, 1], [0, 0]])
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 5, 128, 128), (2, 6, 9, 160, 136)])
+def test_winograd_equals_direct_convolution(shape, rng):
+    n, h, w, cin, cout = shape
+    x = jnp.asarray(rng.standard_normal((n, h, w, cin)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin)), jnp.float32)
+    want = np.asarray(vgg._direct(x, k))
+    np.testing.assert_allclose(vgg._winograd(x, k), want, rtol=0, atol=1e-5 * np.abs(want).max())
+    if jax.default_backend() == "cpu":  # conv3x3 picks Winograd here, for both passes
+        g = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
+        got = jax.vjp(vgg.conv3x3, x, k)[1](g)
+        ref = jax.vjp(vgg._direct, x, k)[1](g)
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())

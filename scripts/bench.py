@@ -1,0 +1,243 @@
+"""Speed of one style-transfer step: jaxnst vs PyTorch on the same problem, and vs the hardware.
+
+For VGG19 to relu5_1 with the default losses (random weights: speed does not depend on them), at
+each size: compile time, steady seconds per step (median of timed blocks, ``block_until_ready``),
+achieved GFLOP/s from a FLOP model of the work (convolutions forward + input gradient, Grams) vs a
+measured float32 matmul peak, and the compiled program's memory. Side by side, in the same run,
+PyTorch eager (and ``torch.compile`` with ``--torch-compile``) on the same weights, losses and Adam.
+
+Variants of jaxnst (``--variants``):
+  loop      jaxnst's path: many steps per dispatch in a while_loop, custom conv VJP
+  loop-xla  the same loop with XLA's own convolution gradient (the custom VJP off)
+  top       one jitted step per Python dispatch
+  bf16      the loop with bfloat16 convolutions (--precision bf16)
+
+    python scripts/bench.py --sizes 256 512 --json docs/benchmarks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxnst
+from jaxnst import vgg
+from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_step, make_targets, objective, run_steps
+
+
+@contextlib.contextmanager
+def xla_conv_grad():
+    orig = vgg.conv3x3
+    vgg.conv3x3 = vgg._direct
+    try:
+        yield
+    finally:
+        vgg.conv3x3 = orig
+
+
+def problem(size):
+    """Content 3:4 landscape and style 8:5 portrait, long sides ``size``, fixed seeds."""
+    content = jax.random.uniform(jax.random.key(0), (1, size * 3 // 4, size, 3))
+    style = jax.random.uniform(jax.random.key(1), (1, size, size * 5 // 8, 3))
+    return content, style
+
+
+def flops_per_step(cfg: jaxnst.Config, h: int, w: int) -> float:
+    """Multiply-adds x 2 of one step: each conv up to the deepest tap forward and its input
+    gradient (the weight gradient is not computed), plus each style Gram forward and backward."""
+    names = vgg.layer_names(cfg.model)
+    deepest = max(names.index(t) for t in cfg.content_layers + cfg.style_layers)
+    total, cin = 0.0, 3
+    for name in names[: deepest + 1]:
+        if name.startswith("conv"):
+            cout = vgg.CHANNELS[int(name[4]) - 1]
+            total += 2 * (2 * h * w * 9 * cin * cout)  # forward + input gradient
+            cin = cout
+        elif name.startswith("pool"):
+            h, w = h // 2, w // 2
+        if name in cfg.style_layers:
+            total += 3 * (2 * h * w * cin * cin)  # Gram forward, and its gradient (two matmuls)
+    return total
+
+
+def matmul_peak_gflops(n=2048, repeats=5) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = min(_timed(lambda: f(a).block_until_ready()) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_jaxnst(variant, size, steps, repeats, weights):
+    precision = "bf16" if variant == "bf16" else "fp32"
+    cfg = jaxnst.Config(**({"precision": precision} if "precision" in jaxnst.Config.__dataclass_fields__ else {}))
+    spec = LossSpec.from_config(cfg)
+    content, style = problem(size)
+    with xla_conv_grad() if variant == "loop-xla" else contextlib.nullcontext():
+        targets = make_targets(weights, content, [style], spec)
+        hyper = Hyper.from_config(cfg)
+        opt = make_optimizer(cfg)
+        step = make_step(lambda x, w, t, h: objective(x, w, t, h, spec=spec)[0], opt)
+        x = jnp.array(content, copy=True)
+        s = opt.init(x)
+        if variant == "top":
+            one = jax.jit(step, donate_argnums=(0, 1))
+            t0 = time.perf_counter()
+            compiled = one.lower(x, s, weights, targets, hyper).compile()
+            compile_s = time.perf_counter() - t0
+
+            def block(x, s):
+                for _ in range(steps):
+                    x, s, _ = compiled(x, s, weights, targets, hyper)
+                return x, s
+        else:
+            many = jax.jit(functools.partial(run_steps, step), donate_argnums=(0, 1))
+            args = (steps, jnp.float32(0), weights, targets, hyper)
+            t0 = time.perf_counter()
+            compiled = many.lower(x, s, *args).compile()
+            compile_s = time.perf_counter() - t0
+
+            def block(x, s):
+                x, s, *_ = compiled(x, s, *args)
+                return x, s
+
+        mem = compiled.memory_analysis()
+        x, s = block(x, s)  # warm-up
+        jax.block_until_ready(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            x, s = block(x, s)
+            jax.block_until_ready(x)
+            times.append((time.perf_counter() - t0) / steps)
+    peak = None if mem is None else mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+    return {"s_per_step": statistics.median(times), "compile_s": compile_s, "compiled_peak_bytes": peak}
+
+
+def bench_torch(size, steps, repeats, weights, compile_):
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from torch_nst import TorchNST
+
+    content, style = problem(size)
+    ref = TorchNST(weights, np.asarray(content), np.asarray(style), jaxnst.Config())
+    step = ref.step
+    t0 = time.perf_counter()
+    if compile_:
+        compiled_loss = torch.compile(ref.loss)
+
+        def step():
+            ref.opt.zero_grad(set_to_none=True)
+            loss = compiled_loss(ref.image)
+            loss.backward()
+            ref.opt.step()
+            with torch.no_grad():
+                ref.image.clamp_(0, 1)
+
+    step()  # warm-up (and compile)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        times.append((time.perf_counter() - t0) / steps)
+    return {"s_per_step": statistics.median(times), "first_step_s": first, "threads": torch.get_num_threads()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=3, help="timed blocks (median reported)")
+    p.add_argument("--variants", nargs="+", default=["loop", "loop-xla", "top"])
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
+    p.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+
+    weights = jaxnst.random_weights("vgg19", 0)
+    d = jax.devices()[0]
+    peak = matmul_peak_gflops()
+    meta = {
+        "jax": jax.__version__,
+        "device": f"{d.platform} ({d.device_kind})",
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": __import__("os").cpu_count(),
+        "matmul_peak_gflops": peak,
+    }
+    print(f"# {json.dumps(meta)}", flush=True)
+    rows = []
+    for size in args.sizes:
+        h, w = problem(size)[0].shape[1:3]
+        fl = flops_per_step(jaxnst.Config(), h, w)
+        row = {"size": size, "content_hw": [h, w], "gflop_per_step": fl / 1e9}
+        for v in args.variants:
+            r = bench_jaxnst(v, size, args.steps, args.repeats, weights)
+            r["gflops"] = fl / r["s_per_step"] / 1e9
+            r["fraction_of_matmul_peak"] = r["gflops"] / peak
+            row[v] = r
+            print(json.dumps({"size": size, "variant": v, **r}), flush=True)
+        if not args.no_torch:
+            row["torch_eager"] = bench_torch(size, args.steps, args.repeats, weights, False)
+            print(json.dumps({"size": size, "variant": "torch_eager", **row["torch_eager"]}), flush=True)
+            if args.torch_compile:
+                try:
+                    row["torch_compile"] = bench_torch(size, args.steps, args.repeats, weights, True)
+                except Exception as e:  # torch.compile needs a working C++ toolchain
+                    row["torch_compile"] = {"error": f"{type(e).__name__}: {e}"[:200]}
+                print(json.dumps({"size": size, "variant": "torch_compile", **row["torch_compile"]}), flush=True)
+        rows.append(row)
+
+    cols = [c for c in (*args.variants, "torch_eager", "torch_compile") if c in rows[0]]
+    print(f"\nmatmul peak (float32, 2048^3): {peak:.1f} GFLOP/s on {meta['device']}, {meta['cpu_count']} cores\n")
+    print(
+        "| size | GFLOP/step | "
+        + " | ".join(f"{c} s/step" for c in cols)
+        + " | loop / torch eager | loop GFLOP/s (% of peak) | loop compile s | loop compiled MiB |"
+    )
+    print("|---|---|" + "---|" * len(cols) + "---|---|---|---|")
+    for r in rows:
+        cells = [f"{r[c]['s_per_step']:.3f}" if "s_per_step" in r[c] else "n/a" for c in cols]
+        lp = r.get("loop")
+        ratio = f"{lp['s_per_step'] / r['torch_eager']['s_per_step']:.2f}" if lp and "torch_eager" in r else "n/a"
+        extra = (
+            [
+                f"{lp['gflops']:.1f} ({100 * lp['fraction_of_matmul_peak']:.0f} %)",
+                f"{lp['compile_s']:.1f}",
+                f"{(lp['compiled_peak_bytes'] or 0) / 2**20:.0f}",
+            ]
+            if lp
+            else ["n/a"] * 3
+        )
+        print(
+            f"| {r['size']} | {r['gflop_per_step']:.1f} | "
+            + " | ".join(cells)
+            + f" | {ratio} | "
+            + " | ".join(extra)
+            + " |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
