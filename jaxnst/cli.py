@@ -47,6 +47,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         hint, kw = hints[f.name], {}
         if typing.get_origin(hint) is typing.Literal:
             kw = {"choices": typing.get_args(hint), "type": str}
+        elif isinstance(f.default, bool):
+            kw = {"action": argparse.BooleanOptionalAction}
         elif f.name == "style_blend_weights":
             kw = {"type": _csv(float), "metavar": "W,W,..."}
         elif isinstance(f.default, tuple):

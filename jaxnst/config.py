@@ -46,6 +46,10 @@ class Config:
     seed: int = _help("seed of every random choice (noise init, random weights)", default=0)
     pooling: Literal["max", "avg"] = _help("VGG pooling", default="max")
     model: Literal["vgg19", "vgg16"] = _help("VGG architecture", default="vgg19")
+    precision: Literal["fp32", "bf16"] = _help(
+        "convolution precision; Grams, losses and the image stay float32", default="fp32"
+    )
+    remat: bool = _help("recompute VGG activations per block in the backward pass (less memory)", default=False)
 
 
 def validate(cfg: Config) -> Config:

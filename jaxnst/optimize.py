@@ -52,10 +52,24 @@ class LossSpec:
     gram_norm: str = "chw"
     tv_kind: str = "l2"
     pooling: str = "max"
+    precision: str = "fp32"
+    remat: bool = False
 
     @classmethod
     def from_config(cls, cfg: Config) -> LossSpec:
-        return cls(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.gram_norm, cfg.tv_kind, cfg.pooling)
+        return cls(
+            tuple(cfg.content_layers),
+            tuple(cfg.style_layers),
+            cfg.gram_norm,
+            cfg.tv_kind,
+            cfg.pooling,
+            cfg.precision,
+            cfg.remat,
+        )
+
+    def features(self, weights: Weights, images: jax.Array, taps) -> dict[str, jax.Array]:
+        dtype = {"fp32": None, "bf16": jnp.bfloat16}[self.precision]
+        return features(weights, images, taps, pooling=self.pooling, dtype=dtype, remat=self.remat)
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -74,7 +88,7 @@ def make_targets(
     Each style image keeps its own shape; their Grams (C x C) are averaged with
     the ``blend`` weights (normalised to sum to 1), as jcjohnson/neural-style does.
     """
-    feats = features(weights, content, spec.content_layers, pooling=spec.pooling) if spec.content_layers else {}
+    feats = spec.features(weights, content, spec.content_layers) if spec.content_layers else {}
     blend = (1.0,) * len(styles) if blend is None else blend
     if len(blend) != len(styles):
         from jaxnst.errors import JaxnstError
@@ -83,7 +97,7 @@ def make_targets(
     total = sum(blend)
     style = {}
     for b, s in zip(blend, styles, strict=True):
-        sf = features(weights, s, spec.style_layers, pooling=spec.pooling) if spec.style_layers else {}
+        sf = spec.features(weights, s, spec.style_layers) if spec.style_layers else {}
         for name, f in sf.items():
             style[name] = style.get(name, 0.0) + (b / total) * losses.gram(f, norm=spec.gram_norm)
     return Targets(feats, style)
@@ -97,7 +111,7 @@ def objective(
     Returns ``(total, {'content', 'style', 'tv'})`` with the unweighted terms.
     Content losses of several layers are summed; style layers weigh 1 each.
     """
-    feats = features(weights, image, spec.taps, pooling=spec.pooling)
+    feats = spec.features(weights, image, spec.taps)
     c = sum((losses.content_loss(feats[n], targets.content[n]) for n in spec.content_layers), jnp.zeros(()))
     grams = {n: losses.gram(feats[n], norm=spec.gram_norm) for n in spec.style_layers}
     s = losses.style_loss(grams, targets.style) if grams else jnp.zeros(())

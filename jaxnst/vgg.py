@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -229,30 +229,46 @@ class VGG(nn.Module):
 
     Input: RGB float images in [0, 1], NHWC. ``preprocessing`` maps them to what
     the weights were trained on; it belongs to the weights (see ``Weights``).
+    ``dtype`` is the compute type of the convolutions (e.g. ``jnp.bfloat16``;
+    ``None`` keeps the input's);
+    ``remat`` recomputes each block's activations in the backward pass instead
+    of keeping them (``jax.checkpoint`` per block), trading compute for memory.
     """
 
     arch: str = "vgg19"
     taps: tuple[str, ...] = ("relu5_1",)
     pooling: str = "max"
     preprocessing: Preprocessing = CAFFE
+    dtype: Any = None
+    remat: bool = False
 
-    @nn.compact
-    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-        check_taps(self.arch, self.taps)
-        names = layer_names(self.arch)
-        deepest = max(names.index(t) for t in self.taps)
-        pool = POOLS[self.pooling]
-        x = self.preprocessing(images)
+    def _block(self, x, names):
         out = {}
-        for name in names[: deepest + 1]:
+        for name in names:
             if name.startswith("conv"):
                 x = Conv3x3(CHANNELS[int(name[4]) - 1], name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:
-                x = pool(x)
+                x = POOLS[self.pooling](x)
             if name in self.taps:
                 out[name] = x
+        return x, out
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+        check_taps(self.arch, self.taps)
+        names = layer_names(self.arch)
+        names = names[: max(names.index(t) for t in self.taps) + 1]
+        block = nn.remat(VGG._block, static_argnums=(2,)) if self.remat else VGG._block
+        x = self.preprocessing(images)
+        x = x if self.dtype is None else x.astype(self.dtype)
+        out = {}
+        for b in range(1, len(BLOCKS[self.arch]) + 1):
+            in_block = tuple(n for n in names if int(n[4]) == b)  # conv{b}_l, relu{b}_l, pool{b}
+            if in_block:
+                x, taps = block(self, x, in_block)
+                out.update(taps)
         return out
 
 
@@ -270,17 +286,26 @@ class Weights:
     source: str = struct.field(pytree_node=False, default="")
 
 
-def features(weights: Weights, images: jax.Array, taps: Sequence[str], *, pooling: str = "max") -> dict[str, jax.Array]:
+def features(
+    weights: Weights,
+    images: jax.Array,
+    taps: Sequence[str],
+    *,
+    pooling: str = "max",
+    dtype: Any = None,
+    remat: bool = False,
+) -> dict[str, jax.Array]:
     """Activations ``{tap: (N, H', W', C)}`` of RGB ``images`` (N, H, W, 3) in [0, 1].
 
     A pure function of arrays: compose it with ``jit``, ``grad`` and ``vmap``.
+    ``dtype`` and ``remat`` are those of ``VGG``.
 
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> f = jaxnst.features(w, jnp.zeros((1, 32, 32, 3)), ["relu1_1", "relu2_1"])
     >>> f["relu2_1"].shape
     (1, 16, 16, 128)
     """
-    model = VGG(weights.arch, tuple(taps), pooling, weights.preprocessing)
+    model = VGG(weights.arch, tuple(taps), pooling, weights.preprocessing, dtype, remat)
     return model.apply({"params": weights.params}, images)
 
 

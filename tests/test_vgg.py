@@ -124,3 +124,21 @@ def test_winograd_equals_direct_convolution(shape, rng):
         ref = jax.vjp(vgg._direct, x, k)[1](g)
         for a, b in zip(got, ref, strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
+def test_remat_and_bf16(vgg19, rng):
+    x = jnp.asarray(rng.uniform(size=(1, 20, 24, 3)), jnp.float32)
+    taps = ["relu1_1", "relu3_1"]
+    f = lambda img, **kw: sum(
+        jnp.mean(v.astype(jnp.float32) ** 2) for v in jaxnst.features(vgg19, img, taps, **kw).values()
+    )
+    g, g_remat = jax.grad(f)(x), jax.jit(jax.grad(lambda a: f(a, remat=True)))(x)
+    np.testing.assert_allclose(g_remat, g, rtol=1e-5, atol=1e-6 * float(jnp.abs(g).max()))
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda a: f(a, remat=True)))(x))
+    assert "remat" in jaxpr or "checkpoint" in jaxpr
+    full = jaxnst.features(vgg19, x, taps)
+    half = jaxnst.features(vgg19, x, taps, dtype=jnp.bfloat16)
+    for t in taps:
+        assert half[t].dtype == jnp.bfloat16
+        err = jnp.linalg.norm(half[t].astype(jnp.float32) - full[t]) / jnp.linalg.norm(full[t])
+        assert float(err) < 3e-2, (t, float(err))

@@ -1,0 +1,104 @@
+"""How much memory a style transfer needs, known before running it.
+
+The estimate is XLA's own account of the compiled loop (ahead-of-time
+``lower().compile().memory_analysis()``): arguments + outputs + temporaries,
+less what donation lets it reuse. Weights enter as shapes only, so no weight
+file is needed to estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+
+from jaxnst.config import Config
+from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_targets
+from jaxnst.stylize import compiled_functions
+from jaxnst.vgg import Weights, param_shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    arguments: int  # bytes: image, optimiser state, weights, targets
+    outputs: int
+    temporaries: int  # activations kept for the backward pass, workspaces
+    aliased: int  # output bytes that reuse donated argument buffers
+
+    @property
+    def peak(self) -> int:
+        return self.arguments + self.outputs + self.temporaries - self.aliased
+
+
+def estimate(content_hw: tuple[int, int], style_hws: list[tuple[int, int]], cfg: Config) -> MemoryEstimate:
+    """Peak bytes of the compiled optimisation loop for these image shapes and ``cfg``."""
+    f32 = jnp.float32
+    weights = Weights(
+        {
+            n: {k: jax.ShapeDtypeStruct(s, f32) for k, s in leaves.items()}
+            for n, leaves in param_shapes(cfg.model).items()
+        },
+        cfg.model,
+    )
+    spec = LossSpec.from_config(cfg)
+    content = jax.ShapeDtypeStruct((1, *content_hw, 3), f32)
+    styles = [jax.ShapeDtypeStruct((1, *hw, 3), f32) for hw in style_hws]
+    targets = jax.eval_shape(
+        lambda w, c, s: make_targets(w, c, s, spec, cfg.style_blend_weights), weights, content, styles
+    )
+    opt_state = jax.eval_shape(make_optimizer(cfg).init, content)
+    run, _ = compiled_functions(spec, cfg.optimizer)
+    hyper = jax.eval_shape(lambda: Hyper.from_config(cfg))
+    n = jax.ShapeDtypeStruct((), jnp.int32)
+    m = run.lower(content, opt_state, n, jax.ShapeDtypeStruct((), f32), weights, targets, hyper).compile()
+    m = m.memory_analysis()
+    if m is None:
+        raise RuntimeError("this JAX backend reports no memory analysis")
+    return MemoryEstimate(m.argument_size_in_bytes, m.output_size_in_bytes, m.temp_size_in_bytes, m.alias_size_in_bytes)
+
+
+def free_bytes(device: jax.Device | None = None) -> int:
+    """Free memory of ``device``: the allocator's limit less its use, or the host's available RAM."""
+    device = device or jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def auto_size(
+    content_wh: tuple[int, int], style_whs: list[tuple[int, int]], cfg: Config, budget: int, *, lo=64, hi=8192, step=32
+) -> tuple[int, MemoryEstimate]:
+    """The largest ``--size`` (a multiple of ``step``) whose estimated peak fits in ``budget`` bytes.
+
+    Binary search: the peak grows with the pixel count, so it is monotonic in the size.
+    """
+    from jaxnst.errors import JaxnstError
+    from jaxnst.image import fit_long_side
+
+    def at(size):
+        c = fit_long_side(content_wh, size)[::-1]
+        s = [fit_long_side(wh, max(16, round(size * cfg.style_scale)))[::-1] for wh in style_whs]
+        return estimate(c, s, dataclasses.replace(cfg, size=size))
+
+    best = None
+    lo_k, hi_k = lo // step, hi // step
+    while lo_k <= hi_k:
+        mid = (lo_k + hi_k) // 2
+        est = at(mid * step)
+        if est.peak <= budget:
+            best, lo_k = (mid * step, est), mid + 1
+        else:
+            hi_k = mid - 1
+    if best is None:
+        raise JaxnstError(f"not even --size {lo} fits in {budget / 2**30:.1f} GiB: free memory or use --remat")
+    return best
