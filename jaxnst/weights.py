@@ -96,8 +96,8 @@ def manifest_entry(arch: str = "vgg19", source: str | None = None) -> dict:
     for entry in manifest["files"]:
         if entry["arch"] == arch and entry["source"] == source:
             return entry
-    known = ", ".join(f"{e['arch']} --source {e['source']}" for e in manifest["files"])
-    raise JaxnstError(f"no {arch} file from {source!r} in the manifest: choose one of {known}")
+    known = ", ".join(f"'{e['arch']} --source {e['source']}'" for e in manifest["files"])
+    raise JaxnstError(f"the manifest has no {arch} file from {source}; it lists {known}")
 
 
 def cache_name(entry: dict) -> str:
@@ -392,10 +392,13 @@ def find_weights(arch: str = "vgg19") -> Path:
     for name in (f"{arch}.h5", KERAS_FILE.format(arch=arch)):
         if (d / name).is_file():
             return d / name
+    try:
+        url = manifest_entry(arch)["url"]
+    except (JaxnstError, KeyError):
+        url = KERAS_URL.format(arch=arch)
     raise JaxnstError(
-        f"no {arch} weights in {d}: run 'jaxnst weights fetch {arch}', or download "
-        f"{KERAS_URL.format(arch=arch)} into that folder, or pass --weights PATH "
-        "(or --weights random for a test run without pretrained weights)"
+        f"no {arch} weights in {d}: run 'jaxnst weights fetch {arch}', or download {url} into that folder, "
+        "or pass --weights PATH (or --weights random for a test run without pretrained weights)"
     )
 
 
