@@ -67,31 +67,47 @@ def _write_sidecar(path: Path, sha256: str) -> None:
         Path(tmp).write_text(f"{sha256}  {path.name}\n")
 
 
-def _progress_bar(name: str, total: int | None, quiet: bool):
-    from tqdm import tqdm
+class _Progress:
+    """``download``'s progress callback: on the first byte, says ``note`` and opens a tqdm bar.
 
-    bar = tqdm(
-        desc=name,
-        total=total,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        file=sys.stderr,
-        disable=quiet,
-        leave=False,
-    )
+    Lazily, so that a download that cannot even connect prints only its error.
+    """
 
-    def progress(done: int, total: int | None) -> None:
-        if total is not None and bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.update(done - bar.n)
+    def __init__(self, note: str | None, name: str, total: int | None, quiet: bool):
+        self.note, self.name, self.total, self.quiet, self.bar = note, name, total, quiet, None
 
-    return bar, progress
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            if self.note:
+                _say(self.note)
+            self.bar = tqdm(
+                desc=self.name,
+                total=total or self.total,
+                initial=done,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=self.quiet,
+                leave=False,
+            )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def fetch(
-    arch: str = "vgg19", source: str | None = None, *, url: str | None = None, force: bool = False, quiet: bool = False
+    arch: str = "vgg19",
+    source: str | None = None,
+    *,
+    url: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    note: str | None = None,
 ) -> Path:
     """Downloads the manifest's ``arch`` file from ``source``, checks it, converts it into the cache.
 
@@ -99,6 +115,8 @@ def fetch(
     there), verify the published hash, rename, convert to ``$JAXNST_HOME/
     {arch}.h5`` (atomically), record that file's SHA-256 beside it in
     ``{arch}.h5.sha256``, delete the download. Returns the converted file.
+    ``note`` replaces the "downloading ..." line, said once bytes flow (even
+    when ``quiet``: a download is a side effect the user should hear of).
     """
     entry = manifest_entry(arch, source)
     home = cache_dir()
@@ -116,13 +134,13 @@ def fetch(
             raise JaxnstError(f"--source torchvision needs torch to read the .pth: {TORCH_EXTRA}") from None
     raw = home / "downloads" / entry["filename"]
     src_url = url or entry["url"]
-    if not quiet:
-        _say(f"downloading {arch} weights ({entry['source']}, {_mb(entry.get('size'))}) from {src_url}")
-    bar, progress = _progress_bar(entry["filename"], entry.get("size"), quiet)
+    if note is None and not quiet:
+        note = f"downloading {arch} weights ({entry['source']}, {_mb(entry.get('size'))}) from {src_url}"
+    progress = _Progress(note, entry["filename"], entry.get("size"), quiet)
     try:
         digests = download(src_url, raw, entry["hash"], size=entry.get("size"), progress=progress)
     finally:
-        bar.close()
+        progress.close()
     weights = load_weights(raw, arch)
     if weights.preprocessing.name != entry["preprocessing"]:
         raise JaxnstError(
@@ -158,9 +176,12 @@ def default_weights(arch: str = "vgg19", *, download: bool = True, quiet: bool =
             raise
     entry = manifest_entry(arch)
     home = cache_dir()
-    _say(f"no {arch} weights in {home}: fetching the default ({entry['source']} {arch}, once)")
+    note = (
+        f"no {arch} weights in {home}: fetching the default once, {entry['source']} {arch} "
+        f"({_mb(entry.get('size'))}) from {entry['url']}"
+    )
     try:
-        return fetch(arch, quiet=quiet)
+        return fetch(arch, quiet=quiet, note=note)
     except DownloadError as e:
         raise JaxnstError(
             f"no {arch} weights in {home} and cannot download {e.url} ({e.reason}): fetch that file on a "
