@@ -139,6 +139,10 @@ def fetch(
     progress = _Progress(note, entry["filename"], entry.get("size"), quiet)
     try:
         digests = download(src_url, raw, entry["hash"], size=entry.get("size"), progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        _say(f"download interrupted; {raw.name}.part is kept and the same command resumes it")
+        raise
     finally:
         progress.close()
     weights = load_weights(raw, arch)
@@ -326,6 +330,8 @@ def main(argv: list[str]) -> int:
             raise JaxnstError(f"-o {dst}: the output is an HDF5 file, name it *.h5")
         weights = convert(args.src, dst, args.arch)
         sha256 = file_digests(dst)["sha256"]
+        if dst.resolve().parent == cache_dir().resolve():  # into the cache: recorded like a fetched file
+            _write_sidecar(dst, sha256)
         _say(f"wrote {dst} ({weights.arch}, {describe_preprocessing(weights.preprocessing)}; sha256 {sha256})")
     elif args.command == "info":
         print(info(args.file))

@@ -99,3 +99,21 @@ def test_hash_specs(tmp_path):
     assert parse_hash("SHA256:DCBB9E9D") == ("sha256", "dcbb9e9d")
     with pytest.raises(JaxnstError, match="md5:<hex> or sha256:<hex>"):
         parse_hash("crc32:1234")
+
+
+def test_interrupted_run_keeps_only_the_part_file(tmp_path):
+    big = DATA * 10  # several 1 MiB chunks
+
+    def ctrl_c(done, total):
+        if done > 0:
+            raise KeyboardInterrupt
+
+    with LoopbackServer({"w.h5": big}) as server:
+        with pytest.raises(KeyboardInterrupt):
+            download(server.url("w.h5"), tmp_path / "w.h5", None, progress=ctrl_c)
+        assert [p.name for p in tmp_path.iterdir()] == ["w.h5.part"]  # nothing at w.h5 to be loaded
+        kept = (tmp_path / "w.h5.part").stat().st_size
+        assert 0 < kept < len(big)
+        download(server.url("w.h5"), tmp_path / "w.h5", "md5:" + hashlib.md5(big).hexdigest())
+        assert server.requests[-1] == ("w.h5", f"bytes={kept}-")
+    assert (tmp_path / "w.h5").read_bytes() == big

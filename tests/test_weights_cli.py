@@ -170,10 +170,15 @@ def test_stylize_offline_and_no_download(home, server, images, tmp_path, monkeyp
     assert not (tmp_path / "a.png").exists()
 
 
-def test_convert_command(keras16, tmp_path, capsys):
+def test_convert_command(keras16, tmp_path, monkeypatch, capsys):
     code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "c.h5", "--arch", "vgg16"], capsys)
     assert code == 0 and f"wrote {tmp_path / 'c.h5'} (vgg16, caffe: BGR" in err
     assert load_weights(tmp_path / "c.h5").source == "keras"
+    assert not (tmp_path / "c.h5.sha256").exists()
+    monkeypatch.setenv("JAXNST_HOME", str(tmp_path))  # into the cache, as by hand without internet
+    code, out, _ = run(["weights", "convert", keras16, "-o", tmp_path / "vgg16.h5"], capsys)
+    code, out, _ = run(["weights", "list"], capsys)
+    assert "vgg16.h5" in out and "sha256 ok" in out and "default for vgg16" in out
     code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "d.h5", "--arch", "vgg19"], capsys)
     assert code == 2 and "holds vgg16 weights but vgg19 was asked for" in err and not (tmp_path / "d.h5").exists()
     code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "d.png"], capsys)
