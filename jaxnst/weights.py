@@ -232,13 +232,6 @@ def _read_torchvision(path: Path, arch: str | None) -> tuple[dict, str, Preproce
     return params, arch, TORCH, "torchvision"
 
 
-def _field(struct, *names):
-    for name in names:
-        if hasattr(struct, name):
-            return getattr(struct, name)
-    return None
-
-
 def _read_matconvnet(path: Path) -> tuple[dict, str | None, Preprocessing, str]:
     try:
         import scipy.io  # the optional extra: only this reader needs it
@@ -254,18 +247,20 @@ def _read_matconvnet(path: Path) -> tuple[dict, str | None, Preprocessing, str]:
         raise JaxnstError(f"{path}: no 'layers' in this .mat: expected MatConvNet's imagenet-vgg-verydeep-19.mat")
     params = {}
     for layer in np.atleast_1d(data["layers"]):
-        name = str(_field(layer, "name") or "")
+        name = str(getattr(layer, "name", ""))
         if not re.fullmatch(r"conv\d_\d", name):
             continue  # relu, pool, fc6-8, prob
-        pair = _field(layer, "weights")
-        kernel, bias = pair if pair is not None else (_field(layer, "filters"), _field(layer, "biases"))
+        pair = getattr(layer, "weights", None)
+        kernel, bias = pair if pair is not None else (getattr(layer, "filters", None), getattr(layer, "biases", None))
+        if kernel is None or bias is None:
+            continue  # _check names the missing layer
         # MatConvNet filters are H x W x in x out (its Caffe importer transposes
         # Caffe's blobs into that order and flips conv1_1 to RGB), i.e. HWIO
         # already. anishathalye/neural-style swaps H and W here; Gatys losses
         # cannot tell the difference, features can.
         params[name] = {"kernel": np.asarray(kernel, np.float32), "bias": np.asarray(bias, np.float32).ravel()}
-    norm = _field(data["meta"], "normalization") if "meta" in data else data.get("normalization")
-    average = _field(norm, "averageImage")
+    norm = getattr(data["meta"], "normalization", None) if "meta" in data else data.get("normalization")
+    average = getattr(norm, "averageImage", None)
     if average is None or np.size(average) < 3 or np.size(average) % 3:
         raise JaxnstError(f"{path}: no normalization.averageImage (the mean pixel) in this .mat")
     mean = np.asarray(average, np.float64).reshape(-1, 3).mean(axis=0)  # a 1x1x3 pixel or an HxWx3 image

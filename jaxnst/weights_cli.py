@@ -124,7 +124,8 @@ def fetch(
     if dest.is_file() and not force:
         recorded = recorded_sha256(dest)
         if recorded is None or file_digests(dest)["sha256"] == recorded:
-            _say(f"{dest} is already there ({arch}, {entry['source']}); --force fetches it again")
+            if not quiet:
+                _say(f"{dest} is already there ({arch}, {entry['source']}); --force fetches it again")
             return dest
         _say(f"{dest} differs from its recorded SHA-256: fetching it again")
     if entry["format"] == "torchvision":  # fail before a 550 MB download, not after
@@ -140,7 +141,7 @@ def fetch(
     try:
         digests = download(src_url, raw, entry["hash"], size=entry.get("size"), progress=progress)
     except KeyboardInterrupt:
-        progress.close()
+        progress.close()  # so that the note is not drawn over the bar
         _say(f"download interrupted; {raw.name}.part is kept and the same command resumes it")
         raise
     finally:
