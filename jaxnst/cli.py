@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="jaxnst",
         description="Neural style transfer (Gatys et al.) in JAX: paint CONTENT in the style of STYLE.",
+        epilog="Other commands: " + ", ".join(f"jaxnst {name} --help" for name in SUBCOMMANDS),
     )
     p.add_argument("content", help="content image (PNG/JPEG/...)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
@@ -78,8 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         default=None,
         metavar="PATH",
-        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels), or 'random' for seeded "
-        "NOT-pretrained weights (default: the file in $JAXNST_HOME, ~/.cache/jaxnst)",
+        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels; torchvision .pth; MatConvNet .mat), "
+        "or 'random' for seeded "
+        "NOT-pretrained weights (default: the file in $JAXNST_HOME, ~/.cache/jaxnst, fetched once if missing)",
+    )
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never touch the network: without --weights and a cached file, fail instead of fetching one",
     )
     add_config_flags(p)
     p.add_argument(
@@ -121,6 +128,10 @@ def run_stylize(args: argparse.Namespace) -> None:
     init_image = None
     if cfg.init not in ("content", "noise", "style"):
         init_image = load_image(cfg.init)
+    if args.weights is None:  # the cached file, or the default one fetched once
+        from jaxnst.weights_cli import default_weights
+
+        args.weights = str(default_weights(cfg.model, download=not args.no_download, quiet=args.quiet))
     weights = get_weights(args.weights, cfg.model, cfg.seed)
     if args.weights == "random":
         print(RANDOM_WARNING, file=sys.stderr)
@@ -166,7 +177,7 @@ def run_stylize(args: argparse.Namespace) -> None:
 
 # Subcommands live in their own modules, each with ``main(argv)`` that raises
 # ``JaxnstError`` for user errors; they are imported only when used.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {"weights": "jaxnst.weights_cli"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,14 +17,30 @@ Readers, detected from the file's contents by ``load_weights``:
 * flaxmodels ``vgg{16,19}_weights.h5``: groups ``conv{b}_{l}`` holding
   ``weight`` (HWIO) and ``bias``; converted from torchvision, so torch
   preprocessing (RGB, ImageNet mean/std).
+* torchvision ``vgg{16,19}-<sha256 prefix>.pth``: a state dict with
+  ``features.{i}.weight`` (OIHW) and ``features.{i}.bias``, ``i`` the position
+  of the conv in ``features`` (``layer_names`` order); torch preprocessing.
+  Needs ``torch`` (``pip install "jaxnst[torch]"``), imported only here.
+* MatConvNet ``imagenet-vgg-verydeep-{16,19}.mat``: a cell array ``layers`` of
+  structs with ``name``, ``type`` and ``weights = {kernel (H, W, in, out),
+  bias}`` (older files: ``filters``/``biases``), and
+  ``meta.normalization.averageImage`` (older: ``normalization.averageImage``),
+  whose per-channel mean is the RGB mean pixel in 0-255. Needs ``scipy``
+  (``pip install "jaxnst[scipy]"``).
 
 Every tree is checked against the shapes of ``VGG.init`` before use.
+
+The manifest (``manifest.json`` beside this file) lists the public files
+``jaxnst weights fetch`` downloads: URL, size, published hash, architecture and
+preprocessing. Downloading itself is ``jaxnst.fetch``'s job.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -43,6 +59,7 @@ from jaxnst.vgg import (
     Weights,
     conv_layers,
     init_params,
+    layer_names,
     param_shapes,
 )
 
@@ -50,11 +67,43 @@ FORMAT = "jaxnst-vgg"
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/{arch}/{arch}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_FILE = "{arch}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RANDOM_SOURCE = "random He-init (NOT PRETRAINED: results are not a real style transfer)"
+MANIFEST = Path(__file__).with_name("manifest.json")
+TORCH_EXTRA = 'pip install "jaxnst[torch]"'
+SCIPY_EXTRA = 'pip install "jaxnst[scipy]"'
 
 
 def cache_dir() -> Path:
     """``$JAXNST_HOME``, else ``~/.cache/jaxnst``."""
     return Path(os.environ.get("JAXNST_HOME") or Path.home() / ".cache" / "jaxnst")
+
+
+def load_manifest() -> dict:
+    """The weight-file manifest: ``$JAXNST_MANIFEST`` if set (a mirror's, or a test's), else the packaged one."""
+    path = Path(os.environ.get("JAXNST_MANIFEST") or MANIFEST)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise JaxnstError(f"cannot read the weight manifest {path}: {e}") from None
+    if manifest.get("format") != "jaxnst-manifest":
+        raise JaxnstError(f"{path} is not a jaxnst weight manifest (no format='jaxnst-manifest')")
+    return manifest
+
+
+def manifest_entry(arch: str = "vgg19", source: str | None = None) -> dict:
+    """The manifest's record of the public ``arch`` file from ``source`` (default: Keras)."""
+    manifest = load_manifest()
+    source = source or manifest.get("default_source", "keras")
+    for entry in manifest["files"]:
+        if entry["arch"] == arch and entry["source"] == source:
+            return entry
+    known = ", ".join(f"'{e['arch']} --source {e['source']}'" for e in manifest["files"])
+    raise JaxnstError(f"the manifest has no {arch} file from {source}; it lists {known}")
+
+
+def cache_name(entry: dict) -> str:
+    """File name of the converted weights in the cache: ``vgg19.h5`` for the default source."""
+    default = entry["source"] == load_manifest().get("default_source", "keras")
+    return f"{entry['arch']}.h5" if default else f"{entry['arch']}_{entry['source']}.h5"
 
 
 def random_weights(arch: str = "vgg19", seed: int = 0) -> Weights:
@@ -128,6 +177,112 @@ def _read_flaxmodels(f: h5py.File) -> tuple[dict, str | None, Preprocessing, str
     return params, None, TORCH, "flaxmodels"
 
 
+def torchvision_indices(arch: str) -> dict[str, int]:
+    """Conv name -> index in torchvision's ``features`` ``Sequential``.
+
+    ``features`` holds Conv2d, ReLU, ..., MaxPool2d in exactly ``layer_names``
+    order, so the index is the tap's position: vgg19 gives 0, 2, 5, 7, 10, ...
+    """
+    return {n: i for i, n in enumerate(layer_names(arch)) if n.startswith("conv")}
+
+
+def from_torchvision(state: Mapping[str, np.ndarray], path, arch: str | None = None) -> tuple[dict, str]:
+    """``(params, arch)`` from a torchvision VGG state dict of NumPy arrays (kernels OIHW -> HWIO).
+
+    ``classifier.*`` is ignored. The architecture is told by which ``features``
+    indices hold convolutions; ``arch``, if given, is used when they match neither.
+    """
+    if any(re.fullmatch(r"features\.\d+\.running_mean", k) for k in state):
+        raise JaxnstError(f"{path}: a batch-norm VGG (vgg*_bn) state dict; jaxnst needs plain torchvision vgg16/vgg19")
+    convs = {int(m[1]) for k in state if (m := re.fullmatch(r"features\.(\d+)\.weight", k))}
+    found = next((a for a in ("vgg19", "vgg16") if set(torchvision_indices(a).values()) == convs), None)
+    if found is None and arch is None:
+        raise JaxnstError(
+            f"{path}: convolutions at features.{sorted(convs)} match neither vgg16 nor vgg19: "
+            "is this a torchvision VGG state dict?"
+        )
+    arch = found or arch
+    params = {}
+    for name, i in torchvision_indices(arch).items():
+        if f"features.{i}.weight" in state and f"features.{i}.bias" in state:
+            kernel = np.asarray(state[f"features.{i}.weight"], np.float32)
+            params[name] = {
+                "kernel": kernel.transpose(2, 3, 1, 0) if kernel.ndim == 4 else kernel,
+                "bias": np.asarray(state[f"features.{i}.bias"], np.float32),
+            }
+    return params, arch
+
+
+def _read_torchvision(path: Path, arch: str | None) -> tuple[dict, str, Preprocessing, str]:
+    try:
+        import torch  # the optional extra: only this reader needs it
+    except ImportError:
+        raise JaxnstError(f"{path}: reading a PyTorch .pth file needs torch: {TORCH_EXTRA}") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file; all mean the same here
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise JaxnstError(f"{path}: torch cannot read it ({msg[:120]}): is it a .pth state dict?") from None
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise JaxnstError(f"{path}: holds a {type(state).__name__}, not a state dict: save model.state_dict()")
+    arrays = {k: v.detach().float().cpu().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    params, arch = from_torchvision(arrays, path, arch)
+    return params, arch, TORCH, "torchvision"
+
+
+def _read_matconvnet(path: Path) -> tuple[dict, str | None, Preprocessing, str]:
+    try:
+        import scipy.io  # the optional extra: only this reader needs it
+    except ImportError:
+        raise JaxnstError(f"{path}: reading a MatConvNet .mat file needs scipy: {SCIPY_EXTRA}") from None
+    try:
+        data = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except NotImplementedError:
+        raise JaxnstError(f"{path}: a MATLAB v7.3 file: save it with save(..., '-v7') in MATLAB") from None
+    except Exception as e:  # scipy raises ValueError/TypeError/OSError for damaged files
+        raise JaxnstError(f"{path}: scipy cannot read it as a .mat file ({type(e).__name__}: {e})") from None
+    if "layers" not in data:
+        raise JaxnstError(f"{path}: no 'layers' in this .mat: expected MatConvNet's imagenet-vgg-verydeep-19.mat")
+    params = {}
+    for layer in np.atleast_1d(data["layers"]):
+        name = str(getattr(layer, "name", ""))
+        if not re.fullmatch(r"conv\d_\d", name):
+            continue  # relu, pool, fc6-8, prob
+        pair = getattr(layer, "weights", None)
+        kernel, bias = pair if pair is not None else (getattr(layer, "filters", None), getattr(layer, "biases", None))
+        if kernel is None or bias is None:
+            continue  # _check names the missing layer
+        # MatConvNet filters are H x W x in x out (its Caffe importer transposes
+        # Caffe's blobs into that order and flips conv1_1 to RGB), i.e. HWIO
+        # already. anishathalye/neural-style swaps H and W here; Gatys losses
+        # cannot tell the difference, features can.
+        params[name] = {"kernel": np.asarray(kernel, np.float32), "bias": np.asarray(bias, np.float32).ravel()}
+    norm = getattr(data["meta"], "normalization", None) if "meta" in data else data.get("normalization")
+    average = getattr(norm, "averageImage", None)
+    if average is None or np.size(average) < 3 or np.size(average) % 3:
+        raise JaxnstError(f"{path}: no normalization.averageImage (the mean pixel) in this .mat")
+    mean = np.asarray(average, np.float64).reshape(-1, 3).mean(axis=0)  # a 1x1x3 pixel or an HxWx3 image
+    pre = Preprocessing("matconvnet", "RGB", 255.0, tuple(float(m) for m in mean))
+    return params, None, pre, "matconvnet"
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """``'h5'``, ``'torch'`` or ``'mat'``, from the file's first bytes (then its suffix)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "h5"
+    if head.startswith(b"MATLAB"):
+        return "mat"
+    # torch.save: a zip archive (torch >= 1.6) or a bare pickle (older files, such as torchvision's VGGs).
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.suffix in (".pth", ".pt"):
+        return "torch"
+    return "mat" if path.suffix == ".mat" else "h5"
+
+
 def detect_layout(f: h5py.File) -> str:
     """'jaxnst', 'keras' or 'flaxmodels', from the file's attributes and groups."""
     if f.attrs.get("format") == FORMAT:
@@ -142,31 +297,52 @@ def detect_layout(f: h5py.File) -> str:
     )
 
 
-def load_weights(path: str | os.PathLike, arch: str | None = None) -> Weights:
-    """Reads VGG weights from an HDF5 file in any layout ``detect_layout`` knows.
+def _read_h5(path: Path) -> tuple[dict, str | None, Preprocessing, str]:
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise JaxnstError(
+            f"{path} is not an HDF5 file: give a .h5, torchvision .pth or MatConvNet .mat weight file "
+            "(see weights/README.md)"
+        ) from None
+    with f:
+        layout = detect_layout(f)
+        reader = {"jaxnst": _read_canonical, "keras": _read_keras, "flaxmodels": _read_flaxmodels}[layout]
+        params, arch, pre, source = reader(f)
+    return params, arch, pre, source or layout
 
-    ``arch`` (``'vgg16'``/``'vgg19'``), when given, must match the file.
-    Raises ``JaxnstError`` for a missing, unreadable, incomplete or mis-shaped file.
+
+def load_weights(path: str | os.PathLike, arch: str | None = None) -> Weights:
+    """Reads VGG weights from any file ``file_format``/``detect_layout`` know.
+
+    jaxnst, Keras notop and flaxmodels ``.h5``, torchvision ``.pth`` (needs
+    torch) and MatConvNet ``.mat`` (needs scipy). ``arch``
+    (``'vgg16'``/``'vgg19'``), when given, must match the file. Raises
+    ``JaxnstError`` for a missing, unreadable, incomplete or mis-shaped file.
     """
     path = Path(path)
     if not path.is_file():
         raise JaxnstError(f"weight file {path} does not exist: check the path, or use --weights random for a test run")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise JaxnstError(f"{path} is not an HDF5 file: give a .h5 weight file (see weights/README.md)") from None
-    with f:
-        layout = detect_layout(f)
-        reader = {"jaxnst": _read_canonical, "keras": _read_keras, "flaxmodels": _read_flaxmodels}[layout]
-        params, file_arch, pre, source = reader(f)
+    kind = file_format(path)
+    if kind == "torch":
+        params, file_arch, pre, source = _read_torchvision(path, arch)
+    elif kind == "mat":
+        params, file_arch, pre, source = _read_matconvnet(path)
+    else:
+        params, file_arch, pre, source = _read_h5(path)
     file_arch = file_arch or _arch_from(params, path)
     if arch is not None and arch != file_arch:
         raise JaxnstError(f"{path} holds {file_arch} weights but {arch} was asked for: use --model {file_arch}")
-    return Weights(_check(params, file_arch, path), file_arch, pre, source or layout)
+    return Weights(_check(params, file_arch, path), file_arch, pre, source)
 
 
-def save_weights(weights: Weights, path: str | os.PathLike) -> None:
-    """Writes ``weights`` in the canonical layout, atomically (temp file + rename)."""
+def save_weights(weights: Weights, path: str | os.PathLike, *, origin: Mapping[str, str] | None = None) -> None:
+    """Writes ``weights`` in the canonical layout, atomically (temp file + rename).
+
+    ``origin`` adds string attributes saying where the weights came from
+    (``origin_url``, ``origin_md5``, ...); readers ignore them, ``jaxnst weights
+    info`` shows them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -182,21 +358,42 @@ def save_weights(weights: Weights, path: str | os.PathLike) -> None:
             std=np.asarray(pre.std),
             source=weights.source,
         )
+        f.attrs.update({k: str(v) for k, v in (origin or {}).items()})
         for name, leaves in weights.params.items():
             g = f.create_group(name)
             for leaf in ("kernel", "bias"):
                 g.create_dataset(leaf, data=np.asarray(leaves[leaf], np.float32))
 
 
+def convert(src: str | os.PathLike, dst: str | os.PathLike, arch: str | None = None) -> Weights:
+    """Reads ``src`` in any known layout and writes it to ``dst`` in the canonical one.
+
+    The origin file's name and SHA-256 are recorded in ``dst``'s attributes.
+    """
+    from jaxnst.fetch import file_digests
+
+    weights = load_weights(src, arch)
+    save_weights(weights, dst, origin={"origin_file": Path(src).name, "origin_sha256": file_digests(src)["sha256"]})
+    return weights
+
+
 def find_weights(arch: str = "vgg19") -> Path:
-    """The cached weight file for ``arch``, or a ``JaxnstError`` that says how to get one."""
+    """The cached weight file for ``arch``, or a ``JaxnstError`` that says how to get one.
+
+    Looks in ``cache_dir()`` for ``{arch}.h5`` (what ``jaxnst weights fetch``
+    writes), then for the Keras notop file copied there by hand.
+    """
     d = cache_dir()
     for name in (f"{arch}.h5", KERAS_FILE.format(arch=arch)):
         if (d / name).is_file():
             return d / name
+    try:
+        url = manifest_entry(arch)["url"]
+    except (JaxnstError, KeyError):
+        url = KERAS_URL.format(arch=arch)
     raise JaxnstError(
-        f"no {arch} weights in {d}: download {KERAS_URL.format(arch=arch)} into that folder, "
-        f"or pass --weights PATH (or --weights random for a test run without pretrained weights)"
+        f"no {arch} weights in {d}: run 'jaxnst weights fetch {arch}', or download {url} into that folder, "
+        "or pass --weights PATH (or --weights random for a test run without pretrained weights)"
     )
 
 
@@ -210,10 +407,17 @@ def get_weights(spec: str | None, arch: str = "vgg19", seed: int = 0) -> Weights
 __all__ = [
     "PREPROCESSINGS",
     "cache_dir",
+    "cache_name",
+    "convert",
     "detect_layout",
+    "file_format",
     "find_weights",
+    "from_torchvision",
     "get_weights",
+    "load_manifest",
     "load_weights",
+    "manifest_entry",
     "random_weights",
     "save_weights",
+    "torchvision_indices",
 ]

@@ -1,5 +1,8 @@
 """Shared fixtures: test images from ../shared/images and tiny random networks."""
 
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import jax
@@ -44,3 +47,18 @@ def small_params(seed=0, arch="vgg19"):
 
 def to_jax(params):
     return jax.tree.map(jax.numpy.asarray, params)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch):
+    """Tests reach 127.0.0.1 only: any other URL fails as if offline, so a test
+    that forgets ``--weights`` cannot start an 80 MB download from the real host."""
+    real = urllib.request.urlopen
+
+    def urlopen(request, *args, **kwargs):
+        url = request.full_url if isinstance(request, urllib.request.Request) else request
+        if urllib.parse.urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused (tests are offline)"))
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)

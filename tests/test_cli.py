@@ -131,11 +131,15 @@ def test_bad_files_exit_2(images_dir, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png"]
 
 
-def test_no_weights_says_where_to_get_them(images_dir, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("flag", ["--no-download", None])
+def test_no_weights_says_where_to_get_them(images_dir, tmp_path, capsys, monkeypatch, flag):
+    # Without --no-download the default file is fetched; tests are offline (conftest), so that fails.
     monkeypatch.setenv("JAXNST_HOME", str(tmp_path / "cache"))
-    code, err = run([images_dir / "chelsea.png", images_dir / "starry_night.jpg", "-o", tmp_path / "o.png"], capsys)
+    argv = [images_dir / "chelsea.png", images_dir / "starry_night.jpg", "-o", tmp_path / "o.png"]
+    code, err = run([*argv, *([flag] if flag else [])], capsys)
     assert code == 2 and "no vgg19 weights in" in err and "https://" in err and "--weights" in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_help_lists_every_flag_with_default(capsys, monkeypatch):

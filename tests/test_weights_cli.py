@@ -1,0 +1,240 @@
+"""``jaxnst weights ...`` and the main command's default fetch, as a user runs them, against a loopback server.
+
+A test manifest (``$JAXNST_MANIFEST``) points at 127.0.0.1 and carries the
+synthetic file's MD5 and size; the cache is a fresh ``$JAXNST_HOME``.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import small_params
+from loopback import LoopbackServer, refused_url
+from PIL import Image
+from weight_files import keras_file, torchvision_state
+
+import jaxnst
+from jaxnst.cli import main
+from jaxnst.weights import find_weights, load_weights
+
+KERAS16 = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+@pytest.fixture(scope="module")
+def keras16(tmp_path_factory):
+    """A full-size VGG16 Keras notop file (59 MB, random values), written once."""
+    path = tmp_path_factory.mktemp("keras16") / KERAS16
+    keras_file(path, small_params(3, "vgg16"))
+    return path
+
+
+@pytest.fixture
+def server(keras16):
+    with LoopbackServer({KERAS16: keras16.read_bytes()}) as s:
+        yield s
+
+
+def write_manifest(path, url, data=None, md5=None, extra=()):
+    entry = {
+        "arch": "vgg16",
+        "source": "keras",
+        "url": url,
+        "filename": KERAS16,
+        "size": None if data is None else len(data),
+        "hash": "md5:" + (md5 or hashlib.md5(data or b"").hexdigest()),
+        "format": "keras",
+        "preprocessing": "caffe",
+    }
+    manifest = {"format": "jaxnst-manifest", "version": 1, "default_source": "keras", "files": [entry, *extra]}
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, server):
+    """An empty cache and a manifest that points at the loopback server."""
+    data = server.files[KERAS16]
+    manifest = write_manifest(tmp_path / "manifest.json", server.url(KERAS16), data)
+    monkeypatch.setenv("JAXNST_MANIFEST", str(manifest))
+    monkeypatch.setenv("JAXNST_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fetch_list_info(home, server, keras16, capsys):
+    code, _, err = run(["weights", "fetch", "vgg16", "--quiet"], capsys)
+    assert code == 0, err
+    dest = home / "vgg16.h5"
+    sha = hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert (home / "vgg16.h5.sha256").read_text() == f"{sha}  vgg16.h5\n"
+    assert not any((home / "downloads").iterdir()), "the raw download is removed once converted"
+    assert find_weights("vgg16") == dest
+    w, raw = load_weights(dest), load_weights(keras16)
+    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.CAFFE, "keras")
+    for name in raw.params:
+        np.testing.assert_array_equal(w.params[name]["kernel"], raw.params[name]["kernel"])
+
+    code, _, err = run(["weights", "fetch", "vgg16"], capsys)  # once is enough
+    assert code == 0 and "already there" in err and len(server.requests) == 1
+
+    code, out, _ = run(["weights", "list"], capsys)
+    assert code == 0 and "vgg16.h5" in out and "sha256 ok" in out and "default for vgg16" in out
+
+    code, out, _ = run(["weights", "info", dest], capsys)
+    assert code == 0
+    for text in ("architecture:  vgg16", "source:        keras", "caffe: BGR x255 - mean (103.939, 116.779, 123.68)"):
+        assert text in out
+    assert f"sha256:        {sha}  (matches vgg16.h5.sha256)" in out
+    assert f"origin_url:    {server.url(KERAS16)}" in out
+    assert "conv5_3  kernel (3, 3, 512, 512)  bias (512,)" in out
+    code, out, _ = run(["weights", "info", keras16], capsys)  # the raw file is recognised as the published one
+    assert code == 0 and f"published as:  {server.url(KERAS16)}" in out
+
+
+def test_interrupted_fetch_is_resumed(home, server, capsys):
+    data = server.files[KERAS16]
+    (home / "downloads").mkdir(parents=True)
+    (home / "downloads" / (KERAS16 + ".part")).write_bytes(data[:1_000_000])  # an earlier run, cut off
+    code, out, _ = run(["weights", "list"], capsys)
+    assert "partial, 1 MB: 'jaxnst weights fetch' resumes it" in out
+    server.truncate.add(KERAS16)  # and this transfer breaks off halfway too
+    code, _, err = run(["weights", "fetch", "vgg16", "--quiet"], capsys)
+    assert code == 0, err
+    half = 1_000_000 + (len(data) - 1_000_000) // 2
+    assert [r for _, r in server.requests] == ["bytes=1000000-", f"bytes={half}-"]
+    assert load_weights(home / "vgg16.h5").arch == "vgg16"
+
+
+def test_wrong_hash_leaves_nothing_loadable(home, server, tmp_path, monkeypatch, capsys):
+    bad = write_manifest(tmp_path / "bad.json", server.url(KERAS16), server.files[KERAS16], md5="0" * 32)
+    monkeypatch.setenv("JAXNST_MANIFEST", str(bad))
+    code, _, err = run(["weights", "fetch", "vgg16", "--quiet"], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and "md5 mismatch, expected 00000000000000000000000000000000, got " in err
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+    with pytest.raises(jaxnst.JaxnstError, match="no vgg16 weights"):
+        find_weights("vgg16")
+
+
+def test_offline_fetch_is_one_line(home, tmp_path, monkeypatch, capsys):
+    url = refused_url(KERAS16)
+    monkeypatch.setenv("JAXNST_MANIFEST", str(write_manifest(tmp_path / "off.json", url, b"x")))
+    code, _, err = run(["weights", "fetch", "vgg16"], capsys)
+    assert code == 2 and err == f"jaxnst: error: cannot download {url}: connection refused (no network?)\n"
+
+
+@pytest.fixture
+def images(tmp_path):
+    r = np.random.default_rng(0)
+    paths = []
+    for name in ("content.png", "style.png"):
+        Image.fromarray(r.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths
+
+
+FAST = ["--model", "vgg16", "--size", "32", "--steps", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1"]
+
+
+def test_stylize_fetches_the_default_once(home, server, images, tmp_path, capsys):
+    code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--quiet"], capsys)
+    assert code == 0, err
+    assert (
+        f"no vgg16 weights in {home}: fetching the default once, keras vgg16 (59 MB) from {server.url(KERAS16)}" in err
+    )
+    assert (tmp_path / "a.png").is_file() and (home / "vgg16.h5").is_file()
+    code, _, err = run([*images, "-o", tmp_path / "b.png", *FAST, "--quiet"], capsys)
+    assert code == 0 and "fetching" not in err and len(server.requests) == 1
+
+
+def test_stylize_offline_and_no_download(home, server, images, tmp_path, monkeypatch, capsys):
+    code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--no-download"], capsys)
+    assert code == 2 and err.count("\n") == 1 and server.requests == []
+    assert server.url(KERAS16) in err and "--weights PATH" in err
+    url = refused_url(KERAS16)
+    monkeypatch.setenv("JAXNST_MANIFEST", str(write_manifest(tmp_path / "off.json", url, b"x")))
+    code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    last = err.splitlines()[-1]
+    assert last.startswith("jaxnst: error: no vgg16 weights in ")
+    assert f"cannot download {url} (connection refused (no network?))" in last and "--weights PATH" in last
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_convert_command(keras16, tmp_path, monkeypatch, capsys):
+    code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "c.h5", "--arch", "vgg16"], capsys)
+    assert code == 0 and f"wrote {tmp_path / 'c.h5'} (vgg16, caffe: BGR" in err
+    assert load_weights(tmp_path / "c.h5").source == "keras"
+    assert not (tmp_path / "c.h5.sha256").exists()
+    monkeypatch.setenv("JAXNST_HOME", str(tmp_path))  # into the cache, as by hand without internet
+    code, out, _ = run(["weights", "convert", keras16, "-o", tmp_path / "vgg16.h5"], capsys)
+    code, out, _ = run(["weights", "list"], capsys)
+    assert "vgg16.h5" in out and "sha256 ok" in out and "default for vgg16" in out
+    code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "d.h5", "--arch", "vgg19"], capsys)
+    assert code == 2 and "holds vgg16 weights but vgg19 was asked for" in err and not (tmp_path / "d.h5").exists()
+    code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "d.png"], capsys)
+    assert code == 2 and "name it *.h5" in err
+    code, _, err = run(["weights", "convert", tmp_path / "nope.h5", "-o", tmp_path / "d.h5"], capsys)
+    assert code == 2 and "does not exist" in err
+    code, _, err = run(["weights", "frobnicate"], capsys)
+    assert code == 2 and "invalid choice" in err and err.count("\n") == 1
+
+
+def test_fetch_torchvision(tmp_path, monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    params = small_params(4, "vgg16")
+    pth = tmp_path / "vgg16-x.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in torchvision_state(params, "vgg16").items()}, pth)
+    data = pth.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    name = f"vgg16-{sha[:8]}.pth"
+    with LoopbackServer({name: data}) as server:
+        entry = {
+            "arch": "vgg16",
+            "source": "torchvision",
+            "url": server.url(name),
+            "filename": name,
+            "size": len(data),
+            "hash": f"sha256:{sha[:8]}",  # the published prefix, as in the real file names
+            "format": "torchvision",
+            "preprocessing": "torch",
+        }
+        manifest = write_manifest(tmp_path / "m.json", "http://127.0.0.1:9/unused", b"", extra=[entry])
+        monkeypatch.setenv("JAXNST_MANIFEST", str(manifest))
+        monkeypatch.setenv("JAXNST_HOME", str(tmp_path / "home"))
+        monkeypatch.setitem(sys.modules, "torch", None)  # without torch: refused before downloading
+        code, _, err = run(["weights", "fetch", "vgg16", "--source", "torchvision"], capsys)
+        assert code == 2 and 'pip install "jaxnst[torch]"' in err and server.requests == []
+        monkeypatch.setitem(sys.modules, "torch", torch)
+        code, _, err = run(["weights", "fetch", "vgg16", "--source", "torchvision", "--quiet"], capsys)
+        assert code == 0, err
+    w = load_weights(tmp_path / "home" / "vgg16_torchvision.h5")
+    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.TORCH, "torchvision")
+    np.testing.assert_array_equal(w.params["conv4_2"]["kernel"], params["conv4_2"]["kernel"])
+    with pytest.raises(jaxnst.JaxnstError, match="no vgg16 weights"):  # not the default source: chosen by path
+        find_weights("vgg16")
+
+
+def test_as_a_new_user_in_a_subprocess(home, server):
+    env = {**os.environ, "JAXNST_HOME": str(home), "JAXNST_MANIFEST": os.environ["JAXNST_MANIFEST"]}
+    r = subprocess.run(
+        [sys.executable, "-m", "jaxnst", "weights", "fetch", "vgg16"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"downloading vgg16 weights (keras, 59 MB) from {server.url(KERAS16)}" in r.stderr
+    assert f"wrote {home / 'vgg16.h5'}" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "jaxnst", "weights", "list"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "vgg16.h5" in r.stdout
