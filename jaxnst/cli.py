@@ -38,6 +38,15 @@ def _csv(kind):
     return parse
 
 
+def _size(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give pixels, e.g. 512, or auto") from None
+
+
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per ``Config`` field, with the field's help, type, choices and default."""
     hints = typing.get_type_hints(Config)
@@ -53,6 +62,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             kw = {"type": _csv(float), "metavar": "W,W,..."}
         elif isinstance(f.default, tuple):
             kw = {"type": _csv(str), "metavar": "LAYER,..."}
+        elif f.name == "size":
+            kw = {"type": _size, "metavar": "N|auto"}
         else:
             kw = {"type": type(f.default), "metavar": {int: "N", float: "X", str: "S"}[type(f.default)]}
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
@@ -62,6 +73,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    if args.size == "auto":
+        raise JaxnstError("--size auto is for the single-image command: give a size in pixels")
     names = {f.name for f in dataclasses.fields(Config)}
     return validate(Config(**{k: v for k, v in vars(args).items() if k in names}))
 
@@ -110,6 +123,23 @@ def _device() -> str:
     return f"{d.platform} ({d.device_kind}, {jax.device_count()} device{'s' * (jax.device_count() > 1)})"
 
 
+def _auto_size(args: argparse.Namespace) -> int:
+    from jaxnst.image import image_size
+    from jaxnst.memory import MARGIN, auto_size, free_bytes
+
+    args.size = Config.size  # a placeholder that validates; auto_size sets the real one
+    cfg = config_from_args(args)
+    free = free_bytes()
+    size, est = auto_size(image_size(args.content), [image_size(s) for s in args.styles], cfg, int(free * MARGIN))
+    if not args.quiet:
+        print(
+            f"jaxnst: --size auto: {size} px (estimated peak {est.peak / 2**20:.0f} MiB of "
+            f"{free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most)",
+            file=sys.stderr,
+        )
+    return size
+
+
 def run_stylize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -117,6 +147,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst.stylize import stylize
     from jaxnst.weights import get_weights
 
+    if args.size == "auto":
+        args.size = _auto_size(args)
     cfg = config_from_args(args)
     for name, v in (("--save-every", args.save_every), ("--print-every", args.print_every)):
         if v < 0:
@@ -177,7 +209,7 @@ def run_stylize(args: argparse.Namespace) -> None:
 
 # Subcommands live in their own modules, each with ``main(argv)`` that raises
 # ``JaxnstError`` for user errors; they are imported only when used.
-SUBCOMMANDS: dict[str, str] = {"weights": "jaxnst.weights_cli"}
+SUBCOMMANDS: dict[str, str] = {"weights": "jaxnst.weights_cli", "estimate": "jaxnst.estimate_cli"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,23 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     return np.asarray(img, np.float32) / 255.0
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file as ``load_image`` would see it (after EXIF
+    orientation), read from its header without decoding the pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise JaxnstError(f"image {path} does not exist: check the path")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # 90-degree orientations
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise JaxnstError(
+            f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
+        ) from None
+    return (h, w) if transposed else (w, h)
+
+
 def fit_long_side(wh: tuple[int, int], size: int) -> tuple[int, int]:
     """(width, height) scaled so that the longer side is ``size``."""
     w, h = wh

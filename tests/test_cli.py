@@ -88,7 +88,7 @@ def test_save_every_and_jpeg(images_dir, tmp_path, capsys):
     "extra, message",
     [
         (["--content-layers", "relu9_1"], "unknown vgg19 layer relu9_1"),
-        (["--size", "abc"], "argument --size: invalid int value"),
+        (["--size", "abc"], "invalid size 'abc': give pixels"),
         (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["--steps", "-1"], "--steps -1 must be >= 0"),
         (["--style-blend-weights", "1,2"], "2 style blend weights for 1 style images"),
@@ -173,3 +173,30 @@ def test_help_lists_every_flag_with_default(capsys, monkeypatch):
     ]:
         assert flag in text, flag
     assert "(default: 512)" in text and "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in text
+
+
+def test_size_auto_picks_a_size_that_fits(images_dir, tmp_path, capsys, monkeypatch):
+    import jaxnst
+    import jaxnst.memory as memory
+
+    cfg = jaxnst.Config(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    budget = memory._at(96, (451, 300), [(1024, 640)], cfg).peak
+    monkeypatch.setattr(memory, "free_bytes", lambda device=None: int(budget / memory.MARGIN))
+    out = tmp_path / "o.png"
+    code, err = run(
+        [
+            images_dir / "chelsea.png",
+            images_dir / "starry_night.jpg",
+            *FAST,
+            "--size",
+            "auto",
+            "--steps",
+            "1",
+            "-o",
+            out,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    size = int(re.search(r"--size auto: (\d+) px", err)[1])
+    assert 64 <= size <= 96 and max(Image.open(out).size) == size
