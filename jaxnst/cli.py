@@ -59,6 +59,16 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         )
 
 
+def add_weights_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels), or 'random' for seeded "
+        "NOT-pretrained weights (default: the file in $JAXNST_HOME, ~/.cache/jaxnst)",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     names = {f.name for f in dataclasses.fields(Config)}
     return validate(Config(**{k: v for k, v in vars(args).items() if k in names}))
@@ -72,13 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("content", help="content image (PNG/JPEG/...)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
     p.add_argument("-o", "--output", default="out.png", metavar="PATH", help="output PNG or JPEG (default: out.png)")
-    p.add_argument(
-        "--weights",
-        default=None,
-        metavar="PATH",
-        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels), or 'random' for seeded "
-        "NOT-pretrained weights (default: the file in $JAXNST_HOME, ~/.cache/jaxnst)",
-    )
+    add_weights_flag(p)
     add_config_flags(p)
     p.add_argument(
         "--save-every",
@@ -164,7 +168,7 @@ def run_stylize(args: argparse.Namespace) -> None:
 
 # Subcommands live in their own modules, each with ``main(argv)`` that raises
 # ``JaxnstError`` for user errors; they are imported only when used.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {"batch": "jaxnst.batch_cli"}
 
 
 def main(argv: list[str] | None = None) -> int:
