@@ -130,3 +130,12 @@ def test_sharded_over_4_devices_equals_unsharded():
     # level (1/255 = 4e-3).
     assert diff["spatial"] <= 1e-5
     assert diff["spatial_devices"] == 4
+
+
+def test_lbfgs_batch_equals_single_runs(vgg19, rng):
+    contents, style = images(rng, (24, 24), (24, 24)), images(rng, (24, 32))[0]
+    cfg = dataclasses.replace(BASE, steps=3, optimizer="lbfgs")
+    configs = [cfg, dataclasses.replace(cfg, style_weight=1e4)]
+    outs = stylize_batch(contents, [style], vgg19, configs, multiple=8)
+    for c, cf, out in zip(contents, configs, outs, strict=True):
+        np.testing.assert_allclose(out, jaxnst.stylize(c, [style], vgg19, cf), atol=1e-5)
