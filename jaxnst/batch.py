@@ -12,10 +12,10 @@ GPUs, a TPU slice or several hosts (after ``jax.distributed.initialize``).
 split over the devices, XLA's SPMD partitioner exchanging the convolution halos.
 
 Mixed sizes go into buckets by resizing, not padding: each content is resized
-so that both sides are multiples of ``multiple`` (32 by default; the aspect ratio
-moves by at most ``multiple / 2`` pixels per side, under 4 % at 512 px for
-every image wider than about 1:1.2 and under 7 % for any), stylised at that
-shape, and the result resized back to the content's own shape. Padding with a
+so that both sides are the nearest multiples of ``multiple`` (32 by default: a
+side moves by at most 16 px, 3 % of the short side of a 512 x 341 photo),
+stylised at that shape, and the result resized back to the content's own
+shape, so every output keeps its aspect ratio. Padding with a
 mask would need every loss to honour it: the Gram normalisation, the masks
 downsampled through every pooling, and the zeros the convolutions would see at
 the pad edge; and the padded pixels would cost compute. Resizing leaves the
@@ -120,7 +120,7 @@ def batched_functions(spec: LossSpec, optimizer: str, shared_style: bool, mesh: 
 
 
 class _Item(NamedTuple):
-    content: jax.Array  # (1, H, W, 3) as given
+    content: jax.Array  # as given: (H, W, 3) or (1, H, W, 3)
     style: tuple  # the style images, blended
     cfg: Config
 
@@ -198,7 +198,8 @@ def stylize_batch(
     (default: the whole bucket), one compiled program per (bucket shape, chunk
     size). The batch axis is sharded over ``mesh`` (default: every device); a
     chunk whose size is not a multiple of the device count is padded with
-    copies of its last item, which take no steps and are dropped.
+    copies of its last item, which take no steps and are dropped. An item that
+    stops early (``tol``, a NaN) keeps its image while its chunk runs on.
 
     Returns the images in item order, float32 NumPy (H_i, W_i, 3) in [0, 1],
     each at its content's shape. ``callback(BatchProgress)`` is called after
