@@ -1,10 +1,13 @@
 """jaxnst: neural style transfer (Gatys et al.) in JAX.
 
 Pure functions over arrays: ``features`` (VGG taps), ``gram``, ``content_loss``,
-``style_loss``, ``tv_loss``, the ``objective`` and a jitted Optax step; and
-``stylize`` that runs them end to end. Images are float32 RGB in [0, 1], NHWC.
+``style_loss``, ``tv_loss``, the ``objective`` and a jitted Optax step;
+``stylize`` that runs them end to end; ``stylize_batch`` (many images and
+sweeps as one vmapped program over every device) and ``stylize_spatial`` (one
+image split over devices). Images are float32 RGB in [0, 1], NHWC.
 """
 
+from jaxnst.batch import BatchProgress, stylize_batch, stylize_spatial
 from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
 from jaxnst.image import load_image, save_image
@@ -17,6 +20,7 @@ from jaxnst.weights import get_weights, load_weights, random_weights, save_weigh
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchProgress",
     "CAFFE",
     "TORCH",
     "VGG",
@@ -45,5 +49,7 @@ __all__ = [
     "save_weights",
     "style_loss",
     "stylize",
+    "stylize_batch",
+    "stylize_spatial",
     "tv_loss",
 ]

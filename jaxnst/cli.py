@@ -72,6 +72,37 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         )
 
 
+def add_weights_flag(parser: argparse.ArgumentParser) -> None:
+    """``--weights`` and ``--no-download``, read back by ``weights_from_args``."""
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels; torchvision .pth; MatConvNet .mat), "
+        "or 'random' for seeded NOT-pretrained weights "
+        "(default: the file in $JAXNST_HOME, ~/.cache/jaxnst, fetched once if missing)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never touch the network: without --weights and a cached file, fail instead of fetching one",
+    )
+
+
+def weights_from_args(args: argparse.Namespace, cfg: Config):
+    """The ``Weights`` that ``--weights``/``--no-download`` name: a file, 'random', or the cached default."""
+    from jaxnst.weights import get_weights
+
+    if args.weights is None:  # the cached file, or the default one fetched once
+        from jaxnst.weights_cli import default_weights
+
+        args.weights = str(default_weights(cfg.model, download=not args.no_download, quiet=args.quiet))
+    weights = get_weights(args.weights, cfg.model, cfg.seed)
+    if args.weights == "random":
+        print(RANDOM_WARNING, file=sys.stderr)
+    return weights
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     if args.size == "auto":
         raise JaxnstError("--size auto is for the single-image command: give a size in pixels")
@@ -88,19 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("content", help="content image (PNG/JPEG/...)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
     p.add_argument("-o", "--output", default="out.png", metavar="PATH", help="output PNG or JPEG (default: out.png)")
-    p.add_argument(
-        "--weights",
-        default=None,
-        metavar="PATH",
-        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels; torchvision .pth; MatConvNet .mat), "
-        "or 'random' for seeded "
-        "NOT-pretrained weights (default: the file in $JAXNST_HOME, ~/.cache/jaxnst, fetched once if missing)",
-    )
-    p.add_argument(
-        "--no-download",
-        action="store_true",
-        help="never touch the network: without --weights and a cached file, fail instead of fetching one",
-    )
+    add_weights_flag(p)
     add_config_flags(p)
     p.add_argument(
         "--save-every",
@@ -145,7 +164,6 @@ def run_stylize(args: argparse.Namespace) -> None:
 
     from jaxnst.image import check_output_path, load_image, save_image
     from jaxnst.stylize import stylize
-    from jaxnst.weights import get_weights
 
     if args.size == "auto":
         args.size = _auto_size(args)
@@ -160,13 +178,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     init_image = None
     if cfg.init not in ("content", "noise", "style"):
         init_image = load_image(cfg.init)
-    if args.weights is None:  # the cached file, or the default one fetched once
-        from jaxnst.weights_cli import default_weights
-
-        args.weights = str(default_weights(cfg.model, download=not args.no_download, quiet=args.quiet))
-    weights = get_weights(args.weights, cfg.model, cfg.seed)
-    if args.weights == "random":
-        print(RANDOM_WARNING, file=sys.stderr)
+    weights = weights_from_args(args, cfg)
     say = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     say(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {_device()}")
 
@@ -209,7 +221,11 @@ def run_stylize(args: argparse.Namespace) -> None:
 
 # Subcommands live in their own modules, each with ``main(argv)`` that raises
 # ``JaxnstError`` for user errors; they are imported only when used.
-SUBCOMMANDS: dict[str, str] = {"weights": "jaxnst.weights_cli", "estimate": "jaxnst.estimate_cli"}
+SUBCOMMANDS: dict[str, str] = {
+    "weights": "jaxnst.weights_cli",
+    "batch": "jaxnst.batch_cli",
+    "estimate": "jaxnst.estimate_cli",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,16 +46,25 @@ class Progress:
         return self.terms_fn()
 
 
+def loop_functions(spec: LossSpec, optimizer: str):
+    """The un-jitted ``(run, terms)`` of one image, for ``jit`` here and ``vmap`` in ``jaxnst.batch``.
+
+    ``run(image, opt_state, n, tol, weights, targets, hyper)`` is ``run_steps``
+    over the step; ``terms(image, weights, targets, hyper)`` the unweighted losses.
+    The learning rate is not baked in: Adam reads it from ``opt_state``.
+    """
+    loss_fn = lambda x, w, t, h: objective(x, w, t, h, spec=spec)[0]  # noqa: E731
+    opt = make_optimizer(Config(optimizer=optimizer))
+    step = make_step(loss_fn, opt, linesearch=optimizer == "lbfgs")
+    return functools.partial(run_steps, step), lambda x, w, t, h: objective(x, w, t, h, spec=spec)[1]
+
+
 @functools.lru_cache(maxsize=16)
 def compiled_functions(spec: LossSpec, optimizer: str):
     """Jitted ``(run, terms)`` for a loss spec and optimiser name, cached so that
     repeated calls with the same shapes reuse one compiled program."""
-    loss_fn = lambda x, w, t, h: objective(x, w, t, h, spec=spec)[0]  # noqa: E731
-    opt = make_optimizer(Config(optimizer=optimizer))
-    step = make_step(loss_fn, opt, linesearch=optimizer == "lbfgs")
-    run = jax.jit(functools.partial(run_steps, step), donate_argnums=(0, 1))
-    terms = jax.jit(lambda x, w, t, h: objective(x, w, t, h, spec=spec)[1])
-    return run, terms
+    run, terms = loop_functions(spec, optimizer)
+    return jax.jit(run, donate_argnums=(0, 1)), jax.jit(terms)
 
 
 def _batch(a, what: str) -> jax.Array:
@@ -92,6 +101,7 @@ def stylize(
     callback: Callable[[Progress], None] | None = None,
     every: int = 10,
     init_image=None,
+    place: Callable[[jax.Array], jax.Array] | None = None,
 ) -> jax.Array:
     """Gatys style transfer: an image with the content of ``content`` and the style of ``styles``.
 
@@ -100,6 +110,11 @@ def stylize(
     Runs ``config.steps`` steps of ``config.optimizer``, ``every`` steps per
     dispatch, calling ``callback(Progress)`` after each block and at the end.
     Returns the image, (H, W, 3) in [0, 1].
+
+    ``place`` puts an image-shaped (1, H, W, 3) array on devices (e.g.
+    ``jax.device_put(x, sharding)``); it is applied to the content and to the
+    start image, and the targets, optimiser state and loop follow their
+    placement (``jaxnst.batch.stylize_spatial`` splits the height this way).
 
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> out = jaxnst.stylize(content, [style], w, jaxnst.Config(steps=10))
@@ -111,14 +126,15 @@ def stylize(
         )
     if not styles:
         raise JaxnstError("no style image: give at least one")
-    content = _batch(content, "content")
+    place = place or (lambda a: a)
+    content = place(_batch(content, "content"))
     styles = [_batch(s, "style") for s in styles]
     spec = LossSpec.from_config(cfg)
     targets = make_targets(weights, content, styles, spec, cfg.style_blend_weights)
     hyper = Hyper.from_config(cfg)
     # Fresh buffers: the loop donates them, and neither the caller's arrays nor
     # leaves that an optimiser's init shares may be donated.
-    image = jnp.array(initial_image(cfg, content, styles, init_image), copy=True)
+    image = place(jnp.array(initial_image(cfg, content, styles, init_image), copy=True))
     opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), make_optimizer(cfg).init(image))
     run, terms = compiled_functions(spec, cfg.optimizer)
 

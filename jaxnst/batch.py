@@ -1,0 +1,403 @@
+"""Many style transfers as one compiled program, spread over every device.
+
+``stylize_batch`` is ``jax.vmap`` of the single-image loop of ``jaxnst.stylize``
+(the same ``run_steps`` over the same step): each item brings its own content,
+style targets and loss weights / learning rate as arrays with a leading batch
+axis, so a folder of photos or a sweep of weights is one program, compiled once
+per (bucket shape, batch size). The batch axis is laid on a
+``jax.sharding.Mesh`` over ``jax.devices()``: the same call uses one CPU, eight
+GPUs, a TPU slice or several hosts (after ``jax.distributed.initialize``).
+
+``stylize_spatial`` is the other way to use a mesh: one image whose height is
+split over the devices, XLA's SPMD partitioner exchanging the convolution halos.
+
+Mixed sizes go into buckets by resizing, not padding: each content is resized
+so that both sides are the nearest multiples of ``multiple`` (32 by default: a
+side moves by at most 16 px, 3 % of the short side of a 512 x 341 photo),
+stylised at that shape, and the result resized back to the content's own
+shape, so every output keeps its aspect ratio. Padding with a
+mask would need every loss to honour it: the Gram normalisation, the masks
+downsampled through every pooling, and the zeros the convolutions would see at
+the pad edge; and the padded pixels would cost compute. Resizing leaves the
+losses of the single-image path untouched, and multiples of 32 survive the
+five poolings of VGG without dropping a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnst.config import Config, validate
+from jaxnst.errors import JaxnstError
+from jaxnst.optimize import STOP_REASONS, STOP_STEPS, Hyper, LossSpec, Targets, make_optimizer, make_targets
+from jaxnst.stylize import _batch, initial_image, loop_functions, stylize
+from jaxnst.vgg import Weights
+
+# Config fields that may differ between the items of one batch: they enter the
+# compiled program as arrays (or only shape its inputs). Every other field
+# fixes the program and must be the same for all items.
+PER_ITEM = ("content_weight", "style_weight", "tv_weight", "lr", "tol", "steps", "seed", "init", "style_blend_weights")
+# Only used when reading files, so the library ignores them.
+_LOADING = ("size", "style_scale")
+
+
+def device_mesh(devices: Sequence[jax.Device] | None = None, axis: str = "batch") -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all of them, on every host)."""
+    return Mesh(np.array(jax.devices() if devices is None else list(devices)), (axis,))
+
+
+def bucket_shape(height: int, width: int, multiple: int | None = 32) -> tuple[int, int]:
+    """The shape an (H, W) content is optimised at: each side rounded to the
+    nearest multiple of ``multiple`` (at least one multiple); ``None`` keeps it."""
+    if not multiple:
+        return height, width
+    r = lambda n: max(multiple, multiple * round(n / multiple))  # noqa: E731
+    return r(height), r(width)
+
+
+def _resize(image: jax.Array, hw: tuple[int, int]) -> jax.Array:
+    """(..., H, W, 3) -> (..., h, w, 3), antialiased as ``initial_image`` resizes."""
+    shape = (*image.shape[:-3], *hw, image.shape[-1])
+    return image if image.shape == shape else jax.image.resize(image, shape, "linear", antialias=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProgress:
+    """What ``stylize_batch`` reports after each block of steps of one chunk.
+
+    A chunk is the part of a bucket that runs as one program; ``items`` are the
+    indices of its items in the batch, and the tuples below follow them.
+    """
+
+    items: tuple[int, ...]
+    step: tuple[int, ...]  # steps done so far, per item (items stop early on --tol or NaN)
+    steps: tuple[int, ...]  # steps asked for, per item
+    loss: tuple[float, ...]  # total loss at each item's last step's input image
+    shape: tuple[int, int]  # the bucket's (H, W)
+    elapsed: float  # seconds since this chunk started, compile included
+    done: bool = False  # the chunk has finished
+    reasons: tuple[str, ...] = ()  # why each item stopped, when ``done``
+    outputs_fn: Callable[[], list[np.ndarray]] = dataclasses.field(default=lambda: [], repr=False)
+    terms_fn: Callable[[], list[dict[str, float]]] = dataclasses.field(default=lambda: [], repr=False)
+
+    def outputs(self) -> list[np.ndarray]:
+        """Current images, each (H_i, W_i, 3) at its content's own shape (a transfer and a resize)."""
+        return self.outputs_fn()
+
+    def terms(self) -> list[dict[str, float]]:
+        """Unweighted ``{'content', 'style', 'tv'}`` losses per item (costs one forward pass)."""
+        return self.terms_fn()
+
+
+@functools.lru_cache(maxsize=16)
+def batched_functions(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh):
+    """Jitted, vmapped ``(run, terms)`` of ``jaxnst.stylize.loop_functions``.
+
+    Per item (axis 0): image (B, 1, H, W, 3), optimiser state, steps ``n`` and
+    ``tol``, content targets, style Grams unless ``shared_style``, and ``Hyper``.
+    Shared (no axis): the VGG weights, and the style Grams when ``shared_style``.
+    Every output keeps its batch axis on ``mesh``: left to itself the
+    partitioner may return small per-item leaves (Adam's step count, learning
+    rate) replicated, and the next block would then compile again for the new
+    input sharding. Cached, so equal (shape, batch size) reuse one program.
+    """
+    run, terms = loop_functions(spec, optimizer)
+    targets_axes = Targets(0, None if shared_style else 0)
+    run = jax.vmap(run, in_axes=(0, 0, 0, 0, None, targets_axes, 0))
+    terms = jax.vmap(terms, in_axes=(0, None, targets_axes, 0))
+    per_item = NamedSharding(mesh, P(mesh.axis_names[0]))
+    return jax.jit(run, donate_argnums=(0, 1), out_shardings=per_item), jax.jit(terms, out_shardings=per_item)
+
+
+class _Item(NamedTuple):
+    content: jax.Array  # as given: (H, W, 3) or (1, H, W, 3)
+    style: tuple  # the style images, blended
+    cfg: Config
+
+
+def _put(tree, sharding: NamedSharding):
+    """Places every leaf with ``sharding``, also when the mesh spans several hosts
+    (each process holds the same host value and contributes its own shards)."""
+
+    def put(x):
+        if sharding.is_fully_addressable:
+            return jax.device_put(x, sharding)
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(put, tree)
+
+
+def _get(x: jax.Array) -> np.ndarray:
+    """The whole array on this host, gathered from the other hosts if needed."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def _check_same(configs: Sequence[Config]) -> None:
+    for f in dataclasses.fields(Config):
+        if f.name in PER_ITEM or f.name in _LOADING:
+            continue
+        values = {getattr(c, f.name) for c in configs}
+        if len(values) > 1:
+            raise JaxnstError(
+                f"the items of a batch differ in {f.name} ({', '.join(map(str, values))}): it shapes the "
+                f"compiled program, so run one batch per value; per-item fields are {', '.join(PER_ITEM)}"
+            )
+
+
+def _broadcast(seq, n: int, what: str) -> list:
+    if len(seq) not in (1, n):
+        raise JaxnstError(f"{len(seq)} {what} for {n} items: give one, or one per item")
+    return list(seq) * n if len(seq) == 1 else list(seq)
+
+
+def stylize_batch(
+    contents: Sequence,
+    styles: Sequence,
+    weights: Weights,
+    configs: Config | Sequence[Config] = Config(),
+    *,
+    callback: Callable[[BatchProgress], None] | None = None,
+    every: int = 10,
+    multiple: int | None = 32,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
+    init_image=None,
+) -> list[np.ndarray]:
+    """Style transfer of many items at once: ``jaxnst.stylize`` under ``jax.vmap``.
+
+    Item ``i`` is ``(contents[i], styles[i], configs[i])``; any of the three may
+    be given once for all items. A content is an RGB array (H, W, 3) in [0, 1];
+    a style is one such array or a list of them (blended by the config's
+    ``style_blend_weights``, as in ``stylize``). Items may differ in the fields
+    of ``PER_ITEM`` (loss weights, learning rate, tol, steps, seed, init); the
+    rest must agree. A content or style passed as the same object for several
+    items is processed once: a single style is one set of Grams, shared by
+    every item (``in_axes=None``) rather than copied.
+
+    Items are grouped by ``bucket_shape(H, W, multiple)`` (see the module
+    docstring) and each bucket runs in chunks of at most ``batch_size`` items
+    (default: the whole bucket), one compiled program per (bucket shape, chunk
+    size). The batch axis is sharded over ``mesh`` (default: every device); a
+    chunk whose size is not a multiple of the device count is padded with
+    copies of its last item, which take no steps and are dropped. An item that
+    stops early (``tol``, a NaN) keeps its image while its chunk runs on.
+
+    Returns the images in item order, float32 NumPy (H_i, W_i, 3) in [0, 1],
+    each at its content's shape. ``callback(BatchProgress)`` is called after
+    each block of ``every`` steps of each chunk.
+
+    Item for item, the result equals ``stylize`` with the same arguments (to
+    float rounding) when the contents are already bucket-shaped.
+
+    >>> w = jaxnst.random_weights("vgg19", seed=0)
+    >>> cfgs = [jaxnst.Config(steps=10, style_weight=v) for v in (1e2, 1e3, 1e4)]
+    >>> outs = jaxnst.stylize_batch([content], [style], w, cfgs)   # a sweep: 3 images
+    """
+    configs = [configs] if isinstance(configs, Config) else list(configs)
+    n = max(len(contents), len(styles), len(configs))
+    if n == 0 or not len(contents) or not len(styles) or not configs:
+        raise JaxnstError("an empty batch: give at least one content, one style and one config")
+    configs = [validate(c) for c in _broadcast(configs, n, "configs")]
+    _check_same(configs)
+    cfg0 = configs[0]
+    if cfg0.model != weights.arch:
+        raise JaxnstError(
+            f"the weights are {weights.arch} but the config asks for {cfg0.model}: use --model {weights.arch}"
+        )
+    if every < 1:
+        raise JaxnstError(f"every={every} must be >= 1")
+    if batch_size is not None and batch_size < 1:
+        raise JaxnstError(f"--batch-size {batch_size} must be >= 1")
+    items = []
+    for c, s, cfg in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs, strict=True):
+        style = tuple(s) if isinstance(s, (list, tuple)) else (s,)
+        if not style:
+            raise JaxnstError("an item with no style image: give at least one")
+        items.append(_Item(c, style, cfg))
+
+    mesh = device_mesh() if mesh is None else mesh
+    ndev = mesh.devices.size
+    spec = LossSpec.from_config(cfg0)
+    # Targets once per distinct object (ids are stable: ``items`` holds them).
+    cache: dict = {}
+    shapes = [_batch(it.content, "content").shape[1:3] for it in items]
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(shapes):
+        buckets.setdefault(bucket_shape(h, w, multiple), []).append(i)
+
+    outputs: list[np.ndarray | None] = [None] * n
+    for hw, idx in buckets.items():
+        size = batch_size or len(idx)
+        for k in range(0, len(idx), size):
+            chunk = idx[k : k + size]
+            outs = _run_chunk(
+                [items[i] for i in chunk], chunk, [shapes[i] for i in chunk], hw, weights, spec, mesh, ndev,
+                cache, callback, every, init_image,
+            )  # fmt: skip
+            for i, o in zip(chunk, outs, strict=True):
+                outputs[i] = o
+    return outputs
+
+
+def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callback, every, init_image):
+    """One vmapped program over ``items`` (all of bucket shape ``hw``)."""
+    b = len(items)
+    pad = -b % ndev  # copies of the last item, so the batch divides over the devices
+    rows = items + [items[-1]] * pad
+
+    def content_of(it):
+        key = ("content", id(it.content), hw)
+        if key not in cache:
+            c = _resize(_batch(it.content, "content"), hw)
+            no_style = dataclasses.replace(spec, style_layers=())
+            cache[key] = (c, make_targets(weights, c, [], no_style).content)
+        return cache[key]
+
+    def style_of(it):
+        blend = it.cfg.style_blend_weights
+        key = ("style", tuple(map(id, it.style)), blend)
+        if key not in cache:
+            no_content = dataclasses.replace(spec, content_layers=())
+            cache[key] = make_targets(weights, None, [_batch(s, "style") for s in it.style], no_content, blend).style
+        return cache[key]
+
+    style_keys = {(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}
+    shared = len(style_keys) == 1
+    contents = [content_of(it) for it in rows]
+    grams = style_of(items[0]) if shared else _stack([style_of(it) for it in rows])
+    targets = Targets(_stack([f for _, f in contents]), grams)
+    starts = [
+        jnp.array(initial_image(it.cfg, c, [_batch(s, "style") for s in it.style], init_image), copy=True)
+        for it, (c, _) in zip(rows, contents, strict=True)
+    ]
+    image = jnp.stack(starts)  # (B, 1, H, W, 3)
+    # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
+    opt_state = _stack([make_optimizer(it.cfg).init(x) for it, x in zip(rows, starts, strict=True)])
+    hyper = _stack([Hyper.from_config(it.cfg) for it in rows])
+    tol = jnp.asarray([it.cfg.tol for it in rows], jnp.float32)
+    steps = np.array([it.cfg.steps for it in items] + [0] * pad)
+
+    per_item, replicated = NamedSharding(mesh, P(mesh.axis_names[0])), NamedSharding(mesh, P())
+    image, opt_state, hyper, tol = _put((image, opt_state, hyper, tol), per_item)
+    targets = Targets(_put(targets.content, per_item), _put(targets.style, replicated if shared else per_item))
+    w = _put(weights, replicated)
+    run, terms = batched_functions(spec, items[0].cfg.optimizer, shared, mesh)
+
+    done = np.zeros(b + pad, np.int64)
+    code = np.full(b + pad, STOP_STEPS)
+    loss = np.full(b + pad, np.nan, np.float32)
+    t0 = time.perf_counter()
+
+    def outputs_fn(x):
+        def get():
+            imgs = _get(x[:, 0])[:b]
+            return [np.asarray(_resize(jnp.asarray(im), s)) for im, s in zip(imgs, shapes, strict=True)]
+
+        return get
+
+    def terms_fn(x):
+        def get():
+            t = {k: _get(v)[:b] for k, v in terms(x, w, targets, hyper).items()}
+            return [{k: float(v[i]) for k, v in t.items()} for i in range(b)]
+
+        return get
+
+    def report(finished):
+        if callback is None and not finished:
+            return None
+        # A clipped copy: the loop donates ``image``, and the callback may keep the progress.
+        x = jnp.clip(image, 0.0, 1.0)
+        reasons = tuple(STOP_REASONS[int(c)] for c in code[:b]) if finished else ()
+        p = BatchProgress(
+            tuple(index), tuple(map(int, done[:b])), tuple(map(int, steps[:b])), tuple(map(float, loss[:b])),
+            hw, time.perf_counter() - t0, finished, reasons, outputs_fn(x), terms_fn(x),
+        )  # fmt: skip
+        if callback is not None:
+            callback(p)
+        return p
+
+    active = (code == STOP_STEPS) & (done < steps)
+    while active.any():
+        n = np.where(active, np.minimum(every, steps - done), 0).astype(np.int32)
+        image, opt_state, last, k, c = run(image, opt_state, _put(jnp.asarray(n), per_item), tol, w, targets, hyper)
+        k, c, last = _get(k), _get(c), _get(last)
+        done += k
+        code = np.where(active, c, code)
+        loss = np.where(active, last, loss)
+        active = (code == STOP_STEPS) & (done < steps)
+        if active.any():
+            report(False)
+    return report(True).outputs()
+
+
+def stylize_spatial(
+    content,
+    styles: Sequence,
+    weights: Weights,
+    config: Config = Config(),
+    *,
+    mesh: Mesh | None = None,
+    **kwargs,
+) -> jax.Array:
+    """``jaxnst.stylize`` of one image whose height is split over the devices of ``mesh``.
+
+    The content and the image (1, H, W, 3) are sharded as ``P(None, axis)``:
+    each device holds H / n rows of the image and of every feature map, and
+    XLA's SPMD partitioner exchanges the rows each 3x3 convolution needs from
+    its neighbours and sums the Gram matrices across devices. This renders
+    images that no single device could hold. H must be divisible by the number
+    of devices. Other keyword arguments are those of ``stylize``.
+    """
+    mesh = device_mesh(axis="h") if mesh is None else mesh
+    h = _batch(content, "content").shape[1]
+    ndev = mesh.devices.size
+    if h % ndev:
+        raise JaxnstError(f"the content's height {h} does not divide over {ndev} devices: resize it to a multiple")
+    sharding = NamedSharding(mesh, P(None, mesh.axis_names[0]))
+    weights = _put(weights, NamedSharding(mesh, P()))
+    return stylize(content, styles, weights, config, place=lambda x: _put(x, sharding), **kwargs)
+
+
+def grid_configs(base: Config, sweep: dict[str, Sequence]) -> list[tuple[dict, Config]]:
+    """Every combination of the ``sweep`` values over ``base``, first key slowest:
+    ``[({'style_weight': 1e2}, Config(..., style_weight=1e2)), ...]``."""
+    for name in sweep:
+        if name not in PER_ITEM:
+            raise JaxnstError(
+                f"cannot sweep {name}: one program has one value of it; sweep one of {', '.join(PER_ITEM)}"
+            )
+    out = [({}, base)]
+    for name, values in sweep.items():
+        out = [({**d, name: v}, dataclasses.replace(c, **{name: v})) for d, c in out for v in values]
+    return out
+
+
+__all__ = [
+    "PER_ITEM",
+    "BatchProgress",
+    "batched_functions",
+    "bucket_shape",
+    "device_mesh",
+    "grid_configs",
+    "stylize_batch",
+    "stylize_spatial",
+]

@@ -1,0 +1,327 @@
+"""``jaxnst batch --content DIR|GLOB... --style FILE... --out DIR``: a thin layer over ``stylize_batch``.
+
+Every content x every style x every combination of ``--sweep`` values, run as
+one compiled program per bucket shape; outputs ``{content}__{style}.png`` (plus
+``__name=value`` per swept parameter), a JSON trace of per-item losses and,
+with ``--grid``, a labelled contact sheet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import itertools
+import json
+import math
+import sys
+import time
+import typing
+from pathlib import Path
+
+from jaxnst.cli import _device, _Parser, add_config_flags, add_weights_flag, config_from_args, weights_from_args
+from jaxnst.config import Config, validate
+from jaxnst.errors import JaxnstError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Swept per item; style blends do not apply (each style is its own column).
+SWEEPABLE = ("content_weight", "style_weight", "tv_weight", "lr", "tol", "steps", "seed", "init")
+GRID_NAME, TRACE_NAME = "grid.png", "trace.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="jaxnst batch",
+        description="Stylise every content with every style (and every swept value) as one compiled program "
+        "per image shape, sharded over all devices.",
+    )
+    p.add_argument(
+        "--content", nargs="+", required=True, metavar="DIR|GLOB|FILE", help="content images: folders, globs, files"
+    )
+    p.add_argument("--style", nargs="+", required=True, metavar="FILE", help="style images, one column each")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help=f"also write a contact sheet OUT/{GRID_NAME} (rows contents, columns styles)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V,V,...",
+        help=f"try every value of a parameter, in the same program; repeat for a grid ({', '.join(SWEEPABLE)})",
+    )
+    add_weights_flag(p)
+    add_config_flags(p, skip=("style_blend_weights",))
+    p.add_argument(
+        "--batch-size", type=int, default=None, metavar="N", help="at most N items per program (default: all)"
+    )
+    p.add_argument(
+        "--bucket-multiple",
+        type=int,
+        default=32,
+        metavar="N",
+        help="contents are optimised with both sides rounded to a multiple of N, then resized back (default: 32)",
+    )
+    p.add_argument(
+        "--every", type=int, default=10, metavar="N", help="steps per dispatch and trace entry (default: 10)"
+    )
+    p.add_argument(
+        "--trace", default=None, metavar="PATH", help=f"JSON trace of per-item losses (default: OUT/{TRACE_NAME})"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary, only errors")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() first (auto-detected on TPU, Slurm, Open MPI; "
+        "else give the three flags below, or $JAX_COORDINATOR_ADDRESS); run the same command on every host",
+    )
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (with --distributed)")
+    p.add_argument("--num-processes", type=int, default=None, metavar="N", help="processes in all (with --distributed)")
+    p.add_argument(
+        "--process-id", type=int, default=None, metavar="I", help="this process, 0..N-1 (with --distributed)"
+    )
+    return p
+
+
+def find_images(patterns: list[str]) -> list[Path]:
+    """Files named by folders (their images, sorted), globs or paths, each once, in order."""
+    found: dict[Path, None] = {}
+    for pat in patterns:
+        path = Path(pat)
+        if path.is_dir():
+            files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise JaxnstError(f"folder {path} has no image ({', '.join(IMAGE_SUFFIXES)})")
+        elif glob.has_magic(pat):
+            files = sorted(Path(f) for f in glob.glob(pat) if Path(f).is_file())
+            if not files:
+                raise JaxnstError(f"no file matches {pat!r}")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise JaxnstError(f"content {path} does not exist: give a folder, a glob or an image file")
+        found.update(dict.fromkeys(files))
+    return list(found)
+
+
+def parse_sweeps(texts: list[str]) -> dict[str, list[tuple[str, object]]]:
+    """``['style_weight=1e2,1e3']`` -> ``{'style_weight': [('1e2', 100.0), ('1e3', 1000.0)]}``."""
+    hints = typing.get_type_hints(Config)
+    out: dict[str, list[tuple[str, object]]] = {}
+    for text in texts:
+        name, sep, values = text.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not sep or not values.strip():
+            raise JaxnstError(f"--sweep {text!r}: write NAME=V,V,... e.g. style_weight=1e2,1e3,1e4")
+        if name not in SWEEPABLE:
+            raise JaxnstError(f"--sweep {name}: cannot sweep it in one program; sweep one of {', '.join(SWEEPABLE)}")
+        if name in out:
+            raise JaxnstError(f"--sweep {name} given twice: put all its values in one --sweep")
+        kind = hints[name]
+        parsed = []
+        for v in (v.strip() for v in values.split(",") if v.strip()):
+            try:
+                parsed.append((v, kind(v)))
+            except ValueError:
+                raise JaxnstError(f"--sweep {name}: {v!r} is not a {kind.__name__}") from None
+        if name == "init" and any(p not in ("content", "noise", "style") for _, p in parsed):
+            raise JaxnstError("--sweep init: the values can be content, noise or style")
+        if len({p for _, p in parsed}) != len(parsed):
+            raise JaxnstError(f"--sweep {name}: a value is repeated")
+        out[name] = parsed
+    return out
+
+
+def _unique_stems(paths: list[Path], what: str) -> list[str]:
+    stems = [p.stem for p in paths]
+    for s in stems:
+        if stems.count(s) > 1:
+            raise JaxnstError(f"two {what} images are named {s!r}: outputs would collide, rename one")
+    return stems
+
+
+def contact_sheet(cells: list[list], row_labels: list[str], col_labels: list[str], cell: int):
+    """A PIL image: ``cells[r][c]`` (PIL images) fitted into ``cell`` x ``cell`` squares,
+    row labels on the left, column labels (lines split on newlines) on top."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = probe.textbbox((0, 0), "Ag", font=font)[3] + 2
+    pad = 4
+
+    def fit(text, width):
+        if probe.textlength(text, font=font) <= width:
+            return text
+        while text and probe.textlength(text + "...", font=font) > width:
+            text = text[:-1]
+        return text + "..."
+
+    left = min(cell, max(probe.textlength(t, font=font) for t in row_labels) + 2 * pad)
+    left = int(math.ceil(left))
+    lines = max(len(t.split("\n")) for t in col_labels)
+    top = lines * line_h + 2 * pad
+    sheet = Image.new("RGB", (left + len(col_labels) * (cell + pad), top + len(row_labels) * (cell + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(col_labels):
+        for k, line in enumerate(label.split("\n")):
+            draw.text((left + c * (cell + pad), pad + k * line_h), fit(line, cell), fill="black", font=font)
+    for r, label in enumerate(row_labels):
+        y = top + r * (cell + pad)
+        draw.text((pad, y + cell // 2 - line_h // 2), fit(label, left - 2 * pad), fill="black", font=font)
+        for c, img in enumerate(cells[r]):
+            scale = cell / max(img.size)  # up or down: small outputs stay readable
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+            x = left + c * (cell + pad) + (cell - img.width) // 2
+            sheet.paste(img, (x, y + (cell - img.height) // 2))
+    return sheet
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def run_batch(args: argparse.Namespace) -> None:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from jaxnst._files import atomic_path
+    from jaxnst.image import load_image, save_image
+
+    if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
+        import jax
+
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    import jax
+
+    from jaxnst.batch import grid_configs, stylize_batch
+
+    cfg = config_from_args(args)
+    for name, v in (("--every", args.every), ("--bucket-multiple", args.bucket_multiple)):
+        if v < 1:
+            raise JaxnstError(f"{name} {v} must be >= 1")
+    sweeps = parse_sweeps(args.sweep)
+    # Both in ``itertools.product`` order, first --sweep slowest.
+    combos = grid_configs(cfg, {k: [v for _, v in vs] for k, vs in sweeps.items()})
+    texts = [
+        dict(zip(sweeps, t, strict=True)) for t in itertools.product(*([s for s, _ in vs] for vs in sweeps.values()))
+    ]
+    for _, c in combos:
+        validate(c)  # before any image or weight is read
+    content_paths = find_images(args.content)
+    style_paths = [Path(s) for s in args.style]
+    content_names = _unique_stems(content_paths, "content")
+    style_names = _unique_stems(style_paths, "style")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise JaxnstError(f"--out {out} is a file: give a folder")
+    trace_path = Path(args.trace) if args.trace else out / TRACE_NAME
+    contents = [load_image(p, cfg.size) for p in content_paths]
+    styles = [load_image(p, max(16, round(cfg.size * cfg.style_scale))) for p in style_paths]
+    init_image = load_image(cfg.init) if cfg.init not in ("content", "noise", "style") else None
+    weights = weights_from_args(args, cfg)
+    writer = jax.process_index() == 0  # on several hosts every process computes, one writes
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        if not trace_path.parent.is_dir():
+            raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
+
+    # Items: content-major, then style, then swept values (first --sweep slowest).
+    items = []
+    for ci, cname in enumerate(content_names):
+        for si, sname in enumerate(style_names):
+            for (values, c), text in zip(combos, texts, strict=True):
+                suffix = "".join(f"__{k}={v}" for k, v in text.items())
+                items.append({"ci": ci, "si": si, "values": values, "cfg": c, "name": f"{cname}__{sname}{suffix}"})
+    quiet = args.quiet or not writer
+    say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    say(
+        f"jaxnst batch: {len(contents)} content x {len(styles)} style x {len(combos)} setting(s) = {len(items)} "
+        f"images at {cfg.size} px, {cfg.model} from {weights.source}, on {_device()}"
+    )
+    total = sum(it["cfg"].steps for it in items)
+    bar = tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    trace = {
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in sweeps},
+        "sweep": {k: [v for v, _ in vs] for k, vs in sweeps.items()},
+        "device": _device(),
+        "items": [
+            {
+                "output": f"{it['name']}.png",
+                "content": str(content_paths[it["ci"]]),
+                "style": str(style_paths[it["si"]]),
+                "params": it["values"],
+                "shape": list(contents[it["ci"]].shape[:2]),
+                "losses": [],
+            }
+            for it in items
+        ],
+    }
+    seen = [0] * len(items)
+    thumbs: dict[int, Image.Image] = {}
+    cell = 192  # contact-sheet square per image
+    finished = [0]
+
+    def write_trace():
+        with atomic_path(trace_path) as tmp:
+            Path(tmp).write_text(json.dumps(trace, indent=1) + "\n")
+
+    def callback(p):
+        for i, s, loss in zip(p.items, p.step, p.loss, strict=True):
+            bar.update(s - seen[i])
+            seen[i] = s
+            if s and (not trace["items"][i]["losses"] or trace["items"][i]["losses"][-1]["step"] != s):
+                trace["items"][i]["losses"].append({"step": s, "loss": _finite(loss)})
+        bar.set_postfix(bucket=f"{p.shape[1]}x{p.shape[0]}", done=f"{finished[0]}/{len(items)}", refresh=False)
+        if not p.done:
+            return
+        finished[0] += len(p.items)
+        terms = p.terms()
+        for i, img, t, reason in zip(p.items, p.outputs(), terms, p.reasons, strict=True):
+            entry = trace["items"][i]
+            entry.update(bucket=list(p.shape), steps=p.step[p.items.index(i)], stopped=reason)
+            entry["final"] = {"loss": _finite(p.loss[p.items.index(i)]), **{k: _finite(v) for k, v in t.items()}}
+            if writer:
+                save_image(img, out / entry["output"])
+            if args.grid:
+                thumbs[i] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
+        if writer:
+            write_trace()  # after every chunk: a long run leaves a usable trace if stopped
+
+    t0 = time.perf_counter()
+    stylize_batch(
+        [contents[it["ci"]] for it in items],
+        [styles[it["si"]] for it in items],
+        weights,
+        [it["cfg"] for it in items],
+        callback=callback,
+        every=args.every,
+        multiple=args.bucket_multiple,
+        batch_size=args.batch_size,
+        init_image=init_image,
+    )
+    bar.close()
+    extra = [trace_path.name]
+    if args.grid and writer:
+        cols = len(style_names) * len(combos)
+        cells = [[thumbs[r * cols + c] for c in range(cols)] for r in range(len(content_names))]
+        col_labels = ["\n".join([s, *(f"{k}={v}" for k, v in text.items())]) for s in style_names for text in texts]
+        with atomic_path(out / GRID_NAME) as tmp:
+            contact_sheet(cells, content_names, col_labels, cell).save(tmp, "PNG")
+        extra.insert(0, GRID_NAME)
+    buckets = sorted({tuple(e["bucket"]) for e in trace["items"]})
+    say(
+        f"jaxnst batch: wrote {len(items)} images (+ {', '.join(extra)}) to {out} in "
+        f"{time.perf_counter() - t0:.1f} s, {len(buckets)} bucket(s) "
+        f"{' '.join(f'{w}x{h}' for h, w in buckets)}, on {_device()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_batch(build_parser().parse_args(argv))
+    return 0

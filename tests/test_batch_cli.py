@@ -1,0 +1,99 @@
+"""``jaxnst batch`` as a user runs it (in-process through ``jaxnst.cli.main``)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnst.batch_cli import parse_sweeps
+from jaxnst.cli import main
+
+FAST = ["--weights", "random", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--quiet"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_every_content_with_every_style_grid_and_trace(images_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = run(
+        ["batch", "--content", images_dir / "chelsea.png", images_dir / "[w]*.jpg", "--style"]
+        + [images_dir / "starry_night.jpg", images_dir / "the_scream.jpg", "--out", out, "--grid", *FAST]
+        + ["--size", 32, "--steps", 4, "--every", 2, "--bucket-multiple", 8],
+        capsys,
+    )
+    assert code == 0, err
+    names = [f"{c}__{s}.png" for c in ("chelsea", "woman-with-hat-matisse") for s in ("starry_night", "the_scream")]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "grid.png", "trace.json"])
+    # Each output has its content's size (451x300 and 591x800 at 32 px), not its bucket's.
+    assert {Image.open(out / n).size for n in names[:2]} == {(32, 21)}
+    assert {Image.open(out / n).size for n in names[2:]} == {(24, 32)}
+    grid = Image.open(out / "grid.png")
+    assert grid.width > 2 * 192 and grid.height > 2 * 192  # 2 rows x 2 columns, plus labels
+    trace = json.loads((out / "trace.json").read_text())
+    assert [it["output"] for it in trace["items"]] == names
+    for it in trace["items"]:
+        assert [e["step"] for e in it["losses"]] == [2, 4] and it["steps"] == 4
+        assert set(it["final"]) == {"loss", "content", "style", "tv"}
+        assert it["bucket"] == ([24, 32] if it["shape"] == [21, 32] else [32, 24])
+
+
+def test_sweep_grid_equals_single_runs(images_dir, tmp_path, capsys):
+    content, style = images_dir / "coffee.png", images_dir / "shipwreck.jpg"
+    common = [*FAST, "--size", 24, "--steps", 3]
+    code, err = run(
+        ["batch", "--content", content, "--style", style, "--out", tmp_path, "--grid", *common]
+        + ["--sweep", "style_weight=1e2,1e4", "--sweep", "content-weight=1,5", "--bucket-multiple", 1],
+        capsys,
+    )
+    assert code == 0, err
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    assert trace["sweep"] == {"style_weight": ["1e2", "1e4"], "content_weight": ["1", "5"]}
+    assert [it["params"] for it in trace["items"]] == [
+        {"style_weight": sw, "content_weight": cw} for sw in (1e2, 1e4) for cw in (1.0, 5.0)
+    ]
+    for it in trace["items"]:
+        sw, cw = it["params"]["style_weight"], it["params"]["content_weight"]
+        name = f"coffee__shipwreck__style_weight={'1e2' if sw == 1e2 else '1e4'}__content_weight={cw:g}.png"
+        assert it["output"] == name
+        single = tmp_path / "single.png"
+        assert (
+            run([content, style, "-o", single, *common, "--style-weight", sw, "--content-weight", cw], capsys)[0] == 0
+        )
+        np.testing.assert_allclose(
+            np.asarray(Image.open(tmp_path / name), float), np.asarray(Image.open(single)), atol=1
+        )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--sweep", "pooling=avg"], "cannot sweep it"),
+        (["--sweep", "style_weight"], "NAME=V,V"),
+        (["--sweep", "lr=0.1,x"], "'x' is not a float"),
+        (["--sweep", "lr=0.1,-1"], "--lr -1.0 must be positive"),
+        (["--bucket-multiple", "0"], "--bucket-multiple 0 must be >= 1"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(images_dir, tmp_path, capsys, extra, message):
+    args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg"]
+    code, err = run([*args, "--out", tmp_path, *FAST, *extra], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_content_discovery_errors(images_dir, tmp_path, capsys):
+    style = images_dir / "shipwreck.jpg"
+    for content, message in ((tmp_path / "*.png", "no file matches"), (tmp_path / "nope.png", "does not exist")):
+        code, err = run(["batch", "--content", content, "--style", style, "--out", tmp_path, *FAST], capsys)
+        assert code == 2 and message in err
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "chelsea.png")
+    code, err = run(
+        ["batch", "--content", images_dir / "chelsea.png", tmp_path / "a", "--style", style, "--out", tmp_path, *FAST],
+        capsys,
+    )
+    assert code == 2 and "two content images are named 'chelsea'" in err
+    assert parse_sweeps(["tv-weight=0,1"]) == {"tv_weight": [("0", 0.0), ("1", 1.0)]}
