@@ -8,9 +8,11 @@ PyTorch eager (and ``torch.compile`` with ``--torch-compile``) on the same weigh
 
 Variants of jaxnst (``--variants``):
   loop      jaxnst's path: many steps per dispatch in a while_loop, custom conv VJP
-  loop-xla  the same loop with XLA's own convolution gradient (the custom VJP off)
+  direct    the loop with XLA's direct convolution everywhere (no Winograd)
+  loop-xla  the loop with XLA's own convolution and its gradient (no custom VJP, no Winograd)
   top       one jitted step per Python dispatch
   bf16      the loop with bfloat16 convolutions (--precision bf16)
+  remat     the loop with --remat
 
     python scripts/bench.py --sizes 256 512 --json docs/benchmarks.json
 """
@@ -37,13 +39,17 @@ from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_step, make_tar
 
 
 @contextlib.contextmanager
-def xla_conv_grad():
-    orig = vgg.conv3x3
-    vgg.conv3x3 = vgg._direct
+def patched(variant):
+    """Switches jaxnst's convolution the way ``variant`` asks, for the duration."""
+    conv, threshold = vgg.conv3x3, vgg.WINOGRAD_MIN_CHANNELS
+    if variant == "loop-xla":
+        vgg.conv3x3 = vgg._direct
+    if variant in ("direct", "loop-xla"):
+        vgg.WINOGRAD_MIN_CHANNELS = 1 << 30
     try:
         yield
     finally:
-        vgg.conv3x3 = orig
+        vgg.conv3x3, vgg.WINOGRAD_MIN_CHANNELS = conv, threshold
 
 
 def problem(size):
@@ -86,11 +92,10 @@ def _timed(fn) -> float:
 
 
 def bench_jaxnst(variant, size, steps, repeats, weights):
-    precision = "bf16" if variant == "bf16" else "fp32"
-    cfg = jaxnst.Config(**({"precision": precision} if "precision" in jaxnst.Config.__dataclass_fields__ else {}))
+    cfg = jaxnst.Config(precision="bf16" if variant == "bf16" else "fp32", remat=variant == "remat")
     spec = LossSpec.from_config(cfg)
     content, style = problem(size)
-    with xla_conv_grad() if variant == "loop-xla" else contextlib.nullcontext():
+    with patched(variant):
         targets = make_targets(weights, content, [style], spec)
         hyper = Hyper.from_config(cfg)
         opt = make_optimizer(cfg)
