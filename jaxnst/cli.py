@@ -182,16 +182,17 @@ def run_stylize(args: argparse.Namespace) -> None:
     say = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     say(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {_device()}")
 
-    every = math.gcd(args.print_every or cfg.steps or 1, args.save_every or cfg.steps or 1)
-    every = max(1, min(every, 10))  # keep the bar moving even with rare prints
+    # Steps per dispatch: every print and save falls on a block's end (gcd(n, 0) = n), and at
+    # most 10 so the bar keeps moving; a last, shorter block ends the run wherever it stops.
+    every = min(math.gcd(args.print_every, args.save_every) or 10, 10)
     bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    first = {}
+    seen = {}
 
     def callback(p):
         bar.update(p.step - bar.n)
         bar.set_postfix(loss=f"{p.loss:.4g}", refresh=False)
-        first.setdefault("t", p.elapsed)
-        first.setdefault("step", p.step)
+        seen.setdefault("t", p.elapsed)
+        seen.setdefault("step", p.step)
         if args.print_every and (p.step % args.print_every == 0 or p.done) and not args.quiet:
             t = p.terms()
             say(
@@ -201,16 +202,16 @@ def run_stylize(args: argparse.Namespace) -> None:
         if args.save_every and p.step % args.save_every == 0 and not p.done:
             save_image(p.image, out.with_name(f"{out.stem}_{p.step}{out.suffix}"))
         if p.done:
-            first["last"] = p
+            seen["last"] = p
 
     t0 = time.perf_counter()
     image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image)
     save_image(image, out)
     bar.close()
     wall = time.perf_counter() - t0
-    p = first.get("last")
+    p = seen.get("last")
     steps = p.step if p else 0
-    steady = (p.elapsed - first["t"]) / (steps - first["step"]) if p and steps > first["step"] else float("nan")
+    steady = (p.elapsed - seen["t"]) / (steps - seen["step"]) if p and steps > seen["step"] else float("nan")
     reason = p.reason if p else "no steps"
     print(
         f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s "
