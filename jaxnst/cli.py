@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--print-every", type=int, metavar="N", default=50, help="print the losses every N steps (default: 50)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar or loss lines, only errors")
+    p.add_argument("--quiet", action="store_true", help="print only errors and the not-pretrained warning")
     return p
 
 
@@ -213,10 +213,9 @@ def run_stylize(args: argparse.Namespace) -> None:
     steps = p.step if p else 0
     steady = (p.elapsed - seen["t"]) / (steps - seen["step"]) if p and steps > seen["step"] else float("nan")
     reason = p.reason if p else "no steps"
-    print(
+    say(
         f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s "
-        f"({steady:.3f} s/step after compile) on {_device()}; stopped: {reason}",
-        file=sys.stderr,
+        f"({steady:.3f} s/step after compile) on {_device()}; stopped: {reason}"
     )
 
 
