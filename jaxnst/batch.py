@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from jaxnst.config import Config, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import STOP_REASONS, STOP_STEPS, Hyper, LossSpec, Targets, make_optimizer, make_targets
-from jaxnst.stylize import _batch, initial_image, loop_functions, stylize
+from jaxnst.stylize import _batch, check_arch, initial_image, loop_functions, stylize
 from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the
@@ -219,10 +219,7 @@ def stylize_batch(
     configs = [validate(c) for c in _broadcast(configs, n, "configs")]
     _check_same(configs)
     cfg0 = configs[0]
-    if cfg0.model != weights.arch:
-        raise JaxnstError(
-            f"the weights are {weights.arch} but the config asks for {cfg0.model}: use --model {weights.arch}"
-        )
+    check_arch(cfg0, weights)
     if every < 1:
         raise JaxnstError(f"every={every} must be >= 1")
     if batch_size is not None and batch_size < 1:

@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 
 from jaxnst.cli import _device, _Parser, add_config_flags, add_weights_flag, config_from_args, weights_from_args
-from jaxnst.config import Config, validate
+from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -222,7 +222,7 @@ def run_batch(args: argparse.Namespace) -> None:
         raise JaxnstError(f"--out {out} is a file: give a folder")
     trace_path = Path(args.trace) if args.trace else out / TRACE_NAME
     contents = [load_image(p, cfg.size) for p in content_paths]
-    styles = [load_image(p, max(16, round(cfg.size * cfg.style_scale))) for p in style_paths]
+    styles = [load_image(p, style_size(cfg)) for p in style_paths]
     init_image = load_image(cfg.init) if cfg.init not in ("content", "noise", "style") else None
     weights = weights_from_args(args, cfg)
     writer = jax.process_index() == 0  # on several hosts every process computes, one writes

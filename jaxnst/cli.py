@@ -13,7 +13,7 @@ import sys
 import time
 import typing
 
-from jaxnst.config import Config, validate
+from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
 
 RANDOM_WARNING = (
@@ -174,7 +174,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     out = check_output_path(args.output)
     content = load_image(args.content, cfg.size)
     h, w, _ = content.shape
-    styles = [load_image(s, max(16, round(cfg.size * cfg.style_scale))) for s in args.styles]
+    styles = [load_image(s, style_size(cfg)) for s in args.styles]
     init_image = None
     if cfg.init not in ("content", "noise", "style"):
         init_image = load_image(cfg.init)

@@ -52,6 +52,11 @@ class Config:
     remat: bool = _help("recompute VGG activations per block in the backward pass (less memory)", default=False)
 
 
+def style_size(cfg: Config) -> int:
+    """Long side of each style image in pixels: ``size * style_scale``, at least 16."""
+    return max(16, round(cfg.size * cfg.style_scale))
+
+
 def validate(cfg: Config) -> Config:
     """Checks the values a user can get wrong; returns ``cfg`` or raises ``JaxnstError``."""
     from jaxnst.errors import JaxnstError

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from jaxnst.cli import _Parser, add_config_flags, config_from_args
+from jaxnst.config import style_size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     cw, ch = fit_long_side(image_size(args.content), cfg.size)
-    style_hw = [fit_long_side(image_size(s), max(16, round(cfg.size * cfg.style_scale)))[::-1] for s in args.styles]
+    style_hw = [fit_long_side(image_size(s), style_size(cfg))[::-1] for s in args.styles]
     est = estimate((ch, cw), style_hw, cfg)
     mib = lambda b: f"{b / 2**20:.0f} MiB"  # noqa: E731
     d = jax.devices()[0]

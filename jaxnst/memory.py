@@ -14,7 +14,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from jaxnst.config import Config
+from jaxnst.config import Config, style_size
 from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_targets
 from jaxnst.stylize import compiled_functions
 from jaxnst.vgg import Weights, param_shapes
@@ -83,9 +83,10 @@ MARGIN = 0.8
 def _at(size: int, content_wh, style_whs, cfg: Config) -> MemoryEstimate:
     from jaxnst.image import fit_long_side
 
+    cfg = dataclasses.replace(cfg, size=size)
     c = fit_long_side(content_wh, size)[::-1]
-    s = [fit_long_side(wh, max(16, round(size * cfg.style_scale)))[::-1] for wh in style_whs]
-    return estimate(c, s, dataclasses.replace(cfg, size=size))
+    s = [fit_long_side(wh, style_size(cfg))[::-1] for wh in style_whs]
+    return estimate(c, s, cfg)
 
 
 def auto_size(

@@ -67,6 +67,14 @@ def compiled_functions(spec: LossSpec, optimizer: str):
     return jax.jit(run, donate_argnums=(0, 1)), jax.jit(terms)
 
 
+def check_arch(cfg: Config, weights: Weights) -> None:
+    """Raises ``JaxnstError`` unless ``weights`` are of the architecture ``cfg`` names."""
+    if cfg.model != weights.arch:
+        raise JaxnstError(
+            f"the weights are {weights.arch} but the config asks for {cfg.model}: use --model {weights.arch}"
+        )
+
+
 def _batch(a, what: str) -> jax.Array:
     a = jnp.asarray(a, jnp.float32)
     if a.ndim == 3:
@@ -120,10 +128,7 @@ def stylize(
     >>> out = jaxnst.stylize(content, [style], w, jaxnst.Config(steps=10))
     """
     cfg = validate(config)
-    if cfg.model != weights.arch:
-        raise JaxnstError(
-            f"the weights are {weights.arch} but the config asks for {cfg.model}: use --model {weights.arch}"
-        )
+    check_arch(cfg, weights)
     if not styles:
         raise JaxnstError("no style image: give at least one")
     place = place or (lambda a: a)
