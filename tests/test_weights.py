@@ -29,6 +29,15 @@ def numpy_features(params, images, pre):
     )
 
 
+def assert_same_weights(path, w, images, got):
+    """The canonical file at ``path`` records ``w``'s arch, preprocessing and source,
+    and gives exactly the features ``got`` of ``images``."""
+    w2 = load_weights(path)
+    assert (w2.arch, w2.preprocessing, w2.source) == (w.arch, w.preprocessing, w.source)
+    for t in TAPS:
+        np.testing.assert_array_equal(jaxnst.features(w2, images, TAPS)[t], got[t])
+
+
 @pytest.mark.parametrize("naming", ["old", "new"])
 def test_keras_notop_layout(tmp_path, params19, naming, rng):
     keras_file(tmp_path / "k.h5", params19, naming)
@@ -42,10 +51,7 @@ def test_keras_notop_layout(tmp_path, params19, naming, rng):
         np.testing.assert_allclose(got[t], want[t], rtol=1e-4, atol=1e-3)
     # The canonical file made from it gives the same features.
     save_weights(w, tmp_path / "c.h5")
-    w2 = load_weights(tmp_path / "c.h5")
-    assert (w2.arch, w2.preprocessing, w2.source) == ("vgg19", vgg.CAFFE, "keras")
-    for t in TAPS:
-        np.testing.assert_array_equal(jaxnst.features(w2, images, TAPS)[t], got[t])
+    assert_same_weights(tmp_path / "c.h5", w, images, got)
 
 
 def test_flaxmodels_layout_uses_torch_preprocessing(tmp_path, params19, rng):
@@ -183,10 +189,7 @@ def test_torchvision_pth_gives_torch_features(pth19, tmp_path, rng):
         np.testing.assert_allclose(got[t], want[t], rtol=1e-4, atol=1e-4)
     # Converted once, the canonical file gives the same features and records where it came from.
     convert(path, tmp_path / "c.h5")
-    w2 = load_weights(tmp_path / "c.h5")
-    assert (w2.arch, w2.preprocessing, w2.source) == ("vgg19", vgg.TORCH, "torchvision")
-    for t in TAPS:
-        np.testing.assert_array_equal(jaxnst.features(w2, images, TAPS)[t], got[t])
+    assert_same_weights(tmp_path / "c.h5", w, images, got)
     with h5py.File(tmp_path / "c.h5") as f:
         assert f.attrs["origin_file"] == path.name and len(f.attrs["origin_sha256"]) == 64
 
