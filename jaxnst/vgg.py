@@ -104,28 +104,51 @@ def _combine(matrix, items):
     return out
 
 
-def _winograd(x, kernel):
+def _winograd_kernel(kernel):
+    """The 16 transformed kernels ``(G g G^T)_ij``, each (C_in, C_out)."""
+    k = [[kernel[a, b] for b in range(3)] for a in range(3)]
+    gk = [_combine(_G, [k[a][b] for a in range(3)]) for b in range(3)]
+    return [_combine(_G, [gk[b][i] for b in range(3)]) for i in range(4)]
+
+
+# G J = P G, where J reverses the 3 taps and P swaps rows 0 and 3 of G. So the transformed
+# kernel of the spatially flipped kernel is the transformed kernel with its 4x4 tile positions
+# permuted by P: the input gradient reuses the forward's transform instead of transposing the
+# kernel first (the HWIO transpose cost ~20 ms per 512-channel layer per dispatch on CPU).
+_FLIP = (3, 1, 2, 0)
+
+
+def _winograd(x, kernel, transposed=False):
+    """``x`` convolved with ``kernel`` by Winograd F(2x2, 3x3); with ``transposed``, convolved
+    with the spatially flipped, in/out-swapped kernel instead (the input gradient)."""
     n, h, w, c = x.shape
     th, tw = -(-h // 2), -(-w // 2)  # 2x2 output tiles
     xp = jnp.pad(x, ((0, 0), (1, 2 * th + 1 - h), (1, 2 * tw + 1 - w), (0, 0)))
     d = [[xp[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)] for a in range(4)]
     bd = [_combine(_BT, [d[a][b] for a in range(4)]) for b in range(4)]  # bd[b][i]
     v = [_combine(_BT, [bd[b][i] for b in range(4)]) for i in range(4)]  # v[i][j] = (B^T d B)_ij
-    k = [[kernel[a, b] for b in range(3)] for a in range(3)]
-    gk = [_combine(_G, [k[a][b] for a in range(3)]) for b in range(3)]
-    u = [_combine(_G, [gk[b][i] for b in range(3)]) for i in range(4)]  # u[i][j] = (G g G^T)_ij
+    u = _winograd_kernel(kernel)
+    if transposed:
+        u = [[u[_FLIP[i]][_FLIP[j]] for j in range(4)] for i in range(4)]
+    # Contract C_in of u, or C_out when transposed (a transposed-operand matmul, no copy).
+    dims = (((1,), (1 if transposed else 0,)), ((), ()))
     # 16 separate matmuls: XLA:CPU ran them faster than one batched dot.
-    m = [[jnp.dot(v[i][j].reshape(-1, c), u[i][j]).reshape(n, th, tw, -1) for j in range(4)] for i in range(4)]
+    m = [
+        [lax.dot_general(v[i][j].reshape(-1, c), u[i][j], dims).reshape(n, th, tw, -1) for j in range(4)]
+        for i in range(4)
+    ]
     am = [_combine(_AT, [m[i][j] for i in range(4)]) for j in range(4)]  # am[j][r]
     y = [_combine(_AT, [am[j][r] for j in range(4)]) for r in range(2)]  # y[r][s]
     out = jnp.stack([jnp.stack(y[r], axis=3) for r in range(2)], axis=2)  # (n, th, 2, tw, 2, c_out)
     return out.reshape(n, 2 * th, 2 * tw, -1)[:, :h, :w]
 
 
-def _conv(x, kernel):
+def _conv(x, kernel, transposed=False):
     cin, cout = kernel.shape[2:]
     fast = x.dtype == jnp.float32 and min(cin, cout) >= WINOGRAD_MIN_CHANNELS and jax.default_backend() == "cpu"
-    return _winograd(x, kernel) if fast else _direct(x, kernel)
+    if fast:
+        return _winograd(x, kernel, transposed)
+    return _direct(x, jnp.flip(kernel, (0, 1)).swapaxes(2, 3) if transposed else kernel)
 
 
 @jax.custom_vjp
@@ -152,7 +175,7 @@ def _conv3x3_fwd(x, kernel):
 
 def _conv3x3_bwd(res, g):
     x, kernel = res
-    grad_x = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+    grad_x = _conv(g, kernel, transposed=True)
     # Only used when differentiating w.r.t. the weights; jit drops it otherwise.
     (grad_kernel,) = jax.vjp(lambda k: _direct(x, k), kernel)[1](g)
     return grad_x, grad_kernel
