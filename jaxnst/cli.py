@@ -12,6 +12,7 @@ import math
 import sys
 import time
 import typing
+from pathlib import Path
 
 from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
@@ -159,6 +160,19 @@ def _auto_size(args: argparse.Namespace) -> int:
     return size
 
 
+def _check_styles_are_not_the_output(styles: list[str], out: Path) -> None:
+    # `jaxnst content.jpg style.jpg out.png` reads out.png as a second style; say where the
+    # output goes instead of failing on a missing image or blending in last run's result.
+    for i, s in enumerate(styles):
+        p = Path(s)
+        missing = i > 0 and not p.exists()
+        if missing or (p.exists() and p.resolve() == out.resolve()):
+            why = "does not exist" if missing else "is also the output file"
+            raise JaxnstError(
+                f"style image {s} {why}: to write the result there, use -o {s} (jaxnst CONTENT STYLE -o OUT)"
+            )
+
+
 def run_stylize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -172,6 +186,7 @@ def run_stylize(args: argparse.Namespace) -> None:
         if v < 0:
             raise JaxnstError(f"{name} {v} must be >= 0")
     out = check_output_path(args.output)
+    _check_styles_are_not_the_output(args.styles, out)
     content = load_image(args.content, cfg.size)
     h, w, _ = content.shape
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
@@ -211,12 +226,12 @@ def run_stylize(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - t0
     p = seen.get("last")
     steps = p.step if p else 0
-    steady = (p.elapsed - seen["t"]) / (steps - seen["step"]) if p and steps > seen["step"] else float("nan")
+    # The first block includes the compile; with one block there is no steady rate to report.
+    steady = ""
+    if p and steps > seen["step"]:
+        steady = f" ({(p.elapsed - seen['t']) / (steps - seen['step']):.3f} s/step after compile)"
     reason = p.reason if p else "no steps"
-    say(
-        f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s "
-        f"({steady:.3f} s/step after compile) on {_device()}; stopped: {reason}"
-    )
+    say(f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s{steady} on {_device()}; stopped: {reason}")
 
 
 # Subcommands live in their own modules, each with ``main(argv)`` that raises

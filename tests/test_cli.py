@@ -132,6 +132,19 @@ def test_bad_files_exit_2(images_dir, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png"]
 
 
+def test_output_given_as_a_style_is_caught(images_dir, tmp_path, capsys, monkeypatch):
+    # `jaxnst content style out.png`: out.png is read as a second style unless the CLI says otherwise.
+    monkeypatch.chdir(tmp_path)
+    argv = [images_dir / "chelsea.png", images_dir / "starry_night.jpg", "out.png", *FAST, "--steps", "1", "--quiet"]
+    code, err = run(argv, capsys)
+    assert code == 2 and "style image out.png does not exist" in err and "-o out.png" in err, err
+    assert not (tmp_path / "out.png").exists()
+    # Run again after a run that wrote out.png (the default output): not blended in as a style.
+    Image.new("RGB", (8, 8)).save(tmp_path / "out.png")
+    code, err = run(argv, capsys)
+    assert code == 2 and "style image out.png is also the output file" in err, err
+
+
 @pytest.mark.parametrize("flag", ["--no-download", None])
 def test_no_weights_says_where_to_get_them(images_dir, tmp_path, capsys, monkeypatch, flag):
     # Without --no-download the default file is fetched; tests are offline (conftest), so that fails.
