@@ -46,8 +46,11 @@ class Config:
     seed: int = _help("seed of every random choice (noise init, random weights)", default=0)
     pooling: Literal["max", "avg"] = _help("VGG pooling", default="max")
     model: Literal["vgg19", "vgg16"] = _help("VGG architecture", default="vgg19")
-    precision: Literal["fp32", "bf16"] = _help(
-        "convolution precision; Grams, losses and the image stay float32", default="fp32"
+    precision: Literal["fp32", "tf32", "bf16"] = _help(
+        "fp32: float32 throughout; tf32: TensorFloat-32 convolutions and Grams on GPUs (JAX's and"
+        " PyTorch's GPU default; same as fp32 on CPU); bf16: bfloat16 convolutions, with Grams,"
+        " losses and the image in float32",
+        default="fp32",
     )
     remat: bool = _help("recompute VGG activations per block in the backward pass (less memory)", default=False)
 

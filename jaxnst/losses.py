@@ -18,7 +18,7 @@ def _accum_dtype(x: jax.Array):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def gram(features: jax.Array, *, norm: str = "chw") -> jax.Array:
+def gram(features: jax.Array, *, norm: str = "chw", precision=None) -> jax.Array:
     """Gram matrices of NHWC feature maps: (N, H, W, C) -> (N, C, C).
 
     .. math:: G_{cd} = \\frac{1}{Z} \\sum_{h,w} F_{hwc} F_{hwd}
@@ -27,7 +27,8 @@ def gram(features: jax.Array, *, norm: str = "chw") -> jax.Array:
     tutorial) or ``Z = H*W`` for ``norm='hw'`` (Gatys' ``1/M_l`` applied inside
     the Gram, as in pystiche). Gatys' paper itself puts ``1/(4 N_l^2 M_l^2)`` in
     the loss; that equals ``norm='hw'`` with the mean over ``C*C`` entries and a
-    factor ``1/4``.
+    factor ``1/4``. ``precision`` is the ``lax.Precision`` of the products (``None``:
+    JAX's default, which on GPUs is TensorFloat-32 for float32 inputs).
 
     >>> gram(jnp.ones((1, 2, 2, 3)), norm="hw")[0]
     Array([[1., 1., 1.], [1., 1., 1.], [1., 1., 1.]], dtype=float32)
@@ -36,7 +37,13 @@ def gram(features: jax.Array, *, norm: str = "chw") -> jax.Array:
     z = {"chw": c * h * w, "hw": h * w}[norm]
     acc = _accum_dtype(features)
     # Asking for float32 output from float32 inputs made XLA:CPU pick a slower dot.
-    g = jnp.einsum("nhwc,nhwd->ncd", features, features, preferred_element_type=None if acc == features.dtype else acc)
+    g = jnp.einsum(
+        "nhwc,nhwd->ncd",
+        features,
+        features,
+        preferred_element_type=None if acc == features.dtype else acc,
+        precision=precision,
+    )
     return g / z
 
 

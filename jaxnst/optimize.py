@@ -68,8 +68,21 @@ class LossSpec:
         )
 
     def features(self, weights: Weights, images: jax.Array, taps) -> dict[str, jax.Array]:
-        dtype = {"fp32": None, "bf16": jnp.bfloat16}[self.precision]
-        return features(weights, images, taps, pooling=self.pooling, dtype=dtype, remat=self.remat)
+        dtype = jnp.bfloat16 if self.precision == "bf16" else None
+        return features(
+            weights, images, taps, pooling=self.pooling, dtype=dtype, remat=self.remat, precision=self.matmul_precision
+        )
+
+    def gram(self, f: jax.Array) -> jax.Array:
+        return losses.gram(f, norm=self.gram_norm, precision=self.matmul_precision)
+
+    @property
+    def matmul_precision(self) -> lax.Precision:
+        # JAX's default for float32 on GPUs is TensorFloat-32 (10-bit mantissa); fp32 asks for
+        # full float32. HIGH is TF32 on GPUs and 3-pass bfloat16 on TPUs. On CPU all are float32.
+        return {"fp32": lax.Precision.HIGHEST, "tf32": lax.Precision.HIGH, "bf16": lax.Precision.DEFAULT}[
+            self.precision
+        ]
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -99,7 +112,7 @@ def make_targets(
     for b, s in zip(blend, styles, strict=True):
         sf = spec.features(weights, s, spec.style_layers) if spec.style_layers else {}
         for name, f in sf.items():
-            style[name] = style.get(name, 0.0) + (b / total) * losses.gram(f, norm=spec.gram_norm)
+            style[name] = style.get(name, 0.0) + (b / total) * spec.gram(f)
     return Targets(feats, style)
 
 
@@ -113,7 +126,7 @@ def objective(
     """
     feats = spec.features(weights, image, spec.taps)
     c = sum((losses.content_loss(feats[n], targets.content[n]) for n in spec.content_layers), jnp.zeros(()))
-    grams = {n: losses.gram(feats[n], norm=spec.gram_norm) for n in spec.style_layers}
+    grams = {n: spec.gram(feats[n]) for n in spec.style_layers}
     s = losses.style_loss(grams, targets.style) if grams else jnp.zeros(())
     tv = losses.tv_loss(image, kind=spec.tv_kind)
     total = hyper.content_weight * c + hyper.style_weight * s + hyper.tv_weight * tv

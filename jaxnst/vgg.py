@@ -91,8 +91,8 @@ _AT = ((1, 1, 1, 0), (0, 1, -1, -1))
 WINOGRAD_MIN_CHANNELS = 128
 
 
-def _direct(x, kernel):
-    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMS)
+def _direct(x, kernel, precision=None):
+    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMS, precision=precision)
 
 
 def _combine(matrix, items):
@@ -118,7 +118,7 @@ def _winograd_kernel(kernel):
 _FLIP = (3, 1, 2, 0)
 
 
-def _winograd(x, kernel, transposed=False):
+def _winograd(x, kernel, transposed=False, precision=None):
     """``x`` convolved with ``kernel`` by Winograd F(2x2, 3x3); with ``transposed``, convolved
     with the spatially flipped, in/out-swapped kernel instead (the input gradient)."""
     n, h, w, c = x.shape
@@ -134,7 +134,7 @@ def _winograd(x, kernel, transposed=False):
     dims = (((1,), (1 if transposed else 0,)), ((), ()))
     # 16 separate matmuls: XLA:CPU ran them faster than one batched dot.
     m = [
-        [lax.dot_general(v[i][j].reshape(-1, c), u[i][j], dims).reshape(n, th, tw, -1) for j in range(4)]
+        [lax.dot_general(v[i][j].reshape(-1, c), u[i][j], dims, precision).reshape(n, th, tw, -1) for j in range(4)]
         for i in range(4)
     ]
     am = [_combine(_AT, [m[i][j] for i in range(4)]) for j in range(4)]  # am[j][r]
@@ -143,17 +143,20 @@ def _winograd(x, kernel, transposed=False):
     return out.reshape(n, 2 * th, 2 * tw, -1)[:, :h, :w]
 
 
-def _conv(x, kernel, transposed=False):
+def _conv(x, kernel, transposed=False, precision=None):
     cin, cout = kernel.shape[2:]
     fast = x.dtype == jnp.float32 and min(cin, cout) >= WINOGRAD_MIN_CHANNELS and jax.default_backend() == "cpu"
     if fast:
-        return _winograd(x, kernel, transposed)
-    return _direct(x, jnp.flip(kernel, (0, 1)).swapaxes(2, 3) if transposed else kernel)
+        return _winograd(x, kernel, transposed, precision)
+    return _direct(x, jnp.flip(kernel, (0, 1)).swapaxes(2, 3) if transposed else kernel, precision)
 
 
-@jax.custom_vjp
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3(x: jax.Array, kernel: jax.Array, precision: lax.Precision | None = None) -> jax.Array:
     """3x3 stride-1 'SAME' convolution, NHWC x HWIO -> NHWC.
+
+    ``precision`` is ``lax.Precision`` of the multiplications (``None``: JAX's
+    default, which on GPUs is TensorFloat-32 for float32), in both passes.
 
     On CPU, float32 layers of >= ``WINOGRAD_MIN_CHANNELS`` channels use Winograd
     F(2x2, 3x3) (same result to ~1e-6 relative, 2.25x fewer multiplications).
@@ -166,18 +169,18 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     everywhere. ``tests/test_vgg.py`` checks it against ``jax.vjp`` of
     ``lax.conv``. Forward-mode (``jvp``) and second derivatives are not defined.
     """
-    return _conv(x, kernel)
+    return _conv(x, kernel, precision=precision)
 
 
-def _conv3x3_fwd(x, kernel):
-    return _conv(x, kernel), (x, kernel)
+def _conv3x3_fwd(x, kernel, precision):
+    return _conv(x, kernel, precision=precision), (x, kernel)
 
 
-def _conv3x3_bwd(res, g):
+def _conv3x3_bwd(precision, res, g):
     x, kernel = res
-    grad_x = _conv(g, kernel, transposed=True)
+    grad_x = _conv(g, kernel, transposed=True, precision=precision)
     # Only used when differentiating w.r.t. the weights; jit drops it otherwise.
-    (grad_kernel,) = jax.vjp(lambda k: _direct(x, k), kernel)[1](g)
+    (grad_kernel,) = jax.vjp(lambda k: _direct(x, k, precision), kernel)[1](g)
     return grad_x, grad_kernel
 
 
@@ -239,12 +242,13 @@ class Conv3x3(nn.Module):
     """3x3 convolution with bias; He-normal kernel init for ``--weights random``."""
 
     features: int
+    precision: Any = None
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+        return conv3x3(x, kernel.astype(x.dtype), self.precision) + bias.astype(x.dtype)
 
 
 class VGG(nn.Module):
@@ -253,7 +257,8 @@ class VGG(nn.Module):
     Input: RGB float images in [0, 1], NHWC. ``preprocessing`` maps them to what
     the weights were trained on; it belongs to the weights (see ``Weights``).
     ``dtype`` is the compute type of the convolutions (e.g. ``jnp.bfloat16``;
-    ``None`` keeps the input's);
+    ``None`` keeps the input's); ``precision`` is the ``lax.Precision`` of the
+    convolutions (``None``: JAX's default, TensorFloat-32 for float32 on GPUs);
     ``remat`` recomputes each block's activations in the backward pass instead
     of keeping them (``jax.checkpoint`` per block), trading compute for memory.
     """
@@ -264,12 +269,13 @@ class VGG(nn.Module):
     preprocessing: Preprocessing = CAFFE
     dtype: Any = None
     remat: bool = False
+    precision: Any = None
 
     def _block(self, x, names):
         out = {}
         for name in names:
             if name.startswith("conv"):
-                x = Conv3x3(CHANNELS[int(name[4]) - 1], name=name)(x)
+                x = Conv3x3(CHANNELS[int(name[4]) - 1], self.precision, name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:
@@ -317,18 +323,19 @@ def features(
     pooling: str = "max",
     dtype: Any = None,
     remat: bool = False,
+    precision: Any = None,
 ) -> dict[str, jax.Array]:
     """Activations ``{tap: (N, H', W', C)}`` of RGB ``images`` (N, H, W, 3) in [0, 1].
 
     A pure function of arrays: compose it with ``jit``, ``grad`` and ``vmap``.
-    ``dtype`` and ``remat`` are those of ``VGG``.
+    ``dtype``, ``remat`` and ``precision`` are those of ``VGG``.
 
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> f = jaxnst.features(w, jnp.zeros((1, 32, 32, 3)), ["relu1_1", "relu2_1"])
     >>> f["relu2_1"].shape
     (1, 16, 16, 128)
     """
-    model = VGG(weights.arch, tuple(taps), pooling, weights.preprocessing, dtype, remat)
+    model = VGG(weights.arch, tuple(taps), pooling, weights.preprocessing, dtype, remat, precision)
     return model.apply({"params": weights.params}, images)
 
 

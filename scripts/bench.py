@@ -7,7 +7,9 @@ measured float32 matmul peak, and the compiled program's memory. Side by side, i
 PyTorch eager (and ``torch.compile`` with ``--torch-compile``) on the same weights, losses and Adam.
 
 Variants of jaxnst (``--variants``):
-  loop      jaxnst's path: many steps per dispatch in a while_loop, custom conv VJP
+  loop      jaxnst's path: many steps per dispatch in a while_loop, custom conv VJP, float32
+            (``--precision fp32``: full float32 products, also on GPUs)
+  tf32      the loop with ``--precision tf32`` (TensorFloat-32 on GPUs; the same as loop on CPU)
   direct    the loop with XLA's direct convolution everywhere (no Winograd)
   loop-xla  the loop with XLA's own convolution and its gradient (no custom VJP, no Winograd)
   top       one jitted step per Python dispatch
@@ -92,7 +94,8 @@ def _timed(fn) -> float:
 
 
 def bench_jaxnst(variant, size, steps, repeats, weights):
-    cfg = jaxnst.Config(precision="bf16" if variant == "bf16" else "fp32", remat=variant == "remat")
+    precision = variant if variant in ("bf16", "tf32") else "fp32"
+    cfg = jaxnst.Config(precision=precision, remat=variant == "remat")
     spec = LossSpec.from_config(cfg)
     content, style = problem(size)
     with patched(variant):
@@ -133,7 +136,15 @@ def bench_jaxnst(variant, size, steps, repeats, weights):
             jax.block_until_ready(x)
             times.append((time.perf_counter() - t0) / steps)
     peak = None if mem is None else mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
-    return {"s_per_step": statistics.median(times), "compile_s": compile_s, "compiled_peak_bytes": peak}
+    stats = jax.devices()[0].memory_stats() or {}  # GPUs and TPUs; None on CPU
+    return {
+        "s_per_step": statistics.median(times),
+        "compile_s": compile_s,
+        "compiled_peak_bytes": peak,
+        # The device's high-water mark since the process started (so run one size and variant
+        # per process to compare it with compiled_peak_bytes).
+        "device_peak_bytes": stats.get("peak_bytes_in_use"),
+    }
 
 
 def bench_torch(size, steps, repeats, weights, compile_):
@@ -143,7 +154,11 @@ def bench_torch(size, steps, repeats, weights, compile_):
     from torch_nst import TorchNST
 
     content, style = problem(size)
-    ref = TorchNST(weights, np.asarray(content), np.asarray(style), jaxnst.Config())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":  # the float32 of jaxnst's loop: no TF32 in convolutions or matmuls
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    ref = TorchNST(weights, np.asarray(content), np.asarray(style), jaxnst.Config(), device)
     step = ref.step
     t0 = time.perf_counter()
     if compile_:
@@ -158,14 +173,21 @@ def bench_torch(size, steps, repeats, weights, compile_):
                 ref.image.clamp_(0, 1)
 
     step()  # warm-up (and compile)
+    sync()
     first = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        sync()
         times.append((time.perf_counter() - t0) / steps)
-    return {"s_per_step": statistics.median(times), "first_step_s": first, "threads": torch.get_num_threads()}
+    return {
+        "s_per_step": statistics.median(times),
+        "first_step_s": first,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main():

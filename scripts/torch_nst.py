@@ -71,15 +71,17 @@ def to_torch(image_nhwc):
 class TorchNST:
     """``step()`` = one Adam step of jaxnst's objective; ``image`` NCHW."""
 
-    def __init__(self, weights, content, style, cfg):
+    def __init__(self, weights, content, style, cfg, device="cpu"):
         self.cfg = cfg
         self.net = TorchVGG(weights, tuple(dict.fromkeys(cfg.content_layers + cfg.style_layers)), cfg.pooling)
+        self.net.to(device)
+        content, style = to_torch(content).to(device), to_torch(style).to(device)
         with torch.no_grad():
-            c = self.net(to_torch(content))
-            s = self.net(to_torch(style))
+            c = self.net(content)
+            s = self.net(style)
         self.content = {n: c[n] for n in cfg.content_layers}
         self.style = {n: gram(s[n], cfg.gram_norm) for n in cfg.style_layers}
-        self.image = to_torch(content).clone().requires_grad_(True)
+        self.image = content.clone().requires_grad_(True)
         self.opt = torch.optim.Adam([self.image], lr=cfg.lr)
 
     def loss(self, x):

@@ -1,10 +1,23 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import jaxnst
-from jaxnst.optimize import STOP_NONFINITE, STOP_STEPS, STOP_TOL, LossSpec, make_step, run_steps
+from jaxnst.optimize import (
+    STOP_NONFINITE,
+    STOP_STEPS,
+    STOP_TOL,
+    Hyper,
+    LossSpec,
+    make_step,
+    make_targets,
+    objective,
+    run_steps,
+)
 from jaxnst.stylize import compiled_functions
 
 
@@ -95,3 +108,16 @@ def test_no_recompilation_across_blocks_and_calls(vgg19, rng):
     )
     assert after_first - before == 1
     assert run._cache_size() == after_first
+
+
+@pytest.mark.parametrize(("precision", "want"), [("fp32", "HIGHEST"), ("tf32", "HIGH")])
+def test_precision_reaches_every_product_of_the_gradient(vgg19, precision, want):
+    # JAX's default for float32 on GPUs is TF32; --precision fp32 must ask for float32 in every
+    # convolution and dot of the step, the hand-written backward passes included.
+    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_2"), precision=precision)  # conv2_2 is a Winograd layer
+    x = jnp.full((1, 16, 16, 3), 0.5)
+    targets = make_targets(vgg19, x * 0.9, [x], spec)
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda a: objective(a, vgg19, targets, Hyper(1.0, 1.0, 0.0), spec=spec)[0]))(x))
+    products = len(re.findall(r"= (conv_general_dilated|dot_general)\[", jaxpr))
+    found = re.findall(r"precision=\(?Precision\.(\w+)", jaxpr)
+    assert products >= 2 * 4 + 2 and len(found) == products and set(found) == {want}, (products, found)
