@@ -97,6 +97,28 @@ def test_features_compose_with_vmap_and_grad(vgg19, rng):
         np.testing.assert_allclose(batched[i], jax.grad(f)(x[i]), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("cin", [4, 128])  # direct and Winograd convolution
+def test_conv_under_vmap_folds_or_batches_correctly(cin, rng):
+    # vmap of conv3x3 folds the mapped axis into N when the kernel is shared, and batches the
+    # general way when each item has its own kernel; nested vmaps fold twice. All = single calls.
+    x = jnp.asarray(rng.standard_normal((2, 3, 2, 6, 5, cin)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 3, cin, cin)) / (3 * np.sqrt(cin)), jnp.float32)
+    g = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    loss = lambda a, kk, gg: jnp.sum(vgg.conv3x3(a, kk) * gg)
+    grad = jax.grad(loss, argnums=(0, 1))
+    shared = jax.jit(jax.vmap(jax.vmap(grad, (0, None, 0)), (0, None, 0)))(x, k[0], g)
+    own = jax.jit(jax.vmap(grad, (0, 0, 0)))(x[0], k, g[0])
+    tol = dict(rtol=1e-5, atol=1e-5)
+    for i in range(2):
+        for j in range(3):
+            want = grad(x[i, j], k[0], g[i, j])
+            np.testing.assert_allclose(shared[0][i, j], want[0], **tol)
+    for j in range(3):
+        want = grad(x[0, j], k[j], g[0, j])
+        np.testing.assert_allclose(own[0][j], want[0], **tol)
+        np.testing.assert_allclose(own[1][j], want[1], **tol)
+
+
 @pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 5, 2)])
 def test_max_pool_matches_reduce_window_and_routes_ties_to_first(shape, rng):
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
