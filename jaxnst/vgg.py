@@ -144,29 +144,6 @@ def _winograd(x, kernel, transposed=False, precision=None):
 
 
 def _conv(x, kernel, transposed=False, precision=None):
-    return _batch_folding_conv(transposed, precision)(x, kernel)
-
-
-@functools.cache
-def _batch_folding_conv(transposed, precision):
-    """``_conv_unbatched`` whose ``vmap`` over images (with shared kernels) folds the mapped
-    axis into N, the way a batch is convolved, instead of batching each slice, matmul and
-    reshape inside (on CPU that added ~380 layout copies to a VGG step and cost ~15 %)."""
-    impl = functools.partial(_conv_unbatched, transposed=transposed, precision=precision)
-    conv = jax.custom_batching.custom_vmap(impl)
-
-    @conv.def_vmap
-    def _(axis_size, in_batched, x, kernel):
-        x_batched, kernel_batched = in_batched
-        if kernel_batched or not x_batched:  # per-item kernels: batch the general way
-            return jax.vmap(impl, in_axes=(0 if x_batched else None, 0 if kernel_batched else None))(x, kernel), True
-        y = conv(x.reshape(-1, *x.shape[2:]), kernel)  # through ``conv``: nested vmaps fold too
-        return y.reshape(axis_size, -1, *y.shape[1:]), True
-
-    return conv
-
-
-def _conv_unbatched(x, kernel, transposed=False, precision=None):
     cin, cout = kernel.shape[2:]
     fast = x.dtype == jnp.float32 and min(cin, cout) >= WINOGRAD_MIN_CHANNELS and jax.default_backend() == "cpu"
     if fast:

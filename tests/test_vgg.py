@@ -98,9 +98,9 @@ def test_features_compose_with_vmap_and_grad(vgg19, rng):
 
 
 @pytest.mark.parametrize("cin", [4, 128])  # direct and Winograd convolution
-def test_conv_under_vmap_folds_or_batches_correctly(cin, rng):
-    # vmap of conv3x3 folds the mapped axis into N when the kernel is shared, and batches the
-    # general way when each item has its own kernel; nested vmaps fold twice. All = single calls.
+def test_conv_gradients_under_vmap(cin, rng):
+    # Nested vmaps with a shared kernel (a batch of a sweep) and a vmap over per-item kernels
+    # of the hand-written VJP both give the gradients of single calls.
     x = jnp.asarray(rng.standard_normal((2, 3, 2, 6, 5, cin)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, 3, cin, cin)) / (3 * np.sqrt(cin)), jnp.float32)
     g = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
