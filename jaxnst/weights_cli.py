@@ -20,10 +20,6 @@ from jaxnst.weights import arch_from_layers, convert, detect_layout, file_format
 WEIGHT_SUFFIXES = (".h5", ".hdf5", ".pth", ".pt", ".bin", ".mat")
 
 
-def _mb(n: int | None) -> str:
-    return "unknown size" if n is None else f"{n / 1e6:.0f} MB"
-
-
 def describe_preprocessing(pre: Preprocessing) -> str:
     """``'caffe: BGR x255 - mean (103.939, 116.779, 123.68)'`` and so on, from the record in the file."""
     text = f"{pre.name}: {pre.channel_order} x{pre.scale:g} - mean ({', '.join(f'{m:g}' for m in pre.mean)})"
@@ -128,10 +124,12 @@ def listing() -> str:
         if ident.entry and ident.entry.get("quantised") and ident.status == "published":
             status += f", {ident.entry['quantised']}"
         default = f"default for {defaults[p]}" if p in defaults else ""
-        fields = [f"{arch:<6}", f"{layout:<10}", f"{source:<12}", _mb(p.stat().st_size), status, default]
+        fields = [f"{arch:<6}", f"{layout:<10}", f"{source:<12}", hub.megabytes(p.stat().st_size), status, default]
         lines.append(f"  {p.name:<40} " + "  ".join(x for x in fields if x))
     for p in parts:
-        lines.append(f"  downloads/{p.name:<30} partial, {_mb(p.stat().st_size)}: 'jaxnst weights fetch' resumes it")
+        lines.append(
+            f"  downloads/{p.name:<30} partial, {hub.megabytes(p.stat().st_size)}: 'jaxnst weights fetch' resumes it"
+        )
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import small_params
 from loopback import LoopbackServer, refused_url
 from PIL import Image
-from weight_files import keras_file, torchvision_state
+from weight_files import keras_file, legacy_file, torchvision_state
 
 import jaxnst
 from jaxnst.cli import main
@@ -242,3 +242,31 @@ def test_as_a_new_user_in_a_subprocess(home, server):
     assert f"wrote {home / 'vgg16.h5'}" in r.stderr
     r = subprocess.run([sys.executable, "-m", "jaxnst", "weights", "list"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "vgg16.h5" in r.stdout
+
+
+class _RunsCode:
+    """Unpickled by plain pickle, this would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_convert_pth_without_torch_and_refuse_code(tmp_path, monkeypatch, capsys):
+    """A user without torch converts a torchvision .pth; a .pth that would run code is refused in one line."""
+    torch = pytest.importorskip("torch")  # only to write the .pth, as torchvision did
+    params = small_params(6, "vgg16")
+    torch.save({k: torch.from_numpy(v) for k, v in torchvision_state(params, "vgg16").items()}, tmp_path / "v.pth")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    code, _, err = run(["weights", "convert", tmp_path / "v.pth", "-o", tmp_path / "v.h5"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(
+        load_weights(tmp_path / "v.h5").params["conv3_3"]["kernel"], params["conv3_3"]["kernel"]
+    )
+    marker = tmp_path / "MARKER"  # a legacy torch.save file whose state dict would run a command
+    legacy_file(tmp_path / "evil.pth", {"features.0.weight": _RunsCode(marker)}, plain_pickle=True)
+    code, _, err = run(["weights", "convert", tmp_path / "evil.pth", "-o", tmp_path / "e.h5"], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"refuses to load global {os.system.__module__}.system" in err
+    assert not marker.exists() and not (tmp_path / "e.h5").exists()
