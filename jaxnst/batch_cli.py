@@ -19,7 +19,15 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.cli import Parser, add_config_flags, add_weights_flag, config_from_args, device_name, weights_from_args
+from jaxnst.cli import (
+    Parser,
+    add_config_flags,
+    add_weights_flag,
+    config_from_args,
+    device_name,
+    enable_compilation_cache,
+    weights_from_args,
+)
 from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
 
@@ -187,6 +195,7 @@ def _finite(x: float) -> float | None:
 
 
 def run_batch(args: argparse.Namespace) -> None:
+    enable_compilation_cache()  # before anything compiles
     from PIL import Image
     from tqdm import tqdm
 

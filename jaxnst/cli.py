@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 import typing
@@ -127,6 +128,25 @@ def add_weights_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def enable_compilation_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache for this process; returns its folder (``None``: off).
+
+    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$JAXNST_HOME/jax-cache``
+    (``~/.cache/jaxnst/jax-cache``): a second run of the same shapes loads the
+    compiled step instead of compiling it. ``JAXNST_COMPILATION_CACHE=0`` turns it off.
+    """
+    if os.environ.get("JAXNST_COMPILATION_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    import jax
+
+    from jaxnst.hub import cache_dir
+
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(cache_dir() / "jax-cache")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
+
+
 def weights_from_args(args: argparse.Namespace, cfg: Config):
     """The ``Weights`` that ``--weights``/``--no-download`` name: a file, 'random', or the cached default."""
     from jaxnst import hub
@@ -223,6 +243,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst.image import check_output_path, load_image, save_image
     from jaxnst.stylize import stylize
 
+    cache = enable_compilation_cache()  # before anything compiles
     if args.size == "auto":
         args.size = _auto_size(args)
     cfg = config_from_args(args)
@@ -240,6 +261,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     log(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {device_name()}")
+    kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
+    log(f"jaxnst: compiling the targets and the step for {w}x{h} ({kept})...")
 
     # Steps per dispatch: every print and save falls on a block's end (gcd(n, 0) = n), and at
     # most 10 so the bar keeps moving; a last, shorter block ends the run wherever it stops.
@@ -248,6 +271,9 @@ def run_stylize(args: argparse.Namespace) -> None:
     seen = {}
 
     def callback(p):
+        if "t" not in seen:  # the first block includes the compile: the bar's rate and ETA start after it
+            bar.reset(total=cfg.steps)
+            bar.initial = bar.n = p.step
         bar.update(p.step - bar.n)
         bar.set_postfix(loss=f"{p.loss:.4g}", refresh=False)
         seen.setdefault("t", p.elapsed)

@@ -91,7 +91,7 @@ class LossSpec:
 
 def make_targets(
     weights: Weights,
-    content: jax.Array,
+    content: jax.Array | None,
     styles: list[jax.Array],
     spec: LossSpec,
     blend: tuple[float, ...] | None = None,
@@ -100,13 +100,20 @@ def make_targets(
 
     Each style image keeps its own shape; their Grams (C x C) are averaged with
     the ``blend`` weights (normalised to sum to 1), as jcjohnson/neural-style does.
+    One jitted call (compiled once per shapes and ``spec``): run op by op, the
+    network's hundreds of small operations would each be compiled on their own.
     """
-    feats = spec.features(weights, content, spec.content_layers) if spec.content_layers else {}
-    blend = (1.0,) * len(styles) if blend is None else blend
+    blend = (1.0,) * len(styles) if blend is None else tuple(float(b) for b in blend)
     if len(blend) != len(styles):
         from jaxnst.errors import JaxnstError
 
         raise JaxnstError(f"{len(blend)} style blend weights for {len(styles)} style images: give one per style")
+    return _targets(weights, content, list(styles), spec, blend)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "blend"))
+def _targets(weights: Weights, content, styles: list, spec: LossSpec, blend: tuple[float, ...]) -> Targets:
+    feats = spec.features(weights, content, spec.content_layers) if spec.content_layers and content is not None else {}
     total = sum(blend)
     style = {}
     for b, s in zip(blend, styles, strict=True):

@@ -74,3 +74,4 @@ def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path_factory.mktemp("no-wheels")))
     monkeypatch.setenv("JAXNST_HOME", str(tmp_path_factory.mktemp("jaxnst-home")))
     monkeypatch.delenv("JAXNST_MANIFEST", raising=False)
+    monkeypatch.setenv("JAXNST_COMPILATION_CACHE", "0")  # in-process runs leave JAX's global config alone

@@ -1,8 +1,10 @@
 """The CLI as a user runs it: one subprocess run of the console entry, the rest in-process."""
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,9 +37,13 @@ def test_end_to_end_subprocess(images_dir, tmp_path):
         "--print-every",
         "10",
     ]
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "JAXNST_COMPILATION_CACHE"}  # as a user runs it: cache on
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
     assert "NOT pretrained" in r.stderr
+    cache = Path(env["JAXNST_HOME"]) / "jax-cache"
+    assert f"compiling the targets and the step for 32x21 (kept in {cache} for the next run" in r.stderr
+    assert len(list(cache.iterdir())) >= 2, "the compiled targets and step are kept for the next run"
     img = Image.open(out)
     assert img.size == (32, 21)  # chelsea is 451x300: the content's aspect ratio
     losses = [float(m) for m in re.findall(r"step\s+\d+/30\s+loss (\S+)", r.stderr)]
