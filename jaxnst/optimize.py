@@ -54,6 +54,7 @@ class LossSpec:
     pooling: str = "max"
     precision: str = "fp32"
     remat: bool = False
+    ops: str = "fast"  # jaxnst.ops.OPS: the convolution and pooling of the step (custom VJPs, Winograd on CPU)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LossSpec:
@@ -70,8 +71,23 @@ class LossSpec:
     def features(self, weights: Weights, images: jax.Array, taps) -> dict[str, jax.Array]:
         dtype = jnp.bfloat16 if self.precision == "bf16" else None
         return features(
-            weights, images, taps, pooling=self.pooling, dtype=dtype, remat=self.remat, precision=self.matmul_precision
+            weights,
+            images,
+            taps,
+            pooling=self.pooling,
+            dtype=dtype,
+            remat=self.remat,
+            precision=self.matmul_precision,
+            ops=self.ops,
         )
+
+    @property
+    def forward_only(self) -> LossSpec:
+        """This spec with plain-``lax`` kernels, for what is never differentiated (targets, reported terms).
+
+        XLA compiles them in a fraction of the Winograd graph's time; the values agree to float32 rounding.
+        """
+        return dataclasses.replace(self, ops="lax")
 
     def gram(self, f: jax.Array) -> jax.Array:
         return losses.gram(f, norm=self.gram_norm, precision=self.matmul_precision)
@@ -102,13 +118,14 @@ def make_targets(
     the ``blend`` weights (normalised to sum to 1), as jcjohnson/neural-style does.
     One jitted call (compiled once per shapes and ``spec``): run op by op, the
     network's hundreds of small operations would each be compiled on their own.
+    It uses ``spec.forward_only``: nothing here is differentiated.
     """
     blend = (1.0,) * len(styles) if blend is None else tuple(float(b) for b in blend)
     if len(blend) != len(styles):
         from jaxnst.errors import JaxnstError
 
         raise JaxnstError(f"{len(blend)} style blend weights for {len(styles)} style images: give one per style")
-    return _targets(weights, content, list(styles), spec, blend)
+    return _targets(weights, content, list(styles), spec.forward_only, blend)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "blend"))

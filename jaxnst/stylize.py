@@ -56,7 +56,8 @@ def loop_functions(spec: LossSpec, optimizer: str):
     loss_fn = lambda x, w, t, h: objective(x, w, t, h, spec=spec)[0]  # noqa: E731
     opt = make_optimizer(Config(optimizer=optimizer))
     step = make_step(loss_fn, opt, linesearch=optimizer == "lbfgs")
-    return functools.partial(run_steps, step), lambda x, w, t, h: objective(x, w, t, h, spec=spec)[1]
+    terms = lambda x, w, t, h: objective(x, w, t, h, spec=spec.forward_only)[1]  # noqa: E731
+    return functools.partial(run_steps, step), terms
 
 
 @functools.lru_cache(maxsize=16)

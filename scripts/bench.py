@@ -10,8 +10,9 @@ Variants of jaxnst (``--variants``):
   loop      jaxnst's path: many steps per dispatch in a while_loop, custom conv VJP, float32
             (``--precision fp32``: full float32 products, also on GPUs)
   tf32      the loop with ``--precision tf32`` (TensorFloat-32 on GPUs; the same as loop on CPU)
-  direct    the loop with XLA's direct convolution everywhere (no Winograd)
-  loop-xla  the loop with XLA's own convolution and its gradient (no custom VJP, no Winograd)
+  direct    the loop with XLA's direct convolution everywhere (no Winograd; ops "direct")
+  loop-xla  the loop with XLA's own convolution and its gradient (no custom VJP, no Winograd;
+            ops.lax_conv3x3 with the default max pooling)
   top       one jitted step per Python dispatch
   bf16      the loop with bfloat16 convolutions (--precision bf16)
   remat     the loop with --remat
@@ -36,22 +37,34 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnst
-from jaxnst import vgg
+from jaxnst import ops, optimize, vgg
 from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_step, make_targets, objective, run_steps
+
+# The convolution and max pooling each variant runs with (jaxnst.ops); the others run the default.
+VARIANT_OPS = {
+    "direct": ops.OPS["direct"],
+    "loop-xla": ops.Ops(ops.lax_conv3x3, ops.max_pool2x2),
+}
 
 
 @contextlib.contextmanager
-def patched(variant):
-    """Switches jaxnst's convolution the way ``variant`` asks, for the duration."""
-    conv, threshold = vgg.conv3x3, vgg.WINOGRAD_MIN_CHANNELS
-    if variant == "loop-xla":
-        vgg.conv3x3 = vgg._direct
-    if variant in ("direct", "loop-xla"):
-        vgg.WINOGRAD_MIN_CHANNELS = 1 << 30
+def network_ops(variant):
+    """Runs the objective's VGG with ``VARIANT_OPS[variant]`` for the duration.
+
+    ``LossSpec`` has no ``ops`` setting yet, so this swaps the ``features`` that
+    ``jaxnst.optimize`` calls for one with ``ops=`` bound. The timed loop is traced
+    inside; the style targets (untimed, equal to float32 rounding) may come from a
+    jit cached on ``spec`` by an earlier variant.
+    """
+    if variant not in VARIANT_OPS:
+        yield
+        return
+    original = optimize.features
+    optimize.features = functools.partial(vgg.features, ops=VARIANT_OPS[variant])
     try:
         yield
     finally:
-        vgg.conv3x3, vgg.WINOGRAD_MIN_CHANNELS = conv, threshold
+        optimize.features = original
 
 
 def problem(size):
@@ -98,7 +111,7 @@ def bench_jaxnst(variant, size, steps, repeats, weights):
     cfg = jaxnst.Config(precision=precision, remat=variant == "remat")
     spec = LossSpec.from_config(cfg)
     content, style = problem(size)
-    with patched(variant):
+    with network_ops(variant):
         targets = make_targets(weights, content, [style], spec)
         hyper = Hyper.from_config(cfg)
         opt = make_optimizer(cfg)

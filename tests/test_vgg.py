@@ -55,19 +55,6 @@ def test_unknown_tap_lists_valid_ones():
         vgg.check_taps("vgg19", ["relu1_1", "relu9_9"])
 
 
-def test_custom_conv_vjp_equals_autodiff(rng):
-    x = jnp.asarray(rng.standard_normal((2, 9, 7, 5)), jnp.float32)
-    k = jnp.asarray(rng.standard_normal((3, 3, 5, 6)), jnp.float32)
-    g = jnp.asarray(rng.standard_normal((2, 9, 7, 6)), jnp.float32)
-    out, vjp = jax.vjp(vgg.conv3x3, x, k)
-    ref_out, ref_vjp = jax.vjp(
-        lambda a, b: lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")), x, k
-    )
-    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
-    for a, b in zip(vjp(g), ref_vjp(g), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-
-
 def test_gradient_through_network_unchanged_inside_loop(vgg19, rng):
     """The custom VJP gives the same image gradient at top level and inside a loop body."""
     x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
@@ -75,15 +62,8 @@ def test_gradient_through_network_unchanged_inside_loop(vgg19, rng):
     top = jax.jit(jax.grad(f))(x)
     looped = jax.jit(lambda img: lax.fori_loop(0, 1, lambda i, g: jax.grad(f)(img) + g, jnp.zeros_like(img)))(x)
 
-    # Reference: the same network with XLA's own convolution gradient.
-    def f_ref(img):
-        orig = vgg.conv3x3
-        vgg.conv3x3 = vgg._direct
-        try:
-            return f(img)
-        finally:
-            vgg.conv3x3 = orig
-
+    # Reference: the same network with XLA's own convolution and pooling gradients.
+    f_ref = lambda img: jnp.sum(jaxnst.features(vgg19, img, ["relu2_1"], ops="lax")["relu2_1"] ** 2)
     ref = jax.grad(f_ref)(x)
     np.testing.assert_allclose(top, ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(ref).max()))
     np.testing.assert_allclose(looped, ref, rtol=1e-4, atol=1e-4 * float(jnp.abs(ref).max()))
@@ -95,57 +75,6 @@ def test_features_compose_with_vmap_and_grad(vgg19, rng):
     batched = jax.jit(jax.vmap(jax.grad(f)))(x)
     for i in range(3):
         np.testing.assert_allclose(batched[i], jax.grad(f)(x[i]), rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("cin", [4, 128])  # direct and Winograd convolution
-def test_conv_gradients_under_vmap(cin, rng):
-    # Nested vmaps with a shared kernel (a batch of a sweep) and a vmap over per-item kernels
-    # of the hand-written VJP both give the gradients of single calls.
-    x = jnp.asarray(rng.standard_normal((2, 3, 2, 6, 5, cin)), jnp.float32)
-    k = jnp.asarray(rng.standard_normal((3, 3, 3, cin, cin)) / (3 * np.sqrt(cin)), jnp.float32)
-    g = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
-    loss = lambda a, kk, gg: jnp.sum(vgg.conv3x3(a, kk) * gg)
-    grad = jax.grad(loss, argnums=(0, 1))
-    shared = jax.jit(jax.vmap(jax.vmap(grad, (0, None, 0)), (0, None, 0)))(x, k[0], g)
-    own = jax.jit(jax.vmap(grad, (0, 0, 0)))(x[0], k, g[0])
-    tol = dict(rtol=1e-5, atol=1e-5)
-    for i in range(2):
-        for j in range(3):
-            want = grad(x[i, j], k[0], g[i, j])
-            np.testing.assert_allclose(shared[0][i, j], want[0], **tol)
-    for j in range(3):
-        want = grad(x[0, j], k[j], g[0, j])
-        np.testing.assert_allclose(own[0][j], want[0], **tol)
-        np.testing.assert_allclose(own[1][j], want[1], **tol)
-
-
-@pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 5, 2)])
-def test_max_pool_matches_reduce_window_and_routes_ties_to_first(shape, rng):
-    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    ref = lambda a: lax.reduce_window(a, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-    np.testing.assert_array_equal(vgg.max_pool2x2(x), ref(x))
-    g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
-    np.testing.assert_allclose(jax.vjp(vgg.max_pool2x2, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0], rtol=1e-6)
-    # A window of equal values: all of the gradient goes to its first (top-left) element.
-    flat = jnp.ones((1, 2, 2, 1))
-    np.testing.assert_array_equal(jax.grad(lambda a: vgg.max_pool2x2(a).sum())(flat)[0, :, :, 0], [[1, 0], [0, 0]])
-    flat2 = jnp.asarray([[0.0, 2.0], [2.0, 2.0]]).reshape(1, 2, 2, 1)
-    np.testing.assert_array_equal(jax.grad(lambda a: vgg.max_pool2x2(a).sum())(flat2)[0, :, :, 0], [[0, 1], [0, 0]])
-
-
-@pytest.mark.parametrize("shape", [(1, 7, 5, 128, 128), (2, 6, 9, 160, 136)])
-def test_winograd_equals_direct_convolution(shape, rng):
-    n, h, w, cin, cout = shape
-    x = jnp.asarray(rng.standard_normal((n, h, w, cin)), jnp.float32)
-    k = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin)), jnp.float32)
-    want = np.asarray(vgg._direct(x, k))
-    np.testing.assert_allclose(vgg._winograd(x, k), want, rtol=0, atol=1e-5 * np.abs(want).max())
-    if jax.default_backend() == "cpu":  # conv3x3 picks Winograd here, for both passes
-        g = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
-        got = jax.vjp(vgg.conv3x3, x, k)[1](g)
-        ref = jax.vjp(vgg._direct, x, k)[1](g)
-        for a, b in zip(got, ref, strict=True):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
 
 
 def test_remat_and_bf16(vgg19, rng):
@@ -164,3 +93,73 @@ def test_remat_and_bf16(vgg19, rng):
         assert half[t].dtype == jnp.bfloat16
         err = jnp.linalg.norm(half[t].astype(jnp.float32) - full[t]) / jnp.linalg.norm(full[t])
         assert float(err) < 3e-2, (t, float(err))
+
+
+def test_forward_mode_through_the_lax_network(vgg19, rng):
+    """``ops='lax'`` gives ``jax.jvp``: its ``J v`` matches the default network's ``J^T u``
+    (``<u, J v> = <J^T u, v>``), a central difference and ``jacfwd``; the default refuses forward mode."""
+    x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    v = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    tap = lambda img, ops: jaxnst.features(vgg19, img, ["relu2_1"], ops=ops)["relu2_1"]
+    y, jv = jax.jvp(lambda a: tap(a, "lax"), (x,), (v,))
+    y_fast, vjp = jax.vjp(lambda a: tap(a, "fast"), x)
+    np.testing.assert_allclose(y, y_fast, rtol=1e-5, atol=1e-5 * float(jnp.abs(y).max()))
+    u = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+    np.testing.assert_allclose(jnp.vdot(u, jv), jnp.vdot(vjp(u)[0], v), rtol=1e-4)
+    with jax.enable_x64(True):  # float64, so that the difference quotient is accurate to ~1e-9
+        x64, v64, eps = x.astype(jnp.float64), v.astype(jnp.float64), 1e-6
+        fd = (tap(x64 + eps * v64, "lax") - tap(x64 - eps * v64, "lax")) / (2 * eps)
+        jv64 = np.asarray(jax.jvp(lambda a: tap(a, "lax"), (x64,), (v64,))[1])
+        fd = np.asarray(fd)
+    assert jv64.dtype == np.float64
+    assert np.linalg.norm(fd - jv64) / np.linalg.norm(jv64) < 1e-6
+    np.testing.assert_allclose(jv, jv64, rtol=1e-4, atol=1e-4 * np.abs(jv64).max())
+    jacfwd = jax.jacfwd(lambda t: tap(x + t * v, "lax"))(0.0)
+    np.testing.assert_allclose(jacfwd, jv, rtol=1e-5, atol=1e-5 * float(jnp.abs(jv).max()))
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda a: tap(a, "fast"), (x,), (v,))
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_ops_choices_agree(pooling, vgg19, rng):
+    """Every ``ops`` gives the default's features and image gradient, to float32 rounding
+    (conv3_1 runs Winograd in the default on CPU)."""
+    x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    taps = ["relu1_2", "pool2", "relu3_1"]
+    feats = lambda img, ops: jaxnst.features(vgg19, img, taps, pooling=pooling, ops=ops)
+    loss = lambda img, ops: sum(jnp.mean(f**2) for f in feats(img, ops).values())
+    want, want_grad = feats(x, "fast"), jax.grad(loss)(x, "fast")
+    for ops in ("direct", "lax", jaxnst.ops.Ops(jaxnst.ops.lax_conv3x3, jaxnst.ops.max_pool2x2)):
+        got = feats(x, ops)
+        for t in taps:
+            np.testing.assert_allclose(got[t], want[t], rtol=1e-5, atol=1e-5 * float(jnp.abs(want[t]).max()))
+        grad = jax.grad(loss)(x, ops)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-4 * float(jnp.abs(want_grad).max()))
+
+
+def test_vgg_takes_its_convolution_and_pooling_as_fields(vgg19, rng):
+    x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    shapes = []
+
+    def conv(a, kernel, precision=None):
+        shapes.append(kernel.shape)
+        return jaxnst.ops.lax_conv3x3(a, kernel, precision)
+
+    model = vgg.VGG("vgg19", ("pool2",), vgg19.preprocessing, conv=conv, pool=jaxnst.ops.avg_pool2x2)
+    got = model.apply({"params": vgg19.params}, x)["pool2"]
+    assert shapes == [(3, 3, 3, 64), (3, 3, 64, 64), (3, 3, 64, 128), (3, 3, 128, 128)]
+    np.testing.assert_array_equal(got, jaxnst.features(vgg19, x, ["pool2"], pooling="avg", ops="lax")["pool2"])
+    # The choice is static: it selects the traced program (the default's hand-written VJPs show
+    # in it), and it can be a static argument of jit.
+    jaxpr = lambda ops: str(jax.make_jaxpr(lambda a: jaxnst.features(vgg19, a, ["relu2_1"], ops=ops))(x))
+    assert "custom_vjp" in jaxpr("fast") and "custom_vjp" not in jaxpr("lax")
+    jitted = jax.jit(jaxnst.features, static_argnames=("taps", "ops"))
+    for ops in ("lax", jaxnst.ops.OPS["direct"]):
+        np.testing.assert_allclose(
+            jitted(vgg19, x, ("relu2_1",), ops=ops)["relu2_1"],
+            jaxnst.features(vgg19, x, ["relu2_1"])["relu2_1"],
+            rtol=1e-5,
+            atol=1e-5 * 300,  # relu2_1 is ~300 here
+        )
+    with pytest.raises(jaxnst.JaxnstError, match="unknown ops 'winograd': use one of fast, direct, lax"):
+        jaxnst.features(vgg19, x, ["relu1_1"], ops="winograd")
