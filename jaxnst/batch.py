@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from jaxnst.config import Config, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import STOP_REASONS, STOP_STEPS, Hyper, LossSpec, Targets, make_optimizer, make_targets
-from jaxnst.stylize import _batch, check_arch, initial_image, loop_functions, stylize
+from jaxnst.stylize import as_batch, check_arch, initial_image, loop_functions, stylize
 from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the
@@ -236,7 +236,7 @@ def stylize_batch(
     spec = LossSpec.from_config(cfg0)
     # Targets once per distinct object (ids are stable: ``items`` holds them).
     cache: dict = {}
-    shapes = [_batch(it.content, "content").shape[1:3] for it in items]
+    shapes = [as_batch(it.content, "content").shape[1:3] for it in items]
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, (h, w) in enumerate(shapes):
         buckets.setdefault(bucket_shape(h, w, multiple), []).append(i)
@@ -264,7 +264,7 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
     def content_of(it):
         key = ("content", id(it.content), hw)
         if key not in cache:
-            c = _resize(_batch(it.content, "content"), hw)
+            c = _resize(as_batch(it.content, "content"), hw)
             no_style = dataclasses.replace(spec, style_layers=())
             cache[key] = (c, make_targets(weights, c, [], no_style).content)
         return cache[key]
@@ -274,7 +274,7 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
         key = ("style", tuple(map(id, it.style)), blend)
         if key not in cache:
             no_content = dataclasses.replace(spec, content_layers=())
-            cache[key] = make_targets(weights, None, [_batch(s, "style") for s in it.style], no_content, blend).style
+            cache[key] = make_targets(weights, None, [as_batch(s, "style") for s in it.style], no_content, blend).style
         return cache[key]
 
     style_keys = {(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}
@@ -283,7 +283,7 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
     grams = style_of(items[0]) if shared else _stack([style_of(it) for it in rows])
     targets = Targets(_stack([f for _, f in contents]), grams)
     starts = [
-        jnp.array(initial_image(it.cfg, c, [_batch(s, "style") for s in it.style], init_image), copy=True)
+        jnp.array(initial_image(it.cfg, c, [as_batch(s, "style") for s in it.style], init_image), copy=True)
         for it, (c, _) in zip(rows, contents, strict=True)
     ]
     image = jnp.stack(starts)  # (B, 1, H, W, 3)
@@ -365,7 +365,7 @@ def stylize_spatial(
     of devices. Other keyword arguments are those of ``stylize``.
     """
     mesh = device_mesh(axis="h") if mesh is None else mesh
-    h = _batch(content, "content").shape[1]
+    h = as_batch(content, "content").shape[1]
     ndev = mesh.devices.size
     if h % ndev:
         raise JaxnstError(f"the content's height {h} does not divide over {ndev} devices: resize it to a multiple")

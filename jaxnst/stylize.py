@@ -76,7 +76,8 @@ def check_arch(cfg: Config, weights: Weights) -> None:
         )
 
 
-def _batch(a, what: str) -> jax.Array:
+def as_batch(a, what: str) -> jax.Array:
+    """``a`` as one float32 RGB image with a batch axis, (1, H, W, 3); else a ``JaxnstError`` naming ``what``."""
     a = jnp.asarray(a, jnp.float32)
     if a.ndim == 3:
         a = a[None]
@@ -89,7 +90,7 @@ def initial_image(cfg: Config, content: jax.Array, styles: Sequence[jax.Array], 
     """The start image (1, H, W, 3) named by ``cfg.init``: content, noise, style or ``init_image``."""
     shape = content.shape
     if init_image is not None:
-        img = _batch(init_image, "init image")
+        img = as_batch(init_image, "init image")
     elif cfg.init == "content":
         return content
     elif cfg.init == "noise":
@@ -133,8 +134,8 @@ def stylize(
     if not styles:
         raise JaxnstError("no style image: give at least one")
     place = place or (lambda a: a)
-    content = place(_batch(content, "content"))
-    styles = [_batch(s, "style") for s in styles]
+    content = place(as_batch(content, "content"))
+    styles = [as_batch(s, "style") for s in styles]
     spec = LossSpec.from_config(cfg)
     targets = make_targets(weights, content, styles, spec, cfg.style_blend_weights)
     hyper = Hyper.from_config(cfg)
