@@ -80,16 +80,15 @@ def hash_matches(digests: dict[str, str], spec: str) -> bool:
     return digests[algorithm].startswith(want)
 
 
-def verify(path: str | os.PathLike, spec: str | None, label: str, *, delete: bool = True) -> dict[str, str]:
-    """The file's digests, or ``HashMismatch`` (after deleting it, if ``delete``) when they miss ``spec``."""
+def verify(path: str | os.PathLike, spec: str | None, label: str) -> dict[str, str]:
+    """The file's digests, or ``HashMismatch`` (after deleting the file) when they miss ``spec``."""
     digests = file_digests(path)
     if spec is not None and not hash_matches(digests, spec):
         algorithm, want = parse_hash(spec)
-        if delete:
-            Path(path).unlink(missing_ok=True)
+        Path(path).unlink(missing_ok=True)
         raise HashMismatch(
-            f"{label}: {algorithm} mismatch, expected {want}, got {digests[algorithm][: len(want)]}: the download "
-            f"was corrupt or the file changed upstream; {'it was deleted, ' if delete else ''}run the command again"
+            f"{label}: {algorithm} mismatch, expected {want}, got {digests[algorithm][: len(want)]}: "
+            f"the download was corrupt or the file changed upstream; it was deleted, run the command again"
         )
     return digests
 

