@@ -86,8 +86,8 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def save_image(image, path: str | os.PathLike) -> None:
-    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension), atomically."""
+def save_image(image, path: str | os.PathLike, *, quality: int = 95) -> None:
+    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension, ``quality`` for JPEG), atomically."""
     path = check_output_path(path)
     a = np.asarray(image, np.float32)
     if a.ndim == 4 and a.shape[0] == 1:
@@ -95,4 +95,4 @@ def save_image(image, path: str | os.PathLike) -> None:
     img = Image.fromarray(np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
     fmt = FORMATS[path.suffix.lower()]
     with atomic_path(path) as tmp:
-        img.save(tmp, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        img.save(tmp, fmt, **({"quality": quality} if fmt == "JPEG" else {}))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from PIL import Image
 
 import jaxnst
 from jaxnst import hub
@@ -57,7 +56,7 @@ def main() -> None:
             image = np.asarray(jaxnst.stylize(content, [style], weights, cfg))
             seconds = time.perf_counter() - t0
             name = f"{Path(c).stem}_x_{Path(s).stem}.jpg"
-            Image.fromarray((image * 255).round().astype(np.uint8)).save(args.out / name, quality=args.quality)
+            jaxnst.save_image(image, args.out / name, quality=args.quality)
             runs.append({"file": name, "content": c, "style": s, "seconds": round(seconds, 1)})
             print(f"{name}: {image.shape[1]}x{image.shape[0]}, {seconds:.1f} s", flush=True)
     record = {

@@ -83,14 +83,12 @@ def main() -> None:
     for t in TAPS:
         print(f"{t:8} {np.mean(change[t]):22.5f} {np.mean(gram_change[t]):18.5f}")
     if args.stylize_steps:
-        from PIL import Image
-
         cfg = jaxnst.Config(size=args.size, steps=args.stylize_steps)
         style = jaxnst.load_image(args.style, args.size)
         outs = []
         for name, w in (("quantised", weights), ("perturbed", dataclasses.replace(weights, params=params))):
             outs.append(np.asarray(jaxnst.stylize(photo[0], [style], w, cfg)))
-            Image.fromarray((outs[-1] * 255).round().astype(np.uint8)).save(args.out / f"quantisation_{name}.png")
+            jaxnst.save_image(outs[-1], args.out / f"quantisation_{name}.png")
         diff = np.abs(outs[0] - outs[1]) * 255
         p99 = np.percentile(diff, 99)
         print(f"\nstylised, {cfg.steps} steps: mean |difference| {diff.mean():.2f} / 255, 99th percentile {p99:.1f}")
