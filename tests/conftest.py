@@ -29,6 +29,18 @@ def vgg19() -> jaxnst.Weights:
 
 
 @pytest.fixture
+def images(tmp_path):
+    """A random 32x24 content.png and style.png, for runs of the main command that test weights, not images."""
+    from PIL import Image
+
+    r = np.random.default_rng(0)
+    paths = [tmp_path / "content.png", tmp_path / "style.png"]
+    for path in paths:
+        Image.fromarray(r.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path)
+    return paths
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

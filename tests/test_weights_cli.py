@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from conftest import small_params
 from loopback import LoopbackServer, refused_url
-from PIL import Image
 from weight_files import keras_file, legacy_file, torchvision_state
 
 import jaxnst
@@ -133,16 +132,6 @@ def test_offline_fetch_is_one_line(home, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JAXNST_MANIFEST", str(write_manifest(tmp_path / "off.json", url, b"x")))
     code, _, err = run(["weights", "fetch", "vgg16"], capsys)
     assert code == 2 and err == f"jaxnst: error: cannot download {url}: connection refused (no network?)\n"
-
-
-@pytest.fixture
-def images(tmp_path):
-    r = np.random.default_rng(0)
-    paths = []
-    for name in ("content.png", "style.png"):
-        Image.fromarray(r.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / name)
-        paths.append(tmp_path / name)
-    return paths
 
 
 FAST = ["--model", "vgg16", "--size", "32", "--steps", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1"]
