@@ -38,15 +38,19 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnst.config import Config, validate
+from jaxnst.engine import STOP_REASONS, Block, Engine, Problem, blocks, make_engine
 from jaxnst.errors import JaxnstError
-from jaxnst.optimize import STOP_REASONS, STOP_STEPS, Hyper, LossSpec, Targets, make_optimizer, make_targets
-from jaxnst.stylize import as_batch, check_arch, initial_image, loop_functions, stylize
+from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
+from jaxnst.stylize import as_batch, check_arch, initial_image, stylize
 from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the
 # compiled program as arrays (or only shape its inputs). Every other field
 # fixes the program and must be the same for all items.
-PER_ITEM = ("content_weight", "style_weight", "tv_weight", "lr", "tol", "steps", "seed", "init", "style_blend_weights")
+PER_ITEM = (
+    "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights",
+    "lr", "tol", "steps", "seed", "init", "style_blend_weights",
+)  # fmt: skip
 # Only used when reading files, so the library ignores them.
 _LOADING = ("size", "style_scale")
 
@@ -100,23 +104,28 @@ class BatchProgress:
 
 
 @functools.lru_cache(maxsize=16)
-def batched_functions(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh):
-    """Jitted, vmapped ``(run, terms)`` of ``jaxnst.stylize.loop_functions``.
+def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh) -> Engine:
+    """``jaxnst.engine.make_engine`` under ``vmap``, jitted.
 
-    Per item (axis 0): image (B, 1, H, W, 3), optimiser state, steps ``n`` and
-    ``tol``, content targets, style Grams unless ``shared_style``, and ``Hyper``.
-    Shared (no axis): the VGG weights, and the style Grams when ``shared_style``.
-    Every output keeps its batch axis on ``mesh``: left to itself the
-    partitioner may return small per-item leaves (Adam's step count, learning
-    rate) replicated, and the next block would then compile again for the new
-    input sharding. Cached, so equal (shape, batch size) reuse one program.
+    Per item (axis 0): the ``State`` (image (B, 1, H, W, 3), optimiser state,
+    counters), steps ``n`` and ``tol``, content targets, style statistics unless
+    ``shared_style``, and ``LossWeights``. Shared (no axis): the VGG weights, and
+    the style statistics when ``shared_style``. Every output keeps its batch axis
+    on ``mesh``: left to itself the partitioner may return small per-item leaves
+    (Adam's step count, learning rate) replicated, and the next block would then
+    compile again for the new input sharding. Cached, so equal (shape, batch
+    size) reuse one program.
     """
-    run, terms = loop_functions(spec, optimizer)
-    targets_axes = Targets(0, None if shared_style else 0)
-    run = jax.vmap(run, in_axes=(0, 0, 0, 0, None, targets_axes, 0))
-    terms = jax.vmap(terms, in_axes=(0, None, targets_axes, 0))
+    e = make_engine(spec, optimizer)
+    problem_axes = Problem(None, Targets(0, None if shared_style else 0), 0)
+    run = jax.vmap(e.run, in_axes=(0, problem_axes, 0, 0))
+    terms = jax.vmap(e.terms, in_axes=(0, problem_axes))
     per_item = NamedSharding(mesh, P(mesh.axis_names[0]))
-    return jax.jit(run, donate_argnums=(0, 1), out_shardings=per_item), jax.jit(terms, out_shardings=per_item)
+    return Engine(
+        jax.vmap(e.init),
+        jax.jit(run, donate_argnums=0, out_shardings=per_item),
+        jax.jit(terms, out_shardings=per_item),
+    )
 
 
 class _Item(NamedTuple):
@@ -283,25 +292,20 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
     grams = style_of(items[0]) if shared else _stack([style_of(it) for it in rows])
     targets = Targets(_stack([f for _, f in contents]), grams)
     starts = [
-        jnp.array(initial_image(it.cfg, c, [as_batch(s, "style") for s in it.style], init_image), copy=True)
+        initial_image(it.cfg, c, [as_batch(s, "style") for s in it.style], init_image)
         for it, (c, _) in zip(rows, contents, strict=True)
     ]
-    image = jnp.stack(starts)  # (B, 1, H, W, 3)
+    engine = batched_engine(spec, items[0].cfg.optimizer, shared, mesh)
     # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
-    opt_state = _stack([make_optimizer(it.cfg).init(x) for it, x in zip(rows, starts, strict=True)])
-    hyper = _stack([Hyper.from_config(it.cfg) for it in rows])
+    state = engine.init(jnp.stack(starts), jnp.asarray([it.cfg.lr for it in rows], jnp.float32))
+    loss_weights = _stack([LossWeights.from_config(it.cfg) for it in rows])
     tol = jnp.asarray([it.cfg.tol for it in rows], jnp.float32)
     steps = np.array([it.cfg.steps for it in items] + [0] * pad)
 
     per_item, replicated = NamedSharding(mesh, P(mesh.axis_names[0])), NamedSharding(mesh, P())
-    image, opt_state, hyper, tol = _put((image, opt_state, hyper, tol), per_item)
+    state, loss_weights, tol = _put((state, loss_weights, tol), per_item)
     targets = Targets(_put(targets.content, per_item), _put(targets.style, replicated if shared else per_item))
-    w = _put(weights, replicated)
-    run, terms = batched_functions(spec, items[0].cfg.optimizer, shared, mesh)
-
-    done = np.zeros(b + pad, np.int64)
-    code = np.full(b + pad, STOP_STEPS)
-    loss = np.full(b + pad, np.nan, np.float32)
+    problem = Problem(_put(weights, replicated), targets, loss_weights)
     t0 = time.perf_counter()
 
     def outputs_fn(x):
@@ -313,37 +317,30 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
 
     def terms_fn(x):
         def get():
-            t = {k: _get(v)[:b] for k, v in terms(x, w, targets, hyper).items()}
+            t = {k: _get(v)[:b] for k, v in engine.terms(x, problem).items()}
             return [{k: float(v[i]) for k, v in t.items()} for i in range(b)]
 
         return get
 
-    def report(finished):
-        if callback is None and not finished:
-            return None
-        # A clipped copy: the loop donates ``image``, and the callback may keep the progress.
-        x = jnp.clip(image, 0.0, 1.0)
-        reasons = tuple(STOP_REASONS[int(c)] for c in code[:b]) if finished else ()
+    def report(block: Block, finished: bool):
+        # A clipped copy: the loop donates the state, and the callback may keep the progress.
+        x = jnp.clip(block.state.image, 0.0, 1.0)
+        reasons = tuple(STOP_REASONS[int(c)] for c in block.stop[:b]) if finished else ()
         p = BatchProgress(
-            tuple(index), tuple(map(int, done[:b])), tuple(map(int, steps[:b])), tuple(map(float, loss[:b])),
-            hw, time.perf_counter() - t0, finished, reasons, outputs_fn(x), terms_fn(x),
+            tuple(index), tuple(map(int, block.step[:b])), tuple(map(int, steps[:b])),
+            tuple(map(float, block.loss[:b])), hw, time.perf_counter() - t0, finished, reasons, outputs_fn(x),
+            terms_fn(x),
         )  # fmt: skip
         if callback is not None:
             callback(p)
         return p
 
-    active = (code == STOP_STEPS) & (done < steps)
-    while active.any():
-        n = np.where(active, np.minimum(every, steps - done), 0).astype(np.int32)
-        image, opt_state, last, k, c = run(image, opt_state, _put(jnp.asarray(n), per_item), tol, w, targets, hyper)
-        k, c, last = _get(k), _get(c), _get(last)
-        done += k
-        code = np.where(active, c, code)
-        loss = np.where(active, last, loss)
-        active = (code == STOP_STEPS) & (done < steps)
-        if active.any():
-            report(False)
-    return report(True).outputs()
+    block = Block(state, _get(state.step), _get(state.stop), _get(state.loss), True)
+    put = lambda a: _put(jnp.asarray(a), per_item)  # noqa: E731
+    for block in blocks(engine.run, state, problem, steps, tol, every, put=put, get=_get):
+        if not block.done and callback is not None:
+            report(block, False)
+    return report(block, True).outputs()
 
 
 def stylize_spatial(
@@ -391,7 +388,7 @@ def grid_configs(base: Config, sweep: dict[str, Sequence]) -> list[tuple[dict, C
 __all__ = [
     "PER_ITEM",
     "BatchProgress",
-    "batched_functions",
+    "batched_engine",
     "bucket_shape",
     "device_mesh",
     "grid_configs",

@@ -110,7 +110,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             kw = {"choices": typing.get_args(hint), "type": str}
         elif isinstance(f.default, bool):
             kw = {"action": argparse.BooleanOptionalAction}
-        elif f.name == "style_blend_weights":
+        elif f.name.endswith("_weights"):
             kw = {"type": _csv(float), "metavar": "W,W,..."}
         elif isinstance(f.default, tuple):
             kw = {"type": _csv(str), "metavar": "LAYER,..."}
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]) or 0
         run_stylize(build_parser().parse_args(argv))
     except JaxnstError as e:
-        print(f"jaxnst: error: {e}", file=sys.stderr)
+        print(f"jaxnst: error: {e.for_cli()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jaxnst: interrupted", file=sys.stderr)

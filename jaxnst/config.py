@@ -33,7 +33,18 @@ class Config:
     style_weight: float = _help("beta: weight of the style loss", default=100.0)
     tv_weight: float = _help("gamma: weight of the total-variation loss (0 = off, as in Gatys)", default=0.0)
     content_layers: tuple[str, ...] = _help("VGG taps for the content loss", default=("relu4_2",))
-    style_layers: tuple[str, ...] = _help("VGG taps for the style loss (equal weights)", default=STYLE_LAYERS)
+    style_layers: tuple[str, ...] = _help("VGG taps for the style loss", default=STYLE_LAYERS)
+    content_layer_weights: tuple[float, ...] | None = _help(
+        "weight of each content layer, comma-separated, one per content layer (None: 1 each)", default=None
+    )
+    style_layer_weights: tuple[float, ...] | None = _help(
+        "weight of each style layer, comma-separated, one per style layer (None: 1 each)", default=None
+    )
+    style_statistic: Literal["gram", "mean_std"] = _help(
+        "what of the style is matched: gram (Gatys: channel correlations) or mean_std (channel means"
+        " and standard deviations, as AdaIN)",
+        default="gram",
+    )
     style_blend_weights: tuple[float, ...] | None = _help(
         "relative weights of several style images, comma-separated (None: equal)", default=None
     )
@@ -65,22 +76,26 @@ def validate(cfg: Config) -> Config:
     from jaxnst.errors import JaxnstError
     from jaxnst.vgg import check_taps
 
-    def need(ok, msg):
+    def need(ok, field, msg):
         if not ok:
-            raise JaxnstError(msg)
+            raise JaxnstError(f"{field} {msg}", field)
 
-    need(cfg.size >= 16, f"--size {cfg.size} is too small: use at least 16 pixels")
-    need(cfg.style_scale > 0, f"--style-scale {cfg.style_scale} must be positive")
-    need(cfg.steps >= 0, f"--steps {cfg.steps} must be >= 0")
-    need(cfg.lr > 0, f"--lr {cfg.lr} must be positive")
-    need(cfg.tol >= 0, f"--tol {cfg.tol} must be >= 0")
+    need(cfg.size >= 16, "size", f"{cfg.size} is too small: use at least 16 pixels")
+    need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")
+    need(cfg.steps >= 0, "steps", f"{cfg.steps} must be >= 0")
+    need(cfg.lr > 0, "lr", f"{cfg.lr} must be positive")
+    need(cfg.tol >= 0, "tol", f"{cfg.tol} must be >= 0")
     for name in ("content_weight", "style_weight", "tv_weight"):
-        need(getattr(cfg, name) >= 0, f"--{name.replace('_', '-')} must be >= 0")
-    need(cfg.content_layers or cfg.style_layers, "no content and no style layers: give at least one")
+        need(getattr(cfg, name) >= 0, name, f"{getattr(cfg, name)} must be >= 0")
+    need(cfg.content_layers or cfg.style_layers, "style_layers", "and content_layers are both empty: give a layer")
     check_taps(cfg.model, cfg.content_layers + cfg.style_layers)
+    for name, layers in (("content_layer_weights", cfg.content_layers), ("style_layer_weights", cfg.style_layers)):
+        values = getattr(cfg, name)
+        if values is not None:
+            msg = f"gives {len(values)} weights for {len(layers)} layers: give one per layer"
+            need(len(values) == len(layers), name, msg)
+            need(all(v >= 0 for v in values), name, "must be >= 0")
     if cfg.style_blend_weights is not None:
-        need(
-            all(w >= 0 for w in cfg.style_blend_weights) and sum(cfg.style_blend_weights) > 0,
-            "--style-blend-weights must be >= 0 and not all zero",
-        )
+        w = cfg.style_blend_weights
+        need(all(v >= 0 for v in w) and sum(w) > 0, "style_blend_weights", "must be >= 0 and not all zero")
     return cfg

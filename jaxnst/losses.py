@@ -7,7 +7,8 @@ normalisation differs from the paper.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -59,23 +60,74 @@ def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(diff), axis=(1, 2, 3))
 
 
+def mean_std(features: jax.Array, *, eps: float = 1e-5) -> tuple[jax.Array, jax.Array]:
+    """Per-channel mean and standard deviation over positions: (N, H, W, C) -> ((N, C), (N, C)).
+
+    .. math:: \\mu_c = \\operatorname{mean}_{hw} F_{hwc}, \\qquad
+              \\sigma_c = \\sqrt{\\operatorname{mean}_{hw} (F_{hwc} - \\mu_c)^2 + \\epsilon}
+
+    The style statistic of Huang & Belongie's AdaIN ("Arbitrary Style Transfer
+    in Real-time with Adaptive Instance Normalization", ICCV 2017) and of Li et
+    al.'s "Demystifying Neural Style Transfer" (BN matching): it keeps each
+    channel's first two moments and none of the correlations between channels
+    that a Gram holds. ``eps`` keeps the gradient finite where a channel is constant.
+
+    >>> mean, std = mean_std(jnp.ones((1, 2, 2, 3)))
+    >>> mean[0], std[0]
+    (Array([1., 1., 1.], dtype=float32), Array([0.00316228, 0.00316228, 0.00316228], dtype=float32))
+    """
+    x = features.astype(_accum_dtype(features))
+    mean = jnp.mean(x, axis=(1, 2))
+    var = jnp.mean(jnp.square(x - mean[:, None, None, :]), axis=(1, 2))
+    return mean, jnp.sqrt(var + eps)
+
+
+def mean_squared_distance(statistic, target) -> jax.Array:
+    """Distance of two style statistics (pytrees of (N, ...) arrays): per image, the sum over
+    leaves of each leaf's mean squared difference, (N,). ``target`` leaves broadcast.
+
+    For a Gram it is ``mean_cd (G_cd - A_cd)^2``; for ``mean_std``,
+    ``mean_c (mu_c - mu'_c)^2 + mean_c (sigma_c - sigma'_c)^2``.
+    """
+
+    def leaf(s, t):
+        d = jnp.square(s - t)
+        return jnp.mean(d, axis=tuple(range(1, d.ndim)))
+
+    return sum(jax.tree.leaves(jax.tree.map(leaf, statistic, target)))
+
+
+# A style statistic is a function of feature maps (N, H, W, C) returning a pytree of
+# (N, ...) arrays, and the distance between two of its values, (N,). Targets blend
+# several style images in statistic space (a weighted mean of each leaf).
+# ``gram`` takes ``norm`` and ``precision`` as keywords; the others take ``features`` alone.
+STYLE_STATISTICS = {
+    "gram": (gram, mean_squared_distance),
+    "mean_std": (mean_std, mean_squared_distance),
+}
+
+
 def style_loss(
-    grams: Mapping[str, jax.Array],
-    targets: Mapping[str, jax.Array],
-    layer_weights: Mapping[str, float] | None = None,
+    statistics: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    layer_weights: Mapping[str, jax.Array] | None = None,
+    *,
+    distance: Callable = mean_squared_distance,
 ) -> jax.Array:
-    """Weighted sum over layers of the mean squared Gram difference, per image.
+    """Weighted sum over layers of the distance of style statistics, per image.
 
-    .. math:: L_s = \\sum_l w_l \\frac{1}{C_l^2} \\sum_{cd} (G^l_{cd} - A^l_{cd})^2
+    .. math:: L_s = \\sum_l w_l \\, d(S^l, T^l)
 
-    ``grams[l]`` is (N, C, C); ``targets[l]`` broadcasts against it. Layer
-    weights default to 1 (jcjohnson/neural-style; Gatys uses ``1/5`` each, which
-    is the same up to ``--style-weight``). Returns (N,).
+    ``statistics[l]`` is a statistic of layer ``l`` (a Gram (N, C, C), or a
+    ``mean_std`` pair); ``targets[l]`` broadcasts against it. With the Gram and
+    the default distance, ``d = (1/C_l^2) sum_cd (G_cd - A_cd)^2``. Layer
+    weights (scalars or arrays) default to 1 each (jcjohnson/neural-style;
+    Gatys uses ``1/5`` each, the same up to ``--style-weight``). Returns (N,).
     """
     total = 0.0
-    for name, g in grams.items():
+    for name, s in statistics.items():
         w = 1.0 if layer_weights is None else layer_weights[name]
-        total = total + w * jnp.mean(jnp.square(g - targets[name]), axis=(1, 2))
+        total = total + w * distance(s, targets[name])
     return total
 
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnst.config import Config, style_size
-from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_targets
-from jaxnst.stylize import compiled_functions
+from jaxnst.engine import Problem, compiled_engine
+from jaxnst.optimize import LossSpec, LossWeights, make_targets
 from jaxnst.vgg import Weights, param_shapes
 
 
@@ -48,11 +48,11 @@ def estimate(content_hw: tuple[int, int], style_hws: list[tuple[int, int]], cfg:
     targets = jax.eval_shape(
         lambda w, c, s: make_targets(w, c, s, spec, cfg.style_blend_weights), weights, content, styles
     )
-    opt_state = jax.eval_shape(make_optimizer(cfg).init, content)
-    run, _ = compiled_functions(spec, cfg.optimizer)
-    hyper = jax.eval_shape(lambda: Hyper.from_config(cfg))
+    engine = compiled_engine(spec, cfg.optimizer)
+    state = jax.eval_shape(engine.init, content, cfg.lr)
+    problem = Problem(weights, targets, jax.eval_shape(lambda: LossWeights.from_config(cfg)))
     n = jax.ShapeDtypeStruct((), jnp.int32)
-    m = run.lower(content, opt_state, n, jax.ShapeDtypeStruct((), f32), weights, targets, hyper).compile()
+    m = engine.run.lower(state, problem, n, jax.ShapeDtypeStruct((), f32)).compile()
     m = m.memory_analysis()
     if m is None:
         raise RuntimeError("this JAX backend reports no memory analysis")

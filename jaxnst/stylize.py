@@ -1,30 +1,25 @@
-"""Style transfer of one image, end to end: targets once, then the jitted loop.
+"""Style transfer of one image, end to end: targets once, then the engine's loop.
 
-The library never prints or saves: progress leaves through ``callback``.
+The library never prints or saves: progress leaves through ``callback``, a
+``Progress`` after each block of steps, which carries the run's ``State``.
+(``jaxnst.engine.blocks`` is the generator underneath, for callers who want
+to drive the loop themselves.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnst.config import Config, validate
+from jaxnst.engine import STOP_REASONS, STOP_STEPS, Block, Problem, State, blocks, compiled_engine
 from jaxnst.errors import JaxnstError
-from jaxnst.optimize import (
-    STOP_REASONS,
-    Hyper,
-    LossSpec,
-    make_optimizer,
-    make_step,
-    make_targets,
-    objective,
-    run_steps,
-)
+from jaxnst.optimize import LossSpec, LossWeights, make_targets
 from jaxnst.vgg import Weights
 
 
@@ -40,32 +35,12 @@ class Progress:
     done: bool = False
     reason: str = ""  # why the run stopped, when ``done``
     terms_fn: Callable[[], dict[str, float]] = dataclasses.field(default=lambda: {}, repr=False)
+    # The run's state. Its buffers are reused by the next block: save or copy it inside the callback.
+    state: State | None = dataclasses.field(default=None, repr=False)
 
     def terms(self) -> dict[str, float]:
         """Unweighted ``{'content', 'style', 'tv'}`` losses of ``image`` (costs one forward pass)."""
         return self.terms_fn()
-
-
-def loop_functions(spec: LossSpec, optimizer: str):
-    """The un-jitted ``(run, terms)`` of one image, for ``jit`` here and ``vmap`` in ``jaxnst.batch``.
-
-    ``run(image, opt_state, n, tol, weights, targets, hyper)`` is ``run_steps``
-    over the step; ``terms(image, weights, targets, hyper)`` the unweighted losses.
-    The learning rate is not baked in: Adam reads it from ``opt_state``.
-    """
-    loss_fn = lambda x, w, t, h: objective(x, w, t, h, spec=spec)[0]  # noqa: E731
-    opt = make_optimizer(Config(optimizer=optimizer))
-    step = make_step(loss_fn, opt, linesearch=optimizer == "lbfgs")
-    terms = lambda x, w, t, h: objective(x, w, t, h, spec=spec.forward_only)[1]  # noqa: E731
-    return functools.partial(run_steps, step), terms
-
-
-@functools.lru_cache(maxsize=16)
-def compiled_functions(spec: LossSpec, optimizer: str):
-    """Jitted ``(run, terms)`` for a loss spec and optimiser name, cached so that
-    repeated calls with the same shapes reuse one compiled program."""
-    run, terms = loop_functions(spec, optimizer)
-    return jax.jit(run, donate_argnums=(0, 1)), jax.jit(terms)
 
 
 def check_arch(cfg: Config, weights: Weights) -> None:
@@ -137,30 +112,25 @@ def stylize(
     content = place(as_batch(content, "content"))
     styles = [as_batch(s, "style") for s in styles]
     spec = LossSpec.from_config(cfg)
-    targets = make_targets(weights, content, styles, spec, cfg.style_blend_weights)
-    hyper = Hyper.from_config(cfg)
-    # Fresh buffers: the loop donates them, and neither the caller's arrays nor
-    # leaves that an optimiser's init shares may be donated.
-    image = place(jnp.array(initial_image(cfg, content, styles, init_image), copy=True))
-    opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), make_optimizer(cfg).init(image))
-    run, terms = compiled_functions(spec, cfg.optimizer)
-
+    problem = Problem(
+        weights, make_targets(weights, content, styles, spec, cfg.style_blend_weights), LossWeights.from_config(cfg)
+    )
+    engine = compiled_engine(spec, cfg.optimizer)
+    state = engine.init(place(initial_image(cfg, content, styles, init_image)), cfg.lr)
     t0 = time.perf_counter()
 
-    def report(step, loss, done, reason=""):
+    def report(block: Block):
         if callback is not None:
-            img = jnp.clip(image[0], 0.0, 1.0)
-            terms_fn = lambda: {k: float(v) for k, v in terms(img[None], weights, targets, hyper).items()}  # noqa: E731
-            callback(Progress(step, cfg.steps, loss, img, time.perf_counter() - t0, done, reason, terms_fn))
+            img = jnp.clip(block.state.image[0], 0.0, 1.0)
+            terms_fn = lambda: {k: float(v) for k, v in engine.terms(img[None], problem).items()}  # noqa: E731
+            reason = STOP_REASONS[int(block.stop)] if block.done else ""
+            p = Progress(int(block.step), cfg.steps, float(block.loss), img, time.perf_counter() - t0, block.done,
+                         reason, terms_fn, block.state)  # fmt: skip
+            callback(p)
 
-    step, code, loss = 0, 0, float("nan")
-    while step < cfg.steps and code == 0:
-        n = min(every, cfg.steps - step)
-        image, opt_state, loss, k, code = run(image, opt_state, n, jnp.float32(cfg.tol), weights, targets, hyper)
-        step, code, loss = step + int(k), int(code), float(loss)
-        done = code != 0 or step >= cfg.steps
-        report(step, loss, done, STOP_REASONS[code] if done else "")
     if cfg.steps == 0:
-        report(0, loss, True, STOP_REASONS[code])
-    image = jnp.clip(image[0], 0.0, 1.0)
-    return image
+        report(Block(state, np.int32(0), np.int32(STOP_STEPS), np.float32(np.nan), True))
+    for block in blocks(engine.run, state, problem, cfg.steps, jnp.float32(cfg.tol), every):
+        state = block.state
+        report(block)
+    return jnp.clip(state.image[0], 0.0, 1.0)

@@ -8,6 +8,7 @@ requested tap is computed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -15,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax import lax
 
 from jaxnst.errors import JaxnstError
 from jaxnst.ops import OPS, Conv, Ops, Pool, avg_pool2x2, conv3x3, max_pool2x2
@@ -163,22 +165,40 @@ class Weights:
     source: str = struct.field(pytree_node=False, default="")
 
 
+# The names of numeric precision, everywhere in jaxnst: the compute type of the convolutions
+# (None: the input's, float32) and the ``lax.Precision`` of their products and of the Grams.
+# JAX's default for float32 on GPUs is TensorFloat-32 (10-bit mantissa); fp32 asks for full
+# float32. HIGH is TF32 on GPUs and 3-pass bfloat16 on TPUs. On CPU all three are float32.
+PRECISIONS = {
+    "fp32": (None, lax.Precision.HIGHEST),
+    "tf32": (None, lax.Precision.HIGH),
+    "bf16": (jnp.bfloat16, lax.Precision.DEFAULT),
+}
+
+
+def matmul_precision(precision: str) -> lax.Precision:
+    """The ``lax.Precision`` of the products for a name of ``PRECISIONS``."""
+    if precision not in PRECISIONS:
+        raise JaxnstError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision][1]
+
+
 def features(
     weights: Weights,
     images: jax.Array,
     taps: Sequence[str],
     *,
     pooling: str = "max",
-    dtype: Any = None,
+    precision: str = "fp32",
     remat: bool = False,
-    precision: Any = None,
     ops: str | Ops = "fast",
 ) -> dict[str, jax.Array]:
     """Activations ``{tap: (N, H', W', C)}`` of RGB ``images`` (N, H, W, 3) in [0, 1].
 
     A pure function of arrays: compose it with ``jit``, ``grad`` and ``vmap``.
-    ``pooling`` is ``'max'`` or ``'avg'``; ``dtype``, ``remat`` and ``precision``
-    are those of ``VGG``. ``ops`` names the convolution and max pooling it runs
+    ``pooling`` is ``'max'`` or ``'avg'``; ``precision`` a name of ``PRECISIONS``
+    (``'fp32'``, ``'tf32'``, ``'bf16'``: bfloat16 convolutions and activations);
+    ``remat`` is ``VGG``'s. ``ops`` names the convolution and max pooling it runs
     with, a key of ``jaxnst.ops.OPS`` (or an ``ops.Ops`` of your own):
 
     - ``'fast'``: hand-written VJPs, Winograd on CPU where faster. Reverse mode
@@ -197,9 +217,30 @@ def features(
         if ops not in OPS:
             raise JaxnstError(f"unknown ops {ops!r}: use one of {', '.join(OPS)}")
         ops = OPS[ops]
+    if pooling not in ("max", "avg"):
+        raise JaxnstError(f"unknown pooling {pooling!r}: use max or avg")
     pool = {"max": ops.max_pool, "avg": avg_pool2x2}[pooling]
-    model = VGG(weights.arch, tuple(taps), weights.preprocessing, dtype, remat, precision, ops.conv, pool)
+    mm = matmul_precision(precision)
+    model = VGG(weights.arch, tuple(taps), weights.preprocessing, PRECISIONS[precision][0], remat, mm, ops.conv, pool)
     return model.apply({"params": weights.params}, images)
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """How the VGG runs, apart from what the loss asks of it: the arguments of ``features``
+    after the taps. Frozen and hashable, so it can be a static argument of ``jit``."""
+
+    pooling: str = "max"
+    precision: str = "fp32"  # a name of PRECISIONS
+    remat: bool = False
+    ops: str | Ops = "fast"  # a key of jaxnst.ops.OPS, or an Ops of your own
+
+    def features(self, weights: Weights, images: jax.Array, taps: Sequence[str]) -> dict[str, jax.Array]:
+        return features(weights, images, taps, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @property
+    def matmul_precision(self) -> lax.Precision:
+        return matmul_precision(self.precision)
 
 
 def init_params(arch: str, key: jax.Array) -> dict:

@@ -23,8 +23,7 @@ Variants of jaxnst (``--variants``):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
+import dataclasses
 import json
 import platform
 import statistics
@@ -37,34 +36,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnst
-from jaxnst import ops, optimize, vgg
-from jaxnst.optimize import Hyper, LossSpec, make_optimizer, make_step, make_targets, objective, run_steps
+from jaxnst import ops, vgg
+from jaxnst.engine import Problem, make_engine
+from jaxnst.optimize import LossSpec, LossWeights, make_optimizer, make_step, make_targets, objective
 
 # The convolution and max pooling each variant runs with (jaxnst.ops); the others run the default.
 VARIANT_OPS = {
-    "direct": ops.OPS["direct"],
+    "direct": "direct",
     "loop-xla": ops.Ops(ops.lax_conv3x3, ops.max_pool2x2),
 }
-
-
-@contextlib.contextmanager
-def network_ops(variant):
-    """Runs the objective's VGG with ``VARIANT_OPS[variant]`` for the duration.
-
-    ``LossSpec`` has no ``ops`` setting yet, so this swaps the ``features`` that
-    ``jaxnst.optimize`` calls for one with ``ops=`` bound. The timed loop is traced
-    inside; the style targets (untimed, equal to float32 rounding) may come from a
-    jit cached on ``spec`` by an earlier variant.
-    """
-    if variant not in VARIANT_OPS:
-        yield
-        return
-    original = optimize.features
-    optimize.features = functools.partial(vgg.features, ops=VARIANT_OPS[variant])
-    try:
-        yield
-    finally:
-        optimize.features = original
 
 
 def problem(size):
@@ -110,44 +90,40 @@ def bench_jaxnst(variant, size, steps, repeats, weights):
     precision = variant if variant in ("bf16", "tf32") else "fp32"
     cfg = jaxnst.Config(precision=precision, remat=variant == "remat")
     spec = LossSpec.from_config(cfg)
+    spec = dataclasses.replace(spec, network=dataclasses.replace(spec.network, ops=VARIANT_OPS.get(variant, "fast")))
     content, style = problem(size)
-    with network_ops(variant):
-        targets = make_targets(weights, content, [style], spec)
-        hyper = Hyper.from_config(cfg)
-        opt = make_optimizer(cfg)
-        step = make_step(lambda x, w, t, h: objective(x, w, t, h, spec=spec)[0], opt)
-        x = jnp.array(content, copy=True)
-        s = opt.init(x)
-        if variant == "top":
-            one = jax.jit(step, donate_argnums=(0, 1))
-            t0 = time.perf_counter()
-            compiled = one.lower(x, s, weights, targets, hyper).compile()
-            compile_s = time.perf_counter() - t0
+    prob = Problem(weights, make_targets(weights, content, [style], spec), LossWeights.from_config(cfg))
+    engine = make_engine(spec, cfg.optimizer)
+    state = engine.init(content, cfg.lr)
+    tol = jnp.float32(0)
+    if variant == "top":
+        step = make_step(lambda x, p: objective(x, *p, spec=spec)[0], make_optimizer(cfg.optimizer))
+        t0 = time.perf_counter()
+        compiled = jax.jit(step, donate_argnums=(0, 1)).lower(state.image, state.opt_state, prob).compile()
+        compile_s = time.perf_counter() - t0
 
-            def block(x, s):
-                for _ in range(steps):
-                    x, s, _ = compiled(x, s, weights, targets, hyper)
-                return x, s
-        else:
-            many = jax.jit(functools.partial(run_steps, step), donate_argnums=(0, 1))
-            args = (steps, jnp.float32(0), weights, targets, hyper)
-            t0 = time.perf_counter()
-            compiled = many.lower(x, s, *args).compile()
-            compile_s = time.perf_counter() - t0
+        def block(st):
+            x, s = st.image, st.opt_state
+            for _ in range(steps):
+                x, s, _ = compiled(x, s, prob)
+            return st._replace(image=x, opt_state=s)
+    else:
+        t0 = time.perf_counter()
+        compiled = jax.jit(engine.run, donate_argnums=0).lower(state, prob, steps, tol).compile()
+        compile_s = time.perf_counter() - t0
 
-            def block(x, s):
-                x, s, *_ = compiled(x, s, *args)
-                return x, s
+        def block(st):
+            return compiled(st, prob, steps, tol)
 
-        mem = compiled.memory_analysis()
-        x, s = block(x, s)  # warm-up
-        jax.block_until_ready(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            x, s = block(x, s)
-            jax.block_until_ready(x)
-            times.append((time.perf_counter() - t0) / steps)
+    mem = compiled.memory_analysis()
+    state = block(state)  # warm-up
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state = block(state)
+        jax.block_until_ready(state)
+        times.append((time.perf_counter() - t0) / steps)
     peak = None if mem is None else mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
     stats = jax.devices()[0].memory_stats() or {}  # GPUs and TPUs; None on CPU
     return {

@@ -3,8 +3,8 @@
 For each size and batch size B: B different contents, one shared style (its
 Grams shared, as ``stylize_batch`` does), random VGG19 weights, the default
 losses (the net runs to relu5_1), Adam. Both sides run the exact compiled
-programs of the library: ``jaxnst.stylize.compiled_functions`` (one image,
-B times in a row) and ``jaxnst.batch.batched_functions`` (B images at once,
+programs of the library: ``jaxnst.engine.compiled_engine`` (one image,
+B times in a row) and ``jaxnst.batch.batched_engine`` (B images at once,
 batch axis on a mesh over every device). Compiles and targets are not timed:
 a block of ``--steps`` steps per side, sequential and vmap alternating
 ``--repeats`` times (the machine is shared, so both see the same load), the
@@ -25,11 +25,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import jaxnst
-from jaxnst.batch import batched_functions, device_mesh
-from jaxnst.optimize import Hyper, LossSpec, Targets, make_optimizer, make_targets
-from jaxnst.stylize import compiled_functions
+from jaxnst.batch import batched_engine, device_mesh
+from jaxnst.engine import Problem, compiled_engine
+from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
 
 
 def bench(size: int, b: int, steps: int, repeats: int, weights) -> dict:
@@ -39,30 +41,25 @@ def bench(size: int, b: int, steps: int, repeats: int, weights) -> dict:
     contents = [jnp.asarray(rng.uniform(size=(1, size * 3 // 4, size, 3)), jnp.float32) for _ in range(b)]
     style = jnp.asarray(rng.uniform(size=(1, size, size * 5 // 8, 3)), jnp.float32)
     targets = [make_targets(weights, c, [style], spec) for c in contents]
-    hyper, opt, tol = Hyper.from_config(cfg), make_optimizer(cfg), jnp.float32(0)
+    loss_weights, tol = LossWeights.from_config(cfg), jnp.float32(0)
 
-    run, _ = compiled_functions(spec, cfg.optimizer)
-    singles = [(jnp.array(c, copy=True), opt.init(c)) for c in contents]
+    engine = compiled_engine(spec, cfg.optimizer)
+    singles = [engine.init(c, cfg.lr) for c in contents]
 
     def sequential(n):
         for i, t in enumerate(targets):
-            x, s, *_ = run(*singles[i], n, tol, weights, t, hyper)
-            singles[i] = (x, s)
-        jax.block_until_ready([x for x, _ in singles])
+            singles[i] = engine.run(singles[i], Problem(weights, t, loss_weights), n, tol)
+        jax.block_until_ready(singles)
 
     mesh = device_mesh()
-    brun, _ = batched_functions(spec, cfg.optimizer, True, mesh)
+    batched = batched_engine(spec, cfg.optimizer, True, mesh)
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
-    batch = [
-        jnp.stack(contents),
-        stack([opt.init(c) for c in contents]),
-        Targets(stack([t.content for t in targets]), targets[0].style),
-        stack([hyper] * b),
-    ]
+    prob = Problem(weights, Targets(stack([t.content for t in targets]), targets[0].style), stack([loss_weights] * b))
+    per_item = NamedSharding(mesh, P(mesh.axis_names[0]))  # where the program leaves its outputs
+    state = [jax.device_put(batched.init(jnp.stack(contents), jnp.full(b, cfg.lr)), per_item)]
 
     def vmapped(n):
-        x, s, *_ = brun(batch[0], batch[1], jnp.full(b, n, jnp.int32), jnp.zeros(b), weights, batch[2], batch[3])
-        batch[0], batch[1] = jax.block_until_ready(x), s
+        state[0] = jax.block_until_ready(batched.run(state[0], prob, jnp.full(b, n, jnp.int32), jnp.zeros(b)))
 
     sequential(1)  # compile
     vmapped(1)

@@ -98,7 +98,10 @@ def test_save_every_and_jpeg(images_dir, tmp_path, capsys):
         (["--size", "abc"], "invalid size 'abc': give pixels"),
         (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["--steps", "-1"], "--steps -1 must be >= 0"),
-        (["--style-blend-weights", "1,2"], "2 style blend weights for 1 style images"),
+        (["--style-blend-weights", "1,2"], "2 --style-blend-weights for 1 style images: give one per style"),
+        (["--style-layer-weights", "1,2,3"], "--style-layer-weights gives 3 weights for 2 layers: give one per layer"),
+        (["--tv-weight", "-1"], "--tv-weight -1.0 must be >= 0"),
+        (["--style-statistic", "cov"], "invalid choice: 'cov'"),
         (["--weights", "missing.h5"], "weight file missing.h5 does not exist"),
     ],
 )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxnst
-from jaxnst.optimize import Hyper, LossSpec, make_targets, objective
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective
 
 
 def np_gram(f, norm):
@@ -46,6 +46,58 @@ def test_style_loss_matches_numpy(rng):
     np.testing.assert_allclose(jaxnst.style_loss(grams, targets), unweighted, rtol=1e-5)
 
 
+def np_mean_std(f, eps=1e-5):
+    m = f.astype(np.float64)
+    return m.mean(axis=(1, 2)), np.sqrt(m.var(axis=(1, 2)) + eps)
+
+
+def test_mean_std_matches_numpy(rng):
+    f = (rng.standard_normal((2, 5, 7, 4)) * 3 + 1).astype(np.float32)
+    mean, std = jax.jit(jaxnst.mean_std)(f)
+    want_mean, want_std = np_mean_std(f)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, want_std, rtol=1e-5)
+    # A constant channel: std sqrt(eps), and a finite gradient.
+    g = jax.grad(lambda a: jnp.sum(jaxnst.mean_std(a)[1]))(jnp.ones((1, 3, 3, 2)))
+    assert bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_mean_std_style_loss_matches_numpy(rng):
+    feats = {"a": rng.standard_normal((2, 6, 5, 4)), "b": rng.uniform(size=(2, 3, 3, 8))}
+    styles = {"a": rng.standard_normal((1, 7, 4, 4)) * 2, "b": rng.uniform(size=(1, 5, 3, 8)) + 1}
+    w = {"a": 0.5, "b": 2.0}
+    want = 0
+    for k in feats:
+        (m, s), (mt, st) = np_mean_std(feats[k]), np_mean_std(styles[k])
+        want = want + w[k] * (((m - mt) ** 2).mean(axis=1) + ((s - st) ** 2).mean(axis=1))
+    stat = lambda d: {k: jaxnst.mean_std(jnp.asarray(v, jnp.float32)) for k, v in d.items()}  # noqa: E731
+    got = jaxnst.style_loss(stat(feats), stat(styles), w)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("statistic", ["gram", "mean_std"])
+def test_objective_style_term_with_layer_weights_matches_numpy(vgg19, rng, statistic):
+    """Targets blend in statistic space; the style term weighs each layer by its loss weight."""
+    layers = ("relu1_1", "relu2_1")
+    spec = LossSpec((), layers, "hw", style_statistic=statistic)
+    s1 = jnp.asarray(rng.uniform(size=(1, 16, 24, 3)), jnp.float32)
+    s2 = jnp.asarray(rng.uniform(size=(1, 20, 12, 3)), jnp.float32)
+    x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    t = make_targets(vgg19, None, [s1, s2], spec, (1.0, 3.0))
+    feats = lambda a: {k: np.asarray(v) for k, v in jaxnst.features(vgg19, a, layers).items()}  # noqa: E731
+    fx, f1, f2 = feats(x), feats(s1), feats(s2)
+    stat = (lambda f: (np_gram(f, "hw"),)) if statistic == "gram" else np_mean_std
+    want = 0
+    for k, lw in zip(layers, (0.3, 2.0), strict=True):
+        blend = [0.25 * a + 0.75 * b for a, b in zip(stat(f1[k]), stat(f2[k]), strict=True)]
+        for got_leaf, want_leaf in zip(jax.tree.leaves(t.style[k]), blend, strict=True):
+            np.testing.assert_allclose(got_leaf, want_leaf, rtol=1e-4, atol=1e-6 * np.abs(want_leaf).max())
+        want = want + lw * sum(((a - b) ** 2).mean() for a, b in zip(stat(fx[k]), blend, strict=True))
+    lw = LossWeights(0.0, 1.0, 0.0, {}, {"relu1_1": 0.3, "relu2_1": 2.0})
+    _, terms = objective(x, vgg19, t, lw, spec=spec)
+    np.testing.assert_allclose(terms["style"], want, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["l2", "l1"])
 def test_tv_loss_matches_numpy(kind, rng):
     x = rng.uniform(size=(2, 6, 9, 3)).astype(np.float32)
@@ -56,19 +108,20 @@ def test_tv_loss_matches_numpy(kind, rng):
     assert float(jaxnst.tv_loss(np.ones((1, 5, 5, 3)), kind=kind)[0]) == 0.0
 
 
-def test_objective_gradient_matches_finite_differences(rng):
+@pytest.mark.parametrize("statistic", ["gram", "mean_std"])
+def test_objective_gradient_matches_finite_differences(rng, statistic):
     """d total / d image against central differences, in float64 on a 12 px image."""
     from conftest import small_params
 
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), small_params(3))
         w = jaxnst.Weights(params, "vgg19", jaxnst.TORCH)
-        spec = LossSpec(("relu2_1",), ("relu1_1", "relu2_1"), "chw", "l2")
+        spec = LossSpec(("relu2_1",), ("relu1_1", "relu2_1"), "chw", "l2", statistic)
         content = jnp.asarray(rng.uniform(size=(1, 12, 12, 3)))
         style = jnp.asarray(rng.uniform(size=(1, 10, 14, 3)))
         targets = make_targets(w, content, [style], spec)
-        hyper = Hyper(jnp.float64(1.0), jnp.float64(1e3), jnp.float64(0.5))
-        f = lambda x: objective(x, w, targets, hyper, spec=spec)[0]
+        lw = LossWeights(1.0, 1e3, 0.5, {"relu2_1": 1.0}, {"relu1_1": 0.3, "relu2_1": 2.0})
+        f = lambda x: objective(x, w, targets, lw, spec=spec)[0]
         x = jnp.asarray(rng.uniform(0.2, 0.8, size=(1, 12, 12, 3)))
         grad = jax.grad(f)(x)
         eps = 1e-5
@@ -85,7 +138,7 @@ def test_objective_is_weighted_sum_of_terms(vgg19, rng):
     s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
     t = make_targets(vgg19, c, [s], spec)
     x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
-    total, terms = objective(x, vgg19, t, Hyper(2.0, 3.0, 4.0), spec=spec)
+    total, terms = objective(x, vgg19, t, LossWeights(2.0, 3.0, 4.0, {"relu2_1": 1.0}, {"relu1_1": 1.0}), spec=spec)
     np.testing.assert_allclose(total, 2 * terms["content"] + 3 * terms["style"] + 4 * terms["tv"], rtol=1e-5)
     feats = jaxnst.features(vgg19, x, ["relu2_1", "relu1_1"])
     np.testing.assert_allclose(
@@ -102,5 +155,6 @@ def test_style_blend_is_weighted_mean_of_grams(vgg19, rng):
     g = lambda s: jaxnst.gram(jaxnst.features(vgg19, s, ["relu1_1"])["relu1_1"])
     t = make_targets(vgg19, c, [s1, s2], spec, (1.0, 3.0))
     np.testing.assert_allclose(t.style["relu1_1"], 0.25 * g(s1) + 0.75 * g(s2), rtol=1e-5)
-    with pytest.raises(jaxnst.JaxnstError, match="one per style"):
+    with pytest.raises(jaxnst.JaxnstError, match="one per style") as e:
         make_targets(vgg19, c, [s1, s2], spec, (1.0,))
+    assert e.value.field == "style_blend_weights" and "--style-blend-weights" in e.value.for_cli()

@@ -7,18 +7,10 @@ import optax
 import pytest
 
 import jaxnst
-from jaxnst.optimize import (
-    STOP_NONFINITE,
-    STOP_STEPS,
-    STOP_TOL,
-    Hyper,
-    LossSpec,
-    make_step,
-    make_targets,
-    objective,
-    run_steps,
-)
-from jaxnst.stylize import compiled_functions
+from jaxnst import engine
+from jaxnst.engine import STOP_NONFINITE, STOP_STEPS, STOP_TOL
+from jaxnst.optimize import LossSpec, LossWeights, make_step, make_targets, objective
+from jaxnst.vgg import Network
 
 
 def quad(x, target):
@@ -50,7 +42,12 @@ def test_clip_keeps_pixels_in_range():
     np.testing.assert_array_equal(x, 1.0)
 
 
-def test_run_steps_equals_single_steps(rng):
+def run_quad(loss, opt, x0, n, tol, problem=None):
+    state = engine.State(x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS))
+    return engine.run_state(make_step(loss, opt, clip=False), state, problem, n, tol)
+
+
+def test_run_equals_single_steps(rng):
     t = jnp.asarray(rng.uniform(size=(1, 3, 3, 3)), jnp.float32)
     opt = optax.adam(0.05)
     step = make_step(quad, opt)
@@ -58,30 +55,56 @@ def test_run_steps_equals_single_steps(rng):
     for _ in range(7):
         x, s, loss = step(x, s, t)
     x0 = jnp.zeros((1, 3, 3, 3))
-    xl, _, lossl, n, code = jax.jit(lambda a, b: run_steps(step, a, b, 7, 0.0, t))(x0, opt.init(x0))
-    assert int(n) == 7 and int(code) == STOP_STEPS
-    np.testing.assert_allclose(xl, x, rtol=1e-6)
-    np.testing.assert_allclose(lossl, loss, rtol=1e-6)
+    state = engine.State(x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS))
+    out = jax.jit(lambda st: engine.run_state(step, st, t, 7, 0.0))(state)
+    assert int(out.step) == 7 and int(out.stop) == STOP_STEPS
+    np.testing.assert_allclose(out.image, x, rtol=1e-6)
+    np.testing.assert_allclose(out.loss, loss, rtol=1e-6)
 
 
-def test_run_steps_stops_on_tolerance_and_nonfinite():
+def test_run_stops_on_tolerance_and_nonfinite():
     opt = optax.sgd(0.25)
-    step = make_step(quad, opt, clip=False)
     x0 = jnp.zeros((1, 2, 2, 1))
     # sgd 0.25 on (x-1)^2 halves the error each step, so the loss falls by 3/4:
-    # relative change 0.75 < 0.8 at the second step (the first compares with +inf).
-    _, _, _, n, code = run_steps(step, x0, opt.init(x0), 1000, 0.8, jnp.ones_like(x0))
-    assert int(code) == STOP_TOL and int(n) == 2
+    # relative change 0.75 < 0.8 at the second step (the first has nothing to compare with).
+    out = run_quad(quad, opt, x0, 1000, 0.8, jnp.ones_like(x0))
+    assert int(out.stop) == STOP_TOL and int(out.step) == 2
     # Each step adds 0.1 to 4 pixels; the loss is NaN once their sum exceeds 0.5.
     nan_loss = lambda x, t: -jnp.sum(x) * jnp.where(jnp.sum(x) > 0.5, jnp.nan, 1.0)
-    x, _, _, n, code = run_steps(make_step(nan_loss, optax.sgd(0.1), clip=False), x0, opt.init(x0), 100, 0.0, None)
-    assert int(code) == STOP_NONFINITE and int(n) == 2
-    np.testing.assert_allclose(float(jnp.sum(x)), 0.8, rtol=1e-6)  # the update from it was not taken
+    out = run_quad(nan_loss, optax.sgd(0.1), x0, 100, 0.0)
+    assert int(out.stop) == STOP_NONFINITE and int(out.step) == 2
+    np.testing.assert_allclose(float(jnp.sum(out.image)), 0.8, rtol=1e-6)  # the update from it was not taken
+    np.testing.assert_allclose(float(out.loss), -0.4, rtol=1e-6)  # at the input of the last step taken
+    # A stopped state takes no more steps.
+    assert int(engine.run_state(make_step(nan_loss, optax.sgd(0.1), clip=False), out, None, 5, 0.0).step) == 2
     # A finite loss with an infinite gradient: the NaN image is never accepted.
     sqrt_loss = lambda x, t: jnp.sum(jnp.sqrt(x))
-    x, _, _, n, code = run_steps(make_step(sqrt_loss, optax.sgd(0.1), clip=False), x0, opt.init(x0), 100, 0.0, None)
-    assert int(code) == STOP_NONFINITE and int(n) == 0
-    np.testing.assert_array_equal(x, x0)
+    out = run_quad(sqrt_loss, optax.sgd(0.1), x0, 100, 0.0)
+    assert int(out.stop) == STOP_NONFINITE and int(out.step) == 0
+    np.testing.assert_array_equal(out.image, x0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_state_continued_equals_uninterrupted_run(vgg19, rng, optimizer):
+    """k steps, the State held (here: copied to NumPy and back, as a checkpoint would be), then m
+    more, give what k + m uninterrupted steps give; tol keeps counting across the break."""
+    cfg = jaxnst.Config(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), style_weight=1e3,
+                        tv_weight=1.0, optimizer=optimizer, lr=0.05)  # fmt: skip
+    c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
+    s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
+    spec = LossSpec.from_config(cfg)
+    problem = engine.Problem(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg))
+    e = engine.compiled_engine(spec, optimizer)
+    tol = jnp.float32(0.0)
+    whole = e.run(e.init(c, cfg.lr), problem, 7, tol)
+    part = e.run(e.init(c, cfg.lr), problem, 3, tol)
+    held = jax.tree.map(np.array, part)
+    assert int(held.step) == 3
+    cont = e.run(jax.tree.map(jnp.asarray, held), problem, 4, tol)
+    assert int(cont.step) == int(whole.step) == 7
+    for a, b in zip(jax.tree.leaves(cont), jax.tree.leaves(whole), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(held.image, whole.image)  # the steps did something
 
 
 def test_lbfgs_decreases_loss(vgg19, rng):
@@ -99,7 +122,7 @@ def test_no_recompilation_across_blocks_and_calls(vgg19, rng):
     cfg = jaxnst.Config(steps=7, content_layers=("relu2_1",), style_layers=("relu1_1",), style_weight=1e3)
     c = rng.uniform(size=(16, 16, 3)).astype(np.float32)
     s = rng.uniform(size=(16, 16, 3)).astype(np.float32)
-    run, _ = compiled_functions(LossSpec.from_config(cfg), "adam")
+    run = engine.compiled_engine(LossSpec.from_config(cfg), "adam").run
     before = run._cache_size()
     jaxnst.stylize(c, [s], vgg19, cfg, every=3)  # blocks of 3, 3, 1 steps
     after_first = run._cache_size()
@@ -114,10 +137,12 @@ def test_no_recompilation_across_blocks_and_calls(vgg19, rng):
 def test_precision_reaches_every_product_of_the_gradient(vgg19, precision, want):
     # JAX's default for float32 on GPUs is TF32; --precision fp32 must ask for float32 in every
     # convolution and dot of the step, the hand-written backward passes included.
-    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_2"), precision=precision)  # conv2_2 is a Winograd layer
+    # conv2_2 is a Winograd layer
+    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_2"), network=Network(precision=precision))
     x = jnp.full((1, 16, 16, 3), 0.5)
     targets = make_targets(vgg19, x * 0.9, [x], spec)
-    jaxpr = str(jax.make_jaxpr(jax.grad(lambda a: objective(a, vgg19, targets, Hyper(1.0, 1.0, 0.0), spec=spec)[0]))(x))
+    lw = LossWeights.from_config(jaxnst.Config(content_layers=spec.content_layers, style_layers=spec.style_layers))
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda a: objective(a, vgg19, targets, lw, spec=spec)[0]))(x))
     products = len(re.findall(r"= (conv_general_dilated|dot_general)\[", jaxpr))
     found = re.findall(r"precision=\(?Precision\.(\w+)", jaxpr)
     assert products >= 2 * 4 + 2 and len(found) == products and set(found) == {want}, (products, found)

@@ -88,7 +88,7 @@ def test_remat_and_bf16(vgg19, rng):
     jaxpr = str(jax.make_jaxpr(jax.grad(lambda a: f(a, remat=True)))(x))
     assert "remat" in jaxpr or "checkpoint" in jaxpr
     full = jaxnst.features(vgg19, x, taps)
-    half = jaxnst.features(vgg19, x, taps, dtype=jnp.bfloat16)
+    half = jaxnst.features(vgg19, x, taps, precision="bf16")
     for t in taps:
         assert half[t].dtype == jnp.bfloat16
         err = jnp.linalg.norm(half[t].astype(jnp.float32) - full[t]) / jnp.linalg.norm(full[t])

@@ -1,0 +1,163 @@
+"""The run of a style transfer as a value: a ``State`` and the pure functions over it.
+
+Shaped like an Optax transformation: ``init(image, learning_rate) -> State``
+and ``run(state, problem, n, tol) -> State``, which takes up to ``n`` more
+steps in one dispatch (a ``lax.while_loop``), so the host never waits on a
+single step. ``State`` is a pytree of arrays: hold it, save it, ``vmap`` it,
+continue it later; ``k`` steps and then ``m`` give what ``k + m`` steps give.
+
+``blocks`` is the one host loop of the package: ``stylize`` drives it for one
+image, ``stylize_batch`` for a vmapped batch of them, and ``memory.estimate``
+lowers the same ``run``. It is a generator, so its caller decides what happens
+between blocks (progress, saves, stopping) and may simply stop iterating.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jaxnst.config import Config
+from jaxnst.optimize import LossSpec, LossWeights, Targets, make_optimizer, make_step, objective
+from jaxnst.vgg import Weights
+
+# Why a run stopped (``State.stop``); STOP_STEPS: it did not, and runs until its steps are done.
+STOP_STEPS, STOP_TOL, STOP_NONFINITE = 0, 1, 2
+STOP_REASONS = {
+    STOP_STEPS: "reached the requested number of steps",
+    STOP_TOL: "converged: relative loss change below --tol",
+    STOP_NONFINITE: "the loss or the image became NaN or infinite; kept the image before that step (try a lower --lr)",
+}
+
+
+class State(NamedTuple):
+    """Everything a run has that the next step needs."""
+
+    image: jax.Array  # (1, H, W, 3); within [0, 1] for Adam (L-BFGS clips only the output)
+    opt_state: optax.OptState  # Adam's moments and learning rate, or L-BFGS' memory
+    step: jax.Array  # int32, steps taken
+    loss: jax.Array  # float32, the loss at the input of the last step taken (NaN before the first)
+    stop: jax.Array  # int32, a key of STOP_REASONS; ``run`` takes no step once it is not STOP_STEPS
+
+
+class Problem(NamedTuple):
+    """What the objective is evaluated against: the network, the targets and the loss weights."""
+
+    weights: Weights
+    targets: Targets
+    loss_weights: LossWeights
+
+
+class Engine(NamedTuple):
+    """The pure functions of a run for one ``LossSpec`` and optimiser (see the module docstring).
+
+    ``terms(image, problem)`` returns the unweighted ``{'content', 'style', 'tv'}`` losses.
+    """
+
+    init: Callable[[jax.Array, Any], State]
+    run: Callable[[State, Problem, Any, Any], State]
+    terms: Callable[[jax.Array, Problem], dict[str, jax.Array]]
+
+
+def make_engine(spec: LossSpec, optimizer: str) -> Engine:
+    """The un-jitted ``Engine``: ``jit`` it, ``vmap`` it (``jaxnst.batch``) or ``lower`` it."""
+    loss_fn = lambda x, p: objective(x, *p, spec=spec)[0]  # noqa: E731
+    # Adam reads its learning rate from the state, so the one in this transformation is unused.
+    step = make_step(loss_fn, make_optimizer(optimizer), linesearch=optimizer == "lbfgs")
+
+    def init(image: jax.Array, learning_rate=Config.lr) -> State:
+        # Fresh buffers: ``run`` donates the state, and neither the caller's image nor leaves that
+        # an optimiser's init shares with it may be donated.
+        image = jnp.array(image, jnp.float32, copy=True)
+        opt_state = make_optimizer(optimizer, learning_rate).init(image)
+        opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), opt_state)
+        return State(image, opt_state, jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS))
+
+    def run(state: State, problem: Problem, n, tol) -> State:
+        return run_state(step, state, problem, n, tol)
+
+    def terms(image: jax.Array, problem: Problem) -> dict[str, jax.Array]:
+        return objective(image, *problem, spec=spec.forward_only)[1]
+
+    return Engine(init, run, terms)
+
+
+def run_state(step: Callable, state: State, problem, n, tol) -> State:
+    """Up to ``n`` more steps of ``step(image, opt_state, problem) -> (image, opt_state, loss)``
+    (a ``make_step``) in one ``lax.while_loop``.
+
+    Stops early when the relative change of the loss falls below ``tol`` (if
+    ``tol > 0``), or when the loss or the updated image is not finite (then that
+    update is not taken and ``state.loss`` keeps the last finite loss).
+    """
+    until = state.step + n
+
+    def cond(s: State):
+        return (s.step < until) & (s.stop == STOP_STEPS)
+
+    def body(s: State) -> State:
+        x, o, loss = step(s.image, s.opt_state, problem)
+        bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(x))
+        rel = jnp.abs(s.loss - loss) / jnp.maximum(jnp.abs(s.loss), 1e-30)  # NaN at the first step: no stop
+        stop = jnp.where(bad, STOP_NONFINITE, jnp.where((tol > 0) & (rel < tol), STOP_TOL, STOP_STEPS))
+        stop = stop.astype(jnp.int32)  # not weakly typed: the carry keeps its type, and the next call its program
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(bad, b, a), new, old)  # noqa: E731
+        return State(keep(x, s.image), keep(o, s.opt_state), s.step + jnp.where(bad, 0, 1), keep(loss, s.loss), stop)
+
+    return lax.while_loop(cond, body, state)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_engine(spec: LossSpec, optimizer: str) -> Engine:
+    """``make_engine`` with ``run`` and ``terms`` jitted (``run`` donates the state), cached so
+    that repeated runs with the same spec and shapes reuse one compiled program."""
+    e = make_engine(spec, optimizer)
+    return Engine(e.init, jax.jit(e.run, donate_argnums=0), jax.jit(e.terms))
+
+
+class Block(NamedTuple):
+    """The state after a block of steps, with its counters already on the host."""
+
+    state: State
+    step: np.ndarray  # steps taken (one per item for a vmapped state)
+    stop: np.ndarray  # STOP_* codes
+    loss: np.ndarray
+    done: bool  # no item will take another step
+
+
+def blocks(
+    run: Callable,
+    state: State,
+    problem: Problem,
+    steps,
+    tol,
+    every: int,
+    *,
+    put: Callable = jnp.asarray,
+    get: Callable = np.asarray,
+) -> Iterator[Block]:
+    """Runs ``state`` until each item has taken ``steps`` steps or stopped, ``every`` steps
+    per call of ``run``, yielding a ``Block`` after each call. Nothing is yielded when
+    nothing is left to do.
+
+    ``steps`` is an int, or one per item (an array like ``state.step``) for a vmapped
+    ``run``; ``put`` places the per-item step counts it passes to ``run`` and ``get``
+    fetches counters to the host (multi-host meshes need both).
+    """
+    steps = np.asarray(steps)
+    step, stop = get(state.step), get(state.stop)
+    while True:
+        active = (stop == STOP_STEPS) & (step < steps)
+        if not active.any():
+            return
+        n = np.where(active, np.minimum(every, steps - step), 0).astype(np.int32)
+        state = run(state, problem, put(n), tol)
+        step, stop, loss = get(state.step), get(state.stop), get(state.loss)
+        yield Block(state, step, stop, loss, not ((stop == STOP_STEPS) & (step < steps)).any())
