@@ -242,7 +242,6 @@ def stylize_batch(
 
     mesh = device_mesh() if mesh is None else mesh
     ndev = mesh.devices.size
-    spec = LossSpec.from_config(cfg0)
     # Targets once per distinct object (ids are stable: ``items`` holds them).
     cache: dict = {}
     shapes = [as_batch(it.content, "content").shape[1:3] for it in items]
@@ -252,6 +251,10 @@ def stylize_batch(
 
     outputs: list[np.ndarray | None] = [None] * n
     for hw, idx in buckets.items():
+        # The kernels a single run of this shape and length would pick (ops="auto"); the targets
+        # use plain lax kernels whatever the spec, so the cache below serves every bucket.
+        longest = dataclasses.replace(cfg0, steps=max(items[i].cfg.steps for i in idx))
+        spec = LossSpec.from_config(longest, hw[0] * hw[1])
         size = batch_size or len(idx)
         for k in range(0, len(idx), size):
             chunk = idx[k : k + size]

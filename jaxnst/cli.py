@@ -30,7 +30,7 @@ def _process_start() -> float:
         return now
 
 
-STARTED = _process_start()  # "first steps done X s after start" counts Python's and JAX's imports too
+STARTED = _process_start()  # "first step done X s after start" counts Python's and JAX's imports too
 
 RANDOM_WARNING = (
     "WARNING: --weights random: seeded random VGG weights, NOT pretrained. "
@@ -280,7 +280,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     log(f"jaxnst: compiling the targets and the step for {w}x{h} ({kept})...")
 
     # Steps per dispatch: every print and save falls on a block's end (gcd(n, 0) = n), and at
-    # most 10 so the bar keeps moving; a last, shorter block ends the run wherever it stops.
+    # most 10 so the bar keeps moving. The first block is one step (the bar moves as soon as the
+    # step is compiled), the others end at multiples of ``every``; the last wherever the run stops.
     every = min(math.gcd(args.print_every, args.save_every) or 10, 10)
     bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     seen = {}
@@ -317,8 +318,9 @@ def run_stylize(args: argparse.Namespace) -> None:
     if p and steps > seen["step"]:
         steady = f" ({(p.elapsed - seen['t']) / (steps - seen['step']):.3f} s/step after compile)"
     reason = p.reason if p else "no steps"
-    if "first" in seen:  # what a user waits before anything moves: start-up, targets, compile, one block
-        steady += f"; first {seen['step']} steps done {seen['first']:.1f} s after start"
+    if "first" in seen:  # what a user waits before anything moves: start-up, targets, compile, one step
+        first = "first step" if seen["step"] == 1 else f"first {seen['step']} steps"
+        steady += f"; {first} done {seen['first']:.1f} s after start"
     where = f"on {device_name()}; stopped: {reason}"
     log(f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s{steady} {where}")
 

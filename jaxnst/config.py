@@ -64,6 +64,12 @@ class Config:
         default="fp32",
     )
     remat: bool = _help("recompute VGG activations per block in the backward pass (less memory)", default=False)
+    ops: Literal["auto", "fast", "direct", "lax"] = _help(
+        "convolution kernels (jaxnst.ops): fast (Winograd on CPU, hand-written gradients), direct (no"
+        " Winograd: compiles ~3 s faster on CPU), lax (plain lax: every derivative, slower); auto: fast"
+        " when the run is long enough to repay Winograd's compile, else direct",
+        default="auto",
+    )
 
 
 def style_size(cfg: Config) -> int:

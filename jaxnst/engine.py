@@ -143,9 +143,10 @@ def blocks(
     put: Callable = jnp.asarray,
     get: Callable = np.asarray,
 ) -> Iterator[Block]:
-    """Runs ``state`` until each item has taken ``steps`` steps or stopped, ``every`` steps
-    per call of ``run``, yielding a ``Block`` after each call. Nothing is yielded when
-    nothing is left to do.
+    """Runs ``state`` until each item has taken ``steps`` steps or stopped, yielding a ``Block``
+    after each call of ``run``. The first call takes one step, so the first block arrives as soon
+    as the program is compiled; the others end at multiples of ``every`` (and at ``steps``).
+    Nothing is yielded when nothing is left to do.
 
     ``steps`` is an int, or one per item (an array like ``state.step``) for a vmapped
     ``run``; ``put`` places the per-item step counts it passes to ``run`` and ``get``
@@ -153,11 +154,14 @@ def blocks(
     """
     steps = np.asarray(steps)
     step, stop = get(state.step), get(state.stop)
+    first = True
     while True:
         active = (stop == STOP_STEPS) & (step < steps)
         if not active.any():
             return
-        n = np.where(active, np.minimum(every, steps - step), 0).astype(np.int32)
+        n = 1 if first else every - step % every
+        n = np.where(active, np.minimum(n, steps - step), 0).astype(np.int32)
         state = run(state, problem, put(n), tol)
+        first = False
         step, stop, loss = get(state.step), get(state.stop), get(state.loss)
         yield Block(state, step, stop, loss, not ((stop == STOP_STEPS) & (step < steps)).any())

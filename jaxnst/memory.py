@@ -42,7 +42,7 @@ def estimate(content_hw: tuple[int, int], style_hws: list[tuple[int, int]], cfg:
         },
         cfg.model,
     )
-    spec = LossSpec.from_config(cfg)
+    spec = LossSpec.from_config(cfg, content_hw[0] * content_hw[1])
     content = jax.ShapeDtypeStruct((1, *content_hw, 3), f32)
     styles = [jax.ShapeDtypeStruct((1, *hw, 3), f32) for hw in style_hws]
     targets = jax.eval_shape(

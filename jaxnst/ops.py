@@ -245,6 +245,21 @@ def avg_pool2x2(x: jax.Array) -> jax.Array:
     return _windows(x).mean(axis=(2, 4))
 
 
+# Below this many pixel-steps (image pixels x steps) a run finishes sooner without Winograd: on
+# the 2-core CPU (jaxlib 0.10) its step compiled ~3 s longer than the direct one (4.0 vs 1.1 s at
+# 128 px) and saved ~1.2e-6 s per pixel per step (0.165 vs 0.220 s/step at 256 px, 0.68 vs 0.91 at
+# 512 px; docs/benchmarks.md). So: about 200 steps at 128 px, 50 at 256, 13 at 512.
+WINOGRAD_MIN_WORK = 2.5e6
+
+
+def ops_for_run(pixels: int | None, steps: int) -> str:
+    """The key of ``OPS`` that ``ops='auto'`` picks for ``steps`` steps on images of ``pixels``
+    pixels: ``'fast'`` where Winograd repays its longer compile, else ``'direct'`` (the same
+    hand-written VJPs and derivatives). ``pixels=None`` (unknown): ``'fast'``. Only CPUs use
+    Winograd, so elsewhere both are the same program."""
+    return "fast" if pixels is None or pixels * steps >= WINOGRAD_MIN_WORK else "direct"
+
+
 class Ops(NamedTuple):
     """The convolution and the max pooling a VGG runs with (average pooling has one
     implementation, ``avg_pool2x2``). Hashable, so it can be a static argument of ``jit``."""

@@ -20,6 +20,7 @@ import optax
 from jaxnst import losses
 from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
+from jaxnst.ops import ops_for_run
 from jaxnst.vgg import Network, Weights
 
 
@@ -70,8 +71,11 @@ class LossSpec:
     network: Network = Network()
 
     @classmethod
-    def from_config(cls, cfg: Config) -> LossSpec:
-        network = Network(cfg.pooling, cfg.precision, cfg.remat)
+    def from_config(cls, cfg: Config, pixels: int | None = None) -> LossSpec:
+        """The spec of ``cfg``; ``ops='auto'`` is resolved for images of ``pixels`` pixels
+        (``jaxnst.ops.ops_for_run``; ``None``: the fastest step, ``'fast'``)."""
+        ops = ops_for_run(pixels, cfg.steps) if cfg.ops == "auto" else cfg.ops
+        network = Network(cfg.pooling, cfg.precision, cfg.remat, ops)
         layers = tuple(cfg.content_layers), tuple(cfg.style_layers)
         return cls(*layers, cfg.gram_norm, cfg.tv_kind, cfg.style_statistic, network)
 

@@ -111,7 +111,7 @@ def stylize(
     place = place or (lambda a: a)
     content = place(as_batch(content, "content"))
     styles = [as_batch(s, "style") for s in styles]
-    spec = LossSpec.from_config(cfg)
+    spec = LossSpec.from_config(cfg, content.shape[1] * content.shape[2])
     problem = Problem(
         weights, make_targets(weights, content, styles, spec, cfg.style_blend_weights), LossWeights.from_config(cfg)
     )

@@ -7,7 +7,8 @@ Each run is a new process, as a user starts it: ``jaxnst CONTENT STYLE --size N
 --steps K``. *cold* has an empty ``$JAXNST_HOME/jax-cache`` (the persistent
 compilation cache), *warm* finds what the cold run left there. The CLI's
 summary line gives the time from its start to the end of the first block of
-steps (``first N steps done X s after start``); ``wall`` is the whole process. The
+steps (``first step done X s after start``: the CLI's first block is one step);
+``wall`` is the whole process. The
 PyTorch reference (``scripts/torch_nst.py``, same weights, same problem) is
 started the same way and timed to the end of its first step, then ``--torch-steps``
 more (it has nothing to compile, so it has no cold and warm).
@@ -58,10 +59,10 @@ def run_jaxnst(size: int, steps: int, weights: str, home: str) -> dict:
     wall = time.perf_counter() - t0
     if r.returncode:
         raise SystemExit(r.stderr)
-    first = re.search(r"first (\d+) steps done ([\d.]+) s after start", r.stderr)
+    first = re.search(r"first (?:(\d+) steps|step) done ([\d.]+) s after start", r.stderr)
     rate = re.search(r"\(([\d.]+) s/step after compile\)", r.stderr)
     return {
-        "first_block_steps": int(first[1]),
+        "first_block_steps": int(first[1] or 1),
         "first_block_s": float(first[2]),
         "s_per_step": float(rate[1]) if rate else None,
         "wall_s": round(wall, 2),

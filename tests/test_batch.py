@@ -30,7 +30,7 @@ def test_batch_of_3_equals_3_single_runs(vgg19, rng):
         # stops early on its own (tol), and asks for fewer steps: the others go on
         dataclasses.replace(BASE, content_weight=1.0, init="noise", seed=2, steps=6, tol=0.2),
     ]
-    run = batched_engine(LossSpec.from_config(BASE), "adam", False, device_mesh()).run
+    run = batched_engine(LossSpec.from_config(BASE, 32 * 32), "adam", False, device_mesh()).run
     before = run._cache_size()
     seen = []
     outs = stylize_batch(contents, styles, vgg19, configs, every=3, callback=seen.append)
@@ -51,7 +51,8 @@ def test_sweep_of_3_style_weights_equals_3_single_runs(vgg19, rng):
     content, style = images(rng, (24, 32), (32, 32))
     sweep = grid_configs(BASE, {"style_weight": [1e2, 1e3, 1e4]})
     assert [v for v, _ in sweep] == [{"style_weight": 1e2}, {"style_weight": 1e3}, {"style_weight": 1e4}]
-    run = batched_engine(LossSpec.from_config(BASE), "adam", True, device_mesh()).run  # one style: shared Grams
+    # One style: shared Grams.
+    run = batched_engine(LossSpec.from_config(BASE, 24 * 32), "adam", True, device_mesh()).run
     before = run._cache_size()
     outs = stylize_batch([content], [style], vgg19, [c for _, c in sweep], multiple=8)
     assert run._cache_size() == before + 1

@@ -36,7 +36,7 @@ def test_every_content_with_every_style_grid_and_trace(images_dir, tmp_path, cap
     trace = json.loads((out / "trace.json").read_text())
     assert [it["output"] for it in trace["items"]] == names
     for it in trace["items"]:
-        assert [e["step"] for e in it["losses"]] == [2, 4] and it["steps"] == 4
+        assert [e["step"] for e in it["losses"]] == [1, 2, 4] and it["steps"] == 4  # the first step, then every 2
         assert set(it["final"]) == {"loss", "content", "style", "tv"}
         assert it["bucket"] == ([24, 32] if it["shape"] == [21, 32] else [32, 24])
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+import jaxnst
 from jaxnst import ops
 
 
@@ -136,3 +137,14 @@ def test_ops_choices_are_named_and_hashable():
     assert set(ops.OPS) == {"fast", "direct", "lax"}
     assert ops.OPS["fast"] == ops.Ops(ops.conv3x3, ops.max_pool2x2)
     assert len({hash(o) for o in ops.OPS.values()}) == 3
+
+
+def test_auto_ops_picks_winograd_only_where_it_repays_its_compile():
+    from jaxnst.optimize import LossSpec
+
+    spec = lambda px, **kw: LossSpec.from_config(jaxnst.Config(**kw), px).network.ops  # noqa: E731
+    assert spec(128 * 96, steps=10) == "direct"  # a short run: the compile dominates
+    assert spec(512 * 384, steps=500) == "fast"
+    assert spec(256 * 192, steps=40) == "direct" and spec(256 * 192, steps=60) == "fast"
+    assert spec(None, steps=1) == "fast"  # shape unknown: the fastest step
+    assert spec(128 * 96, steps=10, ops="fast") == "fast" and spec(512 * 384, steps=500, ops="lax") == "lax"
