@@ -232,7 +232,7 @@ def stylize_batch(
     if every < 1:
         raise JaxnstError(f"every={every} must be >= 1")
     if batch_size is not None and batch_size < 1:
-        raise JaxnstError(f"--batch-size {batch_size} must be >= 1")
+        raise JaxnstError(f"batch_size {batch_size} must be >= 1", "batch_size")
     items = []
     for c, s, cfg in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs, strict=True):
         style = tuple(s) if isinstance(s, (list, tuple)) else (s,)

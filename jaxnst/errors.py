@@ -1,5 +1,7 @@
 """The one exception type meant for users."""
 
+import re
+
 
 class JaxnstError(Exception):
     """A problem with the user's input, in one line that names the fix.
@@ -15,6 +17,9 @@ class JaxnstError(Exception):
         self.field = field
 
     def for_cli(self) -> str:
-        """The message with ``field`` written as the command-line flag."""
-        msg = str(self)
-        return msg.replace(self.field, "--" + self.field.replace("_", "-"), 1) if self.field else msg
+        """The message with ``field`` written as the command-line flag (the first time it stands
+        as a word of its own, not inside a path)."""
+        if not self.field:
+            return str(self)
+        flag = "--" + self.field.replace("_", "-")
+        return re.sub(rf"(?<![\w/.-]){re.escape(self.field)}(?![\w/.-])", flag, str(self), count=1)

@@ -111,4 +111,4 @@ def auto_size(
         size = int(size * 0.9) // step * step
         if size < 64:
             break
-    raise JaxnstError(f"no --size of 64 px or more fits in {budget / 2**30:.1f} GiB: free memory, or give --size")
+    raise JaxnstError(f"no size of 64 px or more fits in {budget / 2**30:.1f} GiB: free memory, or give a size", "size")

@@ -47,7 +47,7 @@ def check_arch(cfg: Config, weights: Weights) -> None:
     """Raises ``JaxnstError`` unless ``weights`` are of the architecture ``cfg`` names."""
     if cfg.model != weights.arch:
         raise JaxnstError(
-            f"the weights are {weights.arch} but the config asks for {cfg.model}: use --model {weights.arch}"
+            f"the weights are {weights.arch} but the config asks for {cfg.model}: use model {weights.arch}", "model"
         )
 
 
@@ -73,7 +73,7 @@ def initial_image(cfg: Config, content: jax.Array, styles: Sequence[jax.Array], 
     elif cfg.init == "style":
         img = styles[0]
     else:
-        raise JaxnstError(f"--init {cfg.init!r}: use content, noise, style, or an image file")
+        raise JaxnstError(f"init {cfg.init!r}: use content, noise, style, or an image file", "init")
     return jax.image.resize(img, shape, "linear", antialias=True) if img.shape != shape else img
 
 

@@ -315,7 +315,7 @@ def load_weights(path: str | os.PathLike, arch: str | None = None) -> Weights:
         params, file_arch, pre, source = _read_h5(path)
     file_arch = file_arch or arch_from_layers(params, path)
     if arch is not None and arch != file_arch:
-        raise JaxnstError(f"{path} holds {file_arch} weights but {arch} was asked for: use --model {file_arch}")
+        raise JaxnstError(f"{path} holds {file_arch} weights but {arch} was asked for: use model {file_arch}", "model")
     return Weights(_check(params, file_arch, path), file_arch, pre, source)
 
 

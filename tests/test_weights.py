@@ -69,8 +69,9 @@ def test_flaxmodels_layout_uses_torch_preprocessing(tmp_path, params19, rng):
 def test_vgg16_detected(tmp_path):
     keras_file(tmp_path / "k16.h5", small_params(0, "vgg16"))
     assert load_weights(tmp_path / "k16.h5").arch == "vgg16"
-    with pytest.raises(jaxnst.JaxnstError, match="holds vgg16 weights.*--model vgg16"):
+    with pytest.raises(jaxnst.JaxnstError, match="holds vgg16 weights.*use model vgg16") as e:
         load_weights(tmp_path / "k16.h5", "vgg19")
+    assert e.value.for_cli().endswith("use --model vgg16")  # the library names the field, the CLI the flag
 
 
 def test_missing_layer_and_wrong_shape(tmp_path, params19):
