@@ -7,10 +7,14 @@ the progress bar, files and exit codes (2 for any user error, one line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import json
 import math
 import os
+import signal
 import sys
+import tempfile
 import time
 import typing
 from pathlib import Path
@@ -211,6 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--print-every", type=int, metavar="N", default=50, help="print the losses every N steps (default: 50)"
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also save the run's state to OUTPUT.ckpt.npz every N steps and at the end, for --resume "
+        "(default: 0, off; Ctrl-C and SIGTERM save it anyway)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="CKPT",
+        default=None,
+        help="continue the run saved in CKPT (OUTPUT.ckpt.npz) to --steps in all: the same pixels as an "
+        "uninterrupted run; give the same images and flags (only --steps may differ)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and its snapshots) if they exist")
     p.add_argument("--quiet", action="store_true", help="print only errors and the not-pretrained warning")
     return p
 
@@ -252,21 +272,124 @@ def _check_styles_are_not_the_output(styles: list[str], out: Path) -> None:
             )
 
 
+def check_outputs(outputs: list[Path], inputs: dict[str, str | None], overwrite: bool) -> None:
+    """Before anything is read: no output is an input, none replaces a file unless ``overwrite``,
+    and their folder takes new files."""
+    for out in outputs:
+        for what, name in inputs.items():
+            if name and Path(name).exists() and Path(name).resolve() == out.resolve():
+                raise JaxnstError(f"output {out} is also the {what}: it would be overwritten; give another -o")
+        if out.is_dir():
+            raise JaxnstError(f"output {out} is a folder: give a file name, e.g. -o {out / 'out.png'}")
+        if out.exists() and not overwrite:
+            raise JaxnstError(f"{out} exists: add --overwrite to replace it, or give another -o")
+    folder = outputs[0].parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".jaxnst-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise JaxnstError(f"cannot write in {folder} ({e.strerror}): give -o in a folder you can write to") from None
+
+
+class Interrupted(Exception):
+    """The run stopped on a signal after saving; ``main`` exits with 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """While inside, SIGINT and SIGTERM ask the run to stop at the end of its block (a dict gets
+    ``signum``); a second one quits at once (``KeyboardInterrupt``)."""
+    got: dict = {}
+
+    def handler(signum, frame):
+        if got:
+            raise KeyboardInterrupt
+        got["signum"] = signum
+        say(f"{signal.Signals(signum).name}: saving at the end of this block (again to quit without saving)")
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _checkpoint_meta(cfg: Config, weights, content_path: str, out: Path) -> dict:
+    from jaxnst import __version__
+    from jaxnst.weights import weights_digest
+
+    config = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return {"jaxnst": __version__, "config": config, "weights_sha256": weights_digest(weights.params),
+            "content": str(content_path), "output": str(out.resolve())}  # fmt: skip
+
+
+def _check_resume(meta: dict, now: dict, path: str) -> None:
+    """The checkpoint ``meta`` is of this run: same config (but steps) and weights."""
+    was, is_ = meta["config"], now["config"]
+    differ = [k for k in is_ if k != "steps" and was.get(k) != is_[k]]
+    if differ:
+        k = differ[0]
+        raise JaxnstError(
+            f"checkpoint {path} was made with --{k.replace('_', '-')} {was.get(k)}, this run has {is_[k]}: "
+            "give the same flags (only --steps may change)"
+        )
+    if meta["weights_sha256"] != now["weights_sha256"]:
+        raise JaxnstError(f"checkpoint {path} was made with other weights: give the --weights of that run")
+
+
+def _save(image, out: Path) -> None:
+    """``save_image``, and if the output cannot be written, the result kept in ``$JAXNST_HOME/rescued``."""
+    from jaxnst.hub import cache_dir
+    from jaxnst.image import save_image
+
+    try:
+        save_image(image, out)
+    except OSError as e:
+        rescued = cache_dir() / "rescued" / out.name
+        rescued.parent.mkdir(parents=True, exist_ok=True)
+        save_image(image, rescued)
+        raise JaxnstError(f"could not write {out} ({e.strerror}); the result is in {rescued}") from None
+
+
 def run_stylize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
     from jaxnst.image import check_output_path, load_image, save_image
     from jaxnst.stylize import stylize
+
+    cfg = config_from_args(args) if args.size != "auto" else None  # bad flags fail before anything is read
+    for name, v in (("--save-every", args.save_every), ("--print-every", args.print_every),
+                    ("--checkpoint-every", args.checkpoint_every)):  # fmt: skip
+        if v < 0:
+            raise JaxnstError(f"{name} {v} must be >= 0")
+    blend = cfg.style_blend_weights if cfg else None
+    if blend is not None and len(blend) != len(args.styles):
+        raise JaxnstError(f"{len(blend)} --style-blend-weights for {len(args.styles)} style images: give one per style")
+    out = check_output_path(args.output)
+    _check_styles_are_not_the_output(args.styles, out)
+    ckpt = out.with_suffix(".ckpt.npz")
+    meta = read_meta(args.resume) if args.resume else None
+    # A resumed run replaces what its interrupted part wrote.
+    overwrite = args.overwrite or bool(meta and Path(meta["output"]) == out.resolve())
+    snapshot = lambda k: out.with_name(f"{out.stem}_{k}{out.suffix}")  # noqa: E731
+    snapshots = [snapshot(k) for k in range(args.save_every, args.steps, args.save_every)] if args.save_every else []
+    inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
+    inputs["init image"] = args.init if args.init not in ("content", "noise", "style") else None
+    check_outputs([out, *snapshots], inputs, overwrite)
+    if ckpt.exists() and not overwrite and not (args.resume and Path(args.resume).resolve() == ckpt.resolve()):
+        raise JaxnstError(f"{ckpt} exists (an earlier run's checkpoint): --resume it, or add --overwrite")
 
     cache = enable_compilation_cache()  # before anything compiles
     if args.size == "auto":
         args.size = _auto_size(args)
-    cfg = config_from_args(args)
-    for name, v in (("--save-every", args.save_every), ("--print-every", args.print_every)):
-        if v < 0:
-            raise JaxnstError(f"{name} {v} must be >= 0")
-    out = check_output_path(args.output)
-    _check_styles_are_not_the_output(args.styles, out)
+        cfg = config_from_args(args)
     content = load_image(args.content, cfg.size)
     h, w, _ = content.shape
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
@@ -275,16 +398,35 @@ def run_stylize(args: argparse.Namespace) -> None:
         init_image = load_image(cfg.init)
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    now = _checkpoint_meta(cfg, weights, args.content, out) if args.checkpoint_every or meta else None
+    state = None
+    if meta:
+        from jaxnst.engine import compiled_engine
+        from jaxnst.optimize import LossSpec
+
+        _check_resume(meta, now, args.resume)
+        template = compiled_engine(LossSpec.from_config(cfg), cfg.optimizer).init(content[None], cfg.lr)
+        state, _ = load_checkpoint(args.resume, template)
+        log(f"jaxnst: resuming {args.resume} at step {int(state.step)}")
     log(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {device_name()}")
     kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
     log(f"jaxnst: compiling the targets and the step for {w}x{h} ({kept})...")
 
-    # Steps per dispatch: every print and save falls on a block's end (gcd(n, 0) = n), and at
-    # most 10 so the bar keeps moving. The first block is one step (the bar moves as soon as the
-    # step is compiled), the others end at multiples of ``every``; the last wherever the run stops.
-    every = min(math.gcd(args.print_every, args.save_every) or 10, 10)
+    # Steps per dispatch: every print, save and checkpoint falls on a block's end (gcd(n, 0) = n),
+    # and at most 10 so the bar keeps moving. The first block is one step (the bar moves as soon as
+    # the step is compiled), the others end at multiples of ``every``; the last wherever the run stops.
+    every = min(math.gcd(math.gcd(args.print_every, args.save_every), args.checkpoint_every) or 10, 10)
     bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     seen = {}
+
+    def checkpoint(p):
+        save_checkpoint(ckpt, p.state, now or _checkpoint_meta(cfg, weights, args.content, out))
+
+    def written(write, what):
+        try:
+            write()
+        except OSError as e:  # the run goes on: only this file is missing
+            log(f"jaxnst: warning: could not write {what} ({e.strerror}); going on")
 
     def callback(p):
         if "t" not in seen:  # the first block includes the compile: the bar's rate and ETA start after it
@@ -302,13 +444,25 @@ def run_stylize(args: argparse.Namespace) -> None:
                 f"style {t['style']:.4g}  tv {t['tv']:.4g}"
             )
         if args.save_every and p.step % args.save_every == 0 and not p.done:
-            save_image(p.image, out.with_name(f"{out.stem}_{p.step}{out.suffix}"))
+            written(lambda: save_image(p.image, snapshot(p.step)), f"the snapshot at step {p.step}")
+        if args.checkpoint_every and (p.step % args.checkpoint_every == 0 or p.done):
+            written(lambda: checkpoint(p), f"the checkpoint at step {p.step}")
         if p.done:
             seen["last"] = p
+        elif stop.get("signum"):
+            bar.close()
+            _save(p.image, out)
+            checkpoint(p)
+            name = signal.Signals(stop["signum"]).name
+            say(f"stopped by {name} at step {p.step}/{p.steps}: wrote {out} and {ckpt}; to go on, run the same "
+                f"command with --resume {ckpt}")  # fmt: skip
+            raise Interrupted(stop["signum"])
 
     t0 = time.perf_counter()
-    image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image)
-    save_image(image, out)
+    with stop_requests() as stop:
+        image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image,
+                        state=state)  # fmt: skip
+    _save(image, out)
     bar.close()
     wall = time.perf_counter() - t0
     p = seen.get("last")
@@ -345,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     except JaxnstError as e:
         print(f"jaxnst: error: {e.for_cli()}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("jaxnst: interrupted", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ The CLI builds its flags and help text from the fields below (``cli.py`` reads
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -86,7 +87,14 @@ def validate(cfg: Config) -> Config:
         if not ok:
             raise JaxnstError(f"{field} {msg}", field)
 
+    for name in ("style_scale", "content_weight", "style_weight", "tv_weight", "lr", "tol"):
+        v = getattr(cfg, name)
+        need(math.isfinite(v), name, f"{v} must be a finite number")
+    for name in ("content_layer_weights", "style_layer_weights", "style_blend_weights"):
+        values = getattr(cfg, name) or ()
+        need(all(math.isfinite(v) for v in values), name, f"{','.join(map(str, values))} must be finite numbers")
     need(cfg.size >= 16, "size", f"{cfg.size} is too small: use at least 16 pixels")
+    need(-(2**63) <= cfg.seed < 2**63, "seed", f"{cfg.seed} is too large: use a 64-bit integer")
     need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")
     need(cfg.steps >= 0, "steps", f"{cfg.steps} must be >= 0")
     need(cfg.lr > 0, "lr", f"{cfg.lr} must be positive")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnst.config import Config, validate
-from jaxnst.engine import STOP_REASONS, STOP_STEPS, Block, Problem, State, blocks, compiled_engine
+from jaxnst.engine import STOP_REASONS, Block, Problem, State, blocks, compiled_engine
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, make_targets
 from jaxnst.vgg import Weights
@@ -87,6 +87,7 @@ def stylize(
     every: int = 10,
     init_image=None,
     place: Callable[[jax.Array], jax.Array] | None = None,
+    state: State | None = None,
 ) -> jax.Array:
     """Gatys style transfer: an image with the content of ``content`` and the style of ``styles``.
 
@@ -95,6 +96,10 @@ def stylize(
     Runs ``config.steps`` steps of ``config.optimizer``, ``every`` steps per
     dispatch, calling ``callback(Progress)`` after each block and at the end.
     Returns the image, (H, W, 3) in [0, 1].
+
+    ``state`` continues a run from its ``State`` (e.g. ``Progress.state`` saved with
+    ``jaxnst.checkpoint``) up to ``config.steps`` in all, instead of starting one; with the
+    same arguments the result is that of the uninterrupted run.
 
     ``place`` puts an image-shaped (1, H, W, 3) array on devices (e.g.
     ``jax.device_put(x, sharding)``); it is applied to the content and to the
@@ -116,7 +121,10 @@ def stylize(
         weights, make_targets(weights, content, styles, spec, cfg.style_blend_weights), LossWeights.from_config(cfg)
     )
     engine = compiled_engine(spec, cfg.optimizer)
-    state = engine.init(place(initial_image(cfg, content, styles, init_image)), cfg.lr)
+    if state is None:
+        state = engine.init(place(initial_image(cfg, content, styles, init_image)), cfg.lr)
+    elif state.image.shape != content.shape:
+        raise JaxnstError(f"the state's image is {state.image.shape[1:3]}, the content {content.shape[1:3]}: resize")
     t0 = time.perf_counter()
 
     def report(block: Block):
@@ -128,9 +136,10 @@ def stylize(
                          reason, terms_fn, block.state)  # fmt: skip
             callback(p)
 
-    if cfg.steps == 0:
-        report(Block(state, np.int32(0), np.int32(STOP_STEPS), np.float32(np.nan), True))
+    block = None
     for block in blocks(engine.run, state, problem, cfg.steps, jnp.float32(cfg.tol), every):
         state = block.state
         report(block)
+    if block is None:  # nothing to do: no steps asked for, or a continued run that is already done
+        report(Block(state, *(np.asarray(a) for a in (state.step, state.stop, state.loss)), True))
     return jnp.clip(state.image[0], 0.0, 1.0)

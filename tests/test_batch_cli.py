@@ -61,7 +61,11 @@ def test_sweep_grid_equals_single_runs(images_dir, tmp_path, capsys):
         assert it["output"] == name
         single = tmp_path / "single.png"
         assert (
-            run([content, style, "-o", single, *common, "--style-weight", sw, "--content-weight", cw], capsys)[0] == 0
+            run(
+                [content, style, "-o", single, "--overwrite", *common, "--style-weight", sw, "--content-weight", cw],
+                capsys,
+            )[0]
+            == 0
         )
         np.testing.assert_allclose(
             np.asarray(Image.open(tmp_path / name), float), np.asarray(Image.open(single)), atol=1

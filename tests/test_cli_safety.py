@@ -1,0 +1,156 @@
+"""The user's work is never lost: inputs never overwritten, outputs checked first, interrupts save, resume."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnst.cli import main
+
+FAST = ["--weights", "random", "--size", "32", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if not ln.startswith("WARNING")]
+    assert len(lines) == 1 and lines[0].startswith("jaxnst: error:"), err
+    return lines[0]
+
+
+@pytest.fixture
+def pair(images_dir, tmp_path):
+    """A content and a style copied into tmp_path (so a test may try to overwrite them)."""
+    c, s = tmp_path / "content.png", tmp_path / "style.jpg"
+    c.write_bytes((images_dir / "chelsea.png").read_bytes())
+    s.write_bytes((images_dir / "starry_night.jpg").read_bytes())
+    return c, s
+
+
+@pytest.mark.parametrize("which", ["content", "init"])
+def test_an_input_is_never_the_output(pair, tmp_path, capsys, which):
+    c, s = pair
+    before = c.read_bytes()
+    extra = ["--init", c] if which == "init" else []
+    target = c
+    if which == "init":
+        other = tmp_path / "other.png"
+        other.write_bytes(c.read_bytes())
+        c = other
+    code, err = run([c, s, *FAST, "--steps", "1", "-o", target, "--overwrite", *extra, "--quiet"], capsys)
+    assert code == 2 and f"is also the {which} image" in one_error_line(err)
+    assert target.read_bytes() == before
+
+
+def test_an_existing_output_is_kept_unless_overwrite(pair, tmp_path, capsys):
+    c, s = pair
+    out = tmp_path / "out.png"
+    out.write_bytes(b"earlier work")
+    code, err = run([c, s, *FAST, "--steps", "1", "-o", out, "--quiet"], capsys)
+    assert code == 2 and "out.png exists: add --overwrite" in one_error_line(err)
+    assert out.read_bytes() == b"earlier work"
+    code, _ = run([c, s, *FAST, "--steps", "1", "-o", out, "--quiet", "--overwrite"], capsys)
+    assert code == 0 and Image.open(out).size == (32, 21)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("/proc/jaxnst-out.png", "cannot write in /proc"), ("folder.png", "is a folder: give a file name")],
+)
+def test_an_unwritable_output_fails_before_the_run(pair, tmp_path, capsys, monkeypatch, output, message):
+    c, s = pair
+    (tmp_path / "folder.png").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("jaxnst.image.load_image", lambda *a, **k: pytest.fail("an image was read"))
+    code, err = run([c, s, *FAST, "--steps", "1", "-o", output, "--quiet"], capsys)
+    assert code == 2 and message in one_error_line(err)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "inf"), ("--style-weight", "nan"), ("--style-scale", "inf")])
+def test_non_finite_values_are_refused(pair, tmp_path, capsys, flag, value):
+    c, s = pair
+    code, err = run([c, s, *FAST, "-o", tmp_path / "o.png", flag, value, "--quiet"], capsys)
+    assert code == 2 and f"{flag} {float(value)} must be a finite number" in one_error_line(err)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_failed_snapshot_warns_and_the_run_goes_on(pair, tmp_path, capsys, monkeypatch):
+    import jaxnst.image
+
+    real = jaxnst.image.save_image
+
+    def flaky(image, path, **kw):
+        if "_2" in str(path):
+            raise OSError(28, "No space left on device")
+        return real(image, path, **kw)
+
+    monkeypatch.setattr(jaxnst.image, "save_image", flaky)
+    c, s = pair
+    code, err = run([c, s, *FAST, "--steps", "4", "--save-every", "2", "-o", tmp_path / "o.png"], capsys)
+    assert code == 0 and "could not write the snapshot at step 2 (No space left on device); going on" in err
+    assert (tmp_path / "o.png").exists()
+
+
+def test_an_output_that_fails_at_the_end_is_rescued(pair, tmp_path, capsys, monkeypatch):
+    import jaxnst.image
+
+    real = jaxnst.image.save_image
+
+    def full_disk(image, path, **kw):
+        if "rescued" not in str(path):
+            raise OSError(28, "No space left on device")
+        return real(image, path, **kw)
+
+    monkeypatch.setattr(jaxnst.image, "save_image", full_disk)
+    c, s = pair
+    code, err = run([c, s, *FAST, "--steps", "2", "-o", tmp_path / "o.png", "--quiet"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "could not write" in line and "No space left on device" in line
+    rescued = line.rsplit("the result is in ", 1)[1]
+    assert Image.open(rescued).size == (32, 21) and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_checkpoint_and_resume_give_the_uninterrupted_pixels(pair, tmp_path, capsys, optimizer):
+    c, s = pair
+    args = [c, s, *FAST, "--optimizer", optimizer, "--init", "noise", "--quiet"]
+    assert run([*args, "--steps", "6", "-o", tmp_path / "whole.png"], capsys)[0] == 0
+    assert run([*args, "--steps", "3", "--checkpoint-every", "3", "-o", tmp_path / "part.png"], capsys)[0] == 0
+    ckpt = tmp_path / "part.ckpt.npz"
+    assert ckpt.exists()
+    code, err = run([*args, "--steps", "6", "--resume", ckpt, "-o", tmp_path / "part.png"], capsys)
+    assert code == 0, err
+    whole, resumed = (np.asarray(Image.open(tmp_path / n)) for n in ("whole.png", "part.png"))
+    np.testing.assert_array_equal(resumed, whole)
+    # Another run's checkpoint is refused, with the flag that differs.
+    code, err = run([*args, "--steps", "6", "--resume", ckpt, "--style-weight", "7", "-o", tmp_path / "x.png"], capsys)
+    assert code == 2 and "was made with --style-weight 100.0, this run has 7.0" in one_error_line(err)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
+    """A real process, stopped after its first step: it saves and exits 128 + signal; --resume goes on."""
+    c, s = pair
+    out = tmp_path / "o.png"
+    cmd = [sys.executable, "-m", "jaxnst", str(c), str(s), *FAST, "--steps", "100000", "--print-every", "1"]
+    env = {**os.environ, "JAXNST_COMPILATION_CACHE": "0"}
+    p = subprocess.Popen([*cmd, "-o", str(out)], stderr=subprocess.PIPE, text=True, env=env)
+    for line in p.stderr:
+        if line.startswith("step "):  # a step is done: the loop is running
+            p.send_signal(sig)
+            break
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == code, err
+    assert f"stopped by {signal.Signals(sig).name} at step" in err and "--resume" in err
+    ckpt = tmp_path / "o.ckpt.npz"
+    assert Image.open(out).size == (32, 21) and ckpt.exists()
+    r = subprocess.run([*cmd[:-4], "--steps", "12", "--resume", str(ckpt), "-o", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
