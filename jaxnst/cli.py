@@ -343,6 +343,20 @@ def _check_resume(meta: dict, now: dict, path: str) -> None:
         raise JaxnstError(f"checkpoint {path} was made with other weights: give the --weights of that run")
 
 
+def _cause(cfg: Config, p) -> str:
+    """The likely cause of a run that went non-finite or did not move, from the losses at its image."""
+    terms = p.terms()
+    bad = [k for k, v in terms.items() if not math.isfinite(v)]
+    if bad:
+        return f"the {bad[0]} loss of the image itself is {terms[bad[0]]}: a weight file or an image holds NaN or inf"
+    if cfg.optimizer == "adam" and cfg.lr > 0.5:
+        return f"--lr {cfg.lr} is likely too large; try 0.02"
+    weighted = {term: getattr(cfg, f"{term}_weight") * v for term, v in terms.items()}
+    term = max(weighted, key=lambda t: abs(weighted[t]))
+    flag, value = f"--{term}-weight", getattr(cfg, f"{term}_weight")
+    return f"{flag} {value:g} makes the {term} term {weighted[term]:.3g}, too large to optimise; try a smaller {flag}"
+
+
 def _save(image, out: Path) -> None:
     """``save_image``, and if the output cannot be written, the result kept in ``$JAXNST_HOME/rescued``."""
     from jaxnst.hub import cache_dir
@@ -358,9 +372,11 @@ def _save(image, out: Path) -> None:
 
 
 def run_stylize(args: argparse.Namespace) -> None:
+    import numpy as np
     from tqdm import tqdm
 
     from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
+    from jaxnst.engine import STOP_NONFINITE
     from jaxnst.image import check_output_path, load_image, save_image
     from jaxnst.stylize import stylize
 
@@ -437,6 +453,7 @@ def run_stylize(args: argparse.Namespace) -> None:
         seen.setdefault("t", p.elapsed)
         seen.setdefault("step", p.step)
         seen.setdefault("first", time.perf_counter() - STARTED)
+        seen.setdefault("first_image", p.image)
         if args.print_every and (p.step % args.print_every == 0 or p.done) and not args.quiet:
             t = p.terms()
             log(
@@ -459,13 +476,30 @@ def run_stylize(args: argparse.Namespace) -> None:
             raise Interrupted(stop["signum"])
 
     t0 = time.perf_counter()
-    with stop_requests() as stop:
-        image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image,
-                        state=state)  # fmt: skip
-    _save(image, out)
+    try:
+        with stop_requests() as stop:
+            image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image,
+                            state=state)  # fmt: skip
+    except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        raise JaxnstError(
+            f"out of memory at --size {cfg.size} ({w}x{h} px) on {device_name()}: use a smaller --size, "
+            "or --precision bf16, or --remat (`jaxnst estimate` says what fits)"
+        ) from None
     bar.close()
-    wall = time.perf_counter() - t0
     p = seen.get("last")
+    if p is not None and p.stop == STOP_NONFINITE and p.step == 0:
+        raise JaxnstError(
+            f"the loss became NaN or infinite at the first step, so nothing was written: {_cause(cfg, p)}"
+        )
+    if p is not None and p.step > seen["step"] and np.array_equal(seen["first_image"], p.image):
+        raise JaxnstError(f"the image did not change in {p.step} steps, so nothing was written: {_cause(cfg, p)}")
+    _save(image, out)
+    if p is not None and p.stop == STOP_NONFINITE:
+        say(f"warning: the loss became NaN or infinite at step {p.step + 1}; wrote the image of step {p.step}: "
+            f"{_cause(cfg, p)}")  # fmt: skip
+    wall = time.perf_counter() - t0
     steps = p.step if p else 0
     # The first block includes the compile; with one block there is no steady rate to report.
     steady = ""
@@ -501,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as e:
         return 128 + e.signum
+    except BrokenPipeError:
+        # stdout's reader has gone (`jaxnst weights list | head -1`): quiet, as a killed `cat`. Python's docs, "Note
+        # on SIGPIPE": point stdout at devnull, so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         print("jaxnst: interrupted", file=sys.stderr)
         return 130

@@ -98,6 +98,9 @@ def validate(cfg: Config) -> Config:
     need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")
     need(cfg.steps >= 0, "steps", f"{cfg.steps} must be >= 0")
     need(cfg.lr > 0, "lr", f"{cfg.lr} must be positive")
+    # Pixels are in [0, 1]: a larger Adam step crosses the whole range and the image turns to noise.
+    too_large = f"{cfg.lr} is too large for pixels in [0, 1]: use at most 1, e.g. 0.02"
+    need(cfg.optimizer != "adam" or cfg.lr <= 1, "lr", too_large)
     need(cfg.tol >= 0, "tol", f"{cfg.tol} must be >= 0")
     for name in ("content_weight", "style_weight", "tv_weight"):
         need(getattr(cfg, name) >= 0, name, f"{getattr(cfg, name)} must be >= 0")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jaxnst._files import atomic_path
 from jaxnst.errors import JaxnstError
+
+T = TypeVar("T")
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
@@ -35,18 +41,10 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
 
     Honours EXIF orientation; converts greyscale, palette, alpha (onto white),
     CMYK and 16-bit images to RGB. With ``size`` the long side is resized to it
-    (Lanczos), keeping the aspect ratio.
+    (Lanczos), keeping the aspect ratio. Refuses images of more than Pillow's
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (where Pillow only warns up to twice that).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise JaxnstError(f"image {path} does not exist: check the path")
-    try:
-        with Image.open(path) as img:
-            img = _to_rgb(ImageOps.exif_transpose(img))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise JaxnstError(
-            f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
-        ) from None
+    img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)))
     if size is not None:
         img = img.resize(fit_long_side(img.size, size), Image.Resampling.LANCZOS)
     return np.asarray(img, np.float32) / 255.0
@@ -55,18 +53,44 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file as ``load_image`` would see it (after EXIF
     orientation), read from its header without decoding the pixels."""
+
+    def read(img: Image.Image) -> tuple[int, int]:
+        w, h = img.size
+        transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # 90-degree orientations
+        return (h, w) if transposed else (w, h)
+
+    return _read(path, read)
+
+
+def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
+    """``read(img)`` of the opened image file, with what can go wrong as a one-line ``JaxnstError``."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise JaxnstError(f"image {path} is a folder, not an image file: give the path of a PNG or JPEG")
+    if not path.exists():
         raise JaxnstError(f"image {path} does not exist: check the path")
+    if not path.is_file():
+        raise JaxnstError(f"image {path} is not a regular file: give the path of a PNG or JPEG")
+    img = None
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # 90-degree orientations
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that: both are refused here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return read(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        n = re.search(r"\d+", str(e))  # Pillow's message starts "Image size (N pixels) exceeds limit..."
+        pixels = f"{int(n[0]):,} pixels" if n else "too many pixels"
         raise JaxnstError(
-            f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
+            f"image {path} is too large ({pixels}, more than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}"
+            " against decompression bombs): downscale it first"
         ) from None
-    return (h, w) if transposed else (w, h)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        if img is None:
+            raise JaxnstError(
+                f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
+            ) from None
+        raise JaxnstError(f"image {path} is truncated or damaged ({e}): save or download it again") from None
 
 
 def fit_long_side(wh: tuple[int, int], size: int) -> tuple[int, int]:

@@ -104,7 +104,8 @@ def winograd_conv3x3(
     derivative, though its reverse mode is slower than ``conv3x3``'s.
     """
     n, h, w, c = x.shape
-    th, tw = -(-h // 2), -(-w // 2)  # 2x2 output tiles
+    cout = kernel.shape[2 if transposed else 3]
+    th, tw = -(-h // 2), -(-w // 2)  # 2x2 output tiles; none for an empty map, so no -1 in the reshapes below
     xp = jnp.pad(x, ((0, 0), (1, 2 * th + 1 - h), (1, 2 * tw + 1 - w), (0, 0)))
     d = [[xp[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)] for a in range(4)]
     bd = [_combine(_BT, [d[a][b] for a in range(4)]) for b in range(4)]  # bd[b][i]
@@ -116,13 +117,16 @@ def winograd_conv3x3(
     dims = (((1,), (1 if transposed else 0,)), ((), ()))
     # 16 separate matmuls: XLA:CPU ran them faster than one batched dot.
     m = [
-        [lax.dot_general(v[i][j].reshape(-1, c), u[i][j], dims, precision).reshape(n, th, tw, -1) for j in range(4)]
+        [
+            lax.dot_general(v[i][j].reshape(n * th * tw, c), u[i][j], dims, precision).reshape(n, th, tw, cout)
+            for j in range(4)
+        ]
         for i in range(4)
     ]
     am = [_combine(_AT, [m[i][j] for i in range(4)]) for j in range(4)]  # am[j][r]
     y = [_combine(_AT, [am[j][r] for j in range(4)]) for r in range(2)]  # y[r][s]
     out = jnp.stack([jnp.stack(y[r], axis=3) for r in range(2)], axis=2)  # (n, th, 2, tw, 2, c_out)
-    return out.reshape(n, 2 * th, 2 * tw, -1)[:, :h, :w]
+    return out.reshape(n, 2 * th, 2 * tw, cout)[:, :h, :w]
 
 
 def use_winograd(x: jax.Array, kernel: jax.Array) -> bool:

@@ -20,7 +20,7 @@ from jaxnst.config import Config, validate
 from jaxnst.engine import STOP_REASONS, Block, Problem, State, blocks, compiled_engine
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, make_targets
-from jaxnst.vgg import Weights
+from jaxnst.vgg import Weights, check_image_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Progress:
     terms_fn: Callable[[], dict[str, float]] = dataclasses.field(default=lambda: {}, repr=False)
     # The run's state. Its buffers are reused by the next block: save or copy it inside the callback.
     state: State | None = dataclasses.field(default=None, repr=False)
+    stop: int = 0  # a key of jaxnst.engine.STOP_REASONS, when ``done``
 
     def terms(self) -> dict[str, float]:
         """Unweighted ``{'content', 'style', 'tv'}`` losses of ``image`` (costs one forward pass)."""
@@ -116,6 +117,9 @@ def stylize(
     place = place or (lambda a: a)
     content = place(as_batch(content, "content"))
     styles = [as_batch(s, "style") for s in styles]
+    check_image_size(content.shape, cfg.content_layers + cfg.style_layers, "content image")
+    for s in styles:
+        check_image_size(s.shape, cfg.style_layers, "style image")
     spec = LossSpec.from_config(cfg, content.shape[1] * content.shape[2])
     problem = Problem(
         weights, make_targets(weights, content, styles, spec, cfg.style_blend_weights), LossWeights.from_config(cfg)
@@ -133,7 +137,7 @@ def stylize(
             terms_fn = lambda: {k: float(v) for k, v in engine.terms(img[None], problem).items()}  # noqa: E731
             reason = STOP_REASONS[int(block.stop)] if block.done else ""
             p = Progress(int(block.step), cfg.steps, float(block.loss), img, time.perf_counter() - t0, block.done,
-                         reason, terms_fn, block.state)  # fmt: skip
+                         reason, terms_fn, block.state, int(block.stop))  # fmt: skip
             callback(p)
 
     block = None

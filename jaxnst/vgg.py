@@ -50,6 +50,26 @@ def check_taps(arch: str, taps: Iterable[str]) -> None:
         raise JaxnstError(f"unknown {arch} layer {', '.join(bad)}: valid layers are {' '.join(valid)}")
 
 
+def tap_stride(tap: str) -> int:
+    """Pixels of the input per pixel of ``tap``'s maps: 2 per pooling before it (``relu3_1``: 4, ``pool3``: 8)."""
+    block = int(tap[4])
+    return 2 ** (block if tap.startswith("pool") else block - 1)
+
+
+def check_image_size(shape: tuple[int, ...], taps: Iterable[str], what: str) -> None:
+    """Raises ``JaxnstError`` unless an image of ``shape`` (..., H, W, 3) leaves every tap's maps at
+    least one pixel (and the image two, for total variation)."""
+    h, w = shape[-3], shape[-2]
+    need = max([2, *(tap_stride(t) for t in taps)])
+    if min(h, w) < need:
+        deepest = max(taps, key=tap_stride)
+        raise JaxnstError(
+            f"the {what} is {w}x{h} px: layer {deepest} needs at least {need} px on each side; use a larger size "
+            "(for styles, style_scale) or shallower layers",
+            "size",
+        )
+
+
 class Preprocessing(NamedTuple):
     """How the weights expect their input; the model maps RGB [0, 1] to it.
 

@@ -95,6 +95,8 @@ def _check(params: dict, arch: str, path) -> dict:
             got = tuple(np.shape(params[name][leaf]))
             if got != shape:
                 raise JaxnstError(f"{path}: {name}/{leaf} has shape {got}, {arch} needs {shape}: wrong architecture?")
+            if not np.all(np.isfinite(params[name][leaf])):
+                raise JaxnstError(f"{path}: {name}/{leaf} holds NaN or infinite values: the file is damaged")
     return {n: {k: jnp.asarray(params[n][k], jnp.float32) for k in ("kernel", "bias")} for n in want}
 
 

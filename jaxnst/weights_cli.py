@@ -179,9 +179,9 @@ def main(argv: list[str]) -> int:
         sha256 = file_digests(dst)["sha256"]
         say(f"wrote {dst} ({weights.arch}, {describe_preprocessing(weights.preprocessing)}; sha256 {sha256})")
     elif args.command == "info":
-        print(info(args.file))
+        print(info(args.file), flush=True)  # flushed here: a closed pipe (`| head -1`) is caught by cli.main
     else:
-        print(listing())
+        print(listing(), flush=True)
     return 0
 
 

@@ -154,3 +154,72 @@ def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
     r = subprocess.run([*cmd[:-4], "--steps", "12", "--resume", str(ckpt), "-o", str(out), "--quiet"],
                        capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--style-weight", "1e30"],
+            "the image did not change in 4 steps, so nothing was written: --style-weight 1e+30",
+        ),
+        (["--lr", "5"], "--lr 5.0 is too large for pixels in [0, 1]"),
+        (["--size", "16", "--style-layers", "relu5_1"], "layer relu5_1 needs at least 16 px on each side"),
+    ],
+)
+def test_useless_runs_fail_with_the_cause(pair, tmp_path, capsys, extra, message):
+    c, s = pair
+    code, err = run([c, s, *FAST, "--steps", "4", "-o", tmp_path / "o.png", *extra, "--quiet"], capsys)
+    assert code == 2 and message in one_error_line(err)
+    assert list(tmp_path.glob("o*")) == []
+
+
+def test_a_nan_in_the_weight_file_is_named(pair, tmp_path, capsys):
+    import jaxnst
+
+    w = jaxnst.random_weights("vgg19", seed=0)
+    w.params["conv1_2"]["bias"] = w.params["conv1_2"]["bias"].at[3].set(float("nan"))
+    jaxnst.save_weights(w, tmp_path / "nan.h5")
+    c, s = pair
+    args = [c, s, *FAST[2:], "--weights", tmp_path / "nan.h5", "--steps", "3", "-o", tmp_path / "o.png", "--quiet"]
+    code, err = run(args, capsys)
+    line = one_error_line(err)
+    assert code == 2 and "nan.h5: conv1_2/bias holds NaN or infinite values: the file is damaged" in line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_one_pixel_high_panorama_is_refused_by_the_library(vgg19):
+    import jaxnst
+
+    with pytest.raises(jaxnst.JaxnstError, match="content image is 64x1 px: layer relu2_1 needs at least 2 px"):
+        jaxnst.stylize(np.ones((1, 64, 3)), [np.ones((16, 16, 3))], vgg19, jaxnst.Config(
+            steps=1, content_layers=("relu2_1",), style_layers=("relu1_1",)))  # fmt: skip
+
+
+def test_out_of_memory_is_one_line(pair, tmp_path, capsys, monkeypatch):
+    def oom(*a, **k):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 123456789 bytes.")
+
+    monkeypatch.setattr(sys.modules["jaxnst.stylize"], "stylize", oom)
+    c, s = pair
+    code, err = run([c, s, *FAST, "--steps", "2", "-o", tmp_path / "o.png", "--quiet"], capsys)
+    assert code == 2 and "out of memory at --size 32 (32x21 px)" in one_error_line(err)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_checkpoint_files_are_checked(pair, tmp_path, capsys):
+    c, s = pair
+    args = [c, s, *FAST, "--steps", "2", "--quiet"]
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    code, err = run([*args, "--resume", tmp_path / "junk.npz", "-o", tmp_path / "a.png"], capsys)
+    assert code == 2 and "junk.npz is not a jaxnst checkpoint" in one_error_line(err)
+    (tmp_path / "b.ckpt.npz").write_bytes(b"an earlier run's checkpoint")
+    code, err = run([*args, "-o", tmp_path / "b.png"], capsys)
+    assert code == 2 and "b.ckpt.npz exists (an earlier run's checkpoint): --resume it, or add --overwrite" in err
+    assert (tmp_path / "b.ckpt.npz").read_bytes() == b"an earlier run's checkpoint"
+
+
+def test_a_seed_too_large_for_64_bits_is_refused(pair, tmp_path, capsys):
+    c, s = pair
+    code, err = run([c, s, *FAST, "--seed", str(2**64), "-o", tmp_path / "o.png", "--quiet"], capsys)
+    assert code == 2 and "--seed 18446744073709551616 is too large" in one_error_line(err)

@@ -1,9 +1,13 @@
+import struct
+import warnings
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import jaxnst
-from jaxnst.image import fit_long_side, load_image, save_image
+from jaxnst.image import fit_long_side, image_size, load_image, save_image
 
 
 def test_resize_keeps_aspect(images_dir):
@@ -67,3 +71,51 @@ def test_unreadable_inputs(tmp_path):
     (tmp_path / "text.png").write_text("hello")
     with pytest.raises(jaxnst.JaxnstError, match="not an image"):
         load_image(tmp_path / "text.png")
+
+
+def test_folder_and_device_are_not_missing(tmp_path):
+    with pytest.raises(jaxnst.JaxnstError, match="is a folder, not an image file"):
+        load_image(tmp_path)
+    with pytest.raises(jaxnst.JaxnstError, match="/dev/null is not a regular file"):
+        load_image("/dev/null")
+    with pytest.raises(jaxnst.JaxnstError, match="is a folder, not an image file"):
+        image_size(tmp_path)
+
+
+def test_truncated_jpeg_is_named_damaged(images_dir, tmp_path):
+    data = (images_dir / "tubingen.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    assert image_size(tmp_path / "cut.jpg") == (96, 72)  # the header is intact
+    with pytest.raises(jaxnst.JaxnstError, match=r"cut\.jpg is truncated or damaged \(image file is truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def _png_header(width, height):
+    """A PNG file that declares width x height 1-bit pixels and holds none: Pillow opens it without decoding."""
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb(tmp_path):
+    (tmp_path / "bomb.png").write_bytes(_png_header(20000, 20000))  # over twice the limit: Pillow raises
+    msg = rf"bomb\.png is too large \(400,000,000 pixels, more than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} "
+    with pytest.raises(jaxnst.JaxnstError, match=msg):
+        load_image(tmp_path / "bomb.png")
+    with pytest.raises(jaxnst.JaxnstError, match=msg):
+        image_size(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize("width", [11, 21])  # over the limit (Pillow warns), over twice the limit (Pillow raises)
+def test_over_pixel_limit_is_refused(tmp_path, monkeypatch, width):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    Image.new("RGB", (width, 10)).save(tmp_path / "big.png")
+    Image.new("RGB", (10, 10)).save(tmp_path / "ok.png")
+    assert load_image(tmp_path / "ok.png").shape == (10, 10, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning escapes
+        with pytest.raises(jaxnst.JaxnstError, match=rf"big\.png is too large \({width * 10} pixels.* limit of 100 "):
+            load_image(tmp_path / "big.png")

@@ -75,6 +75,25 @@ def test_winograd_equals_direct_convolution(shape, rng):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (1, 2), (2, 1), (0, 0), (0, 3), (1, 0)])
+def test_conv_of_tiny_and_empty_maps(hw, rng):
+    # The deepest VGG maps of a small image (--size 16) are 1x1 or empty; empty ones crashed Winograd's reshapes.
+    x = jnp.asarray(rng.standard_normal((1, *hw, 128)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 128, 136)) / 34, jnp.float32)
+    g = jnp.asarray(rng.standard_normal((1, *hw, 136)), jnp.float32)
+    want, want_vjp = jax.vjp(ops.lax_conv3x3, x, k)
+    assert want.shape == (1, *hw, 136)
+    if jax.default_backend() == "cpu":
+        assert ops.use_winograd(x, k)  # so conv3x3 runs Winograd in both passes
+    tol = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.winograd_conv3x3(x, k), want, **tol)
+    got, got_vjp = jax.vjp(ops.conv3x3, x, k)
+    np.testing.assert_allclose(got, want, **tol)
+    for a, b in zip(got_vjp(g), want_vjp(g), strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, **tol)
+
+
 # The table in ops' docstring: which derivatives each implementation supports. Each hand-written
 # VJP is compared with the plain-lax implementation of the same operation.
 HAND = {"conv3x3": ops.conv3x3, "direct_conv3x3": ops.direct_conv3x3, "max_pool2x2": ops.max_pool2x2}

@@ -233,6 +233,21 @@ def test_as_a_new_user_in_a_subprocess(home, server):
     assert r.returncode == 0 and "vgg16.h5" in r.stdout
 
 
+def test_closed_stdout_is_no_traceback(keras16, tmp_path):
+    # `jaxnst weights info FILE | head -1`, with the reader gone before the first byte: no race. Block-buffered
+    # stdout, as in a shell without PYTHONUNBUFFERED: there the error came in the flush at exit.
+    env = {**os.environ, "JAXNST_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": ""}
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        for argv in (["info", keras16], ["list"]):
+            cmd = [sys.executable, "-m", "jaxnst", "weights", *map(str, argv)]
+            r = subprocess.run(cmd, env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+            assert (r.returncode, r.stderr) == (141, ""), r.stderr  # 128 + SIGPIPE, as a killed cat
+    finally:
+        os.close(write)
+
+
 class _RunsCode:
     """Unpickled by plain pickle, this would run a shell command."""
 
