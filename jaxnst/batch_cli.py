@@ -23,6 +23,7 @@ from jaxnst.cli import (
     Parser,
     add_config_flags,
     add_weights_flag,
+    check_writable,
     config_from_args,
     device_name,
     enable_compilation_cache,
@@ -77,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--trace", default=None, metavar="PATH", help=f"JSON trace of per-item losses (default: OUT/{TRACE_NAME})"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo items whose image is already in OUT (default: skip them, so a re-run finishes a folder)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary, only errors")
     p.add_argument(
@@ -230,16 +236,6 @@ def run_batch(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise JaxnstError(f"--out {out} is a file: give a folder")
     trace_path = Path(args.trace) if args.trace else out / TRACE_NAME
-    contents = [load_image(p, cfg.size) for p in content_paths]
-    styles = [load_image(p, style_size(cfg)) for p in style_paths]
-    init_image = load_image(cfg.init) if cfg.init not in ("content", "noise", "style") else None
-    weights = weights_from_args(args, cfg)
-    writer = jax.process_index() == 0  # on several hosts every process computes, one writes
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        if not trace_path.parent.is_dir():
-            raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
-
     # Items: content-major, then style, then swept values (first --sweep slowest).
     items = []
     for ci, cname in enumerate(content_names):
@@ -247,13 +243,34 @@ def run_batch(args: argparse.Namespace) -> None:
             for (values, c), text in zip(combos, texts, strict=True):
                 suffix = "".join(f"__{k}={v}" for k, v in text.items())
                 items.append({"ci": ci, "si": si, "values": values, "cfg": c, "name": f"{cname}__{sname}{suffix}"})
+    inputs = {p.resolve() for p in [*content_paths, *style_paths]}
+    for it in items:
+        if (out / f"{it['name']}.png").resolve() in inputs:
+            raise JaxnstError(f"output {out / (it['name'] + '.png')} is also an input image: give another --out")
+    # Finished items are kept (a re-run finishes a folder); they must be there on every host.
+    todo = [i for i, it in enumerate(items) if args.overwrite or not (out / f"{it['name']}.png").exists()]
+    writer = jax.process_index() == 0  # on several hosts every process computes, one writes
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        check_writable(out, "--out")
+        if not trace_path.parent.is_dir():
+            raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
+    contents = [load_image(p, cfg.size) for p in content_paths]
+    styles = [load_image(p, style_size(cfg)) for p in style_paths]
+    init_image = load_image(cfg.init) if cfg.init not in ("content", "noise", "style") else None
+    weights = weights_from_args(args, cfg) if todo else None
+
     quiet = args.quiet or not writer
     say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    done = len(items) - len(todo)
+    kept = f", {done} already in {out} (kept; --overwrite redoes them)" if done else ""
+    source = f"{cfg.model} from {weights.source}" if weights else "nothing to compute"
     say(
         f"jaxnst batch: {len(contents)} content x {len(styles)} style x {len(combos)} setting(s) = {len(items)} "
-        f"images at {cfg.size} px, {cfg.model} from {weights.source}, on {device_name()}"
+        f"images at {cfg.size} px{kept}, {source}, on {device_name()}"
     )
-    total = sum(it["cfg"].steps for it in items)
+    previous = _previous_trace(trace_path)
+    total = sum(items[i]["cfg"].steps for i in todo)
     bar = tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     trace = {
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in sweeps},
@@ -281,39 +298,49 @@ def run_batch(args: argparse.Namespace) -> None:
             Path(tmp).write_text(json.dumps(trace, indent=1) + "\n")
 
     def callback(p):
-        for i, s, loss in zip(p.items, p.step, p.loss, strict=True):
+        for i, s, loss in zip((todo[k] for k in p.items), p.step, p.loss, strict=True):
             bar.update(s - seen[i])
             seen[i] = s
             if s and (not trace["items"][i]["losses"] or trace["items"][i]["losses"][-1]["step"] != s):
                 trace["items"][i]["losses"].append({"step": s, "loss": _finite(loss)})
-        bar.set_postfix(bucket=f"{p.shape[1]}x{p.shape[0]}", done=f"{finished[0]}/{len(items)}", refresh=False)
+        bar.set_postfix(bucket=f"{p.shape[1]}x{p.shape[0]}", done=f"{finished[0]}/{len(todo)}", refresh=False)
         if not p.done:
             return
         finished[0] += len(p.items)
         terms = p.terms()
-        for i, img, t, reason in zip(p.items, p.outputs(), terms, p.reasons, strict=True):
-            entry = trace["items"][i]
-            entry.update(bucket=list(p.shape), steps=p.step[p.items.index(i)], stopped=reason)
-            entry["final"] = {"loss": _finite(p.loss[p.items.index(i)]), **{k: _finite(v) for k, v in t.items()}}
+        for k, img, t, reason in zip(p.items, p.outputs(), terms, p.reasons, strict=True):
+            entry = trace["items"][todo[k]]
+            j = p.items.index(k)
+            entry.update(bucket=list(p.shape), steps=p.step[j], stopped=reason)
+            entry["final"] = {"loss": _finite(p.loss[j]), **{name: _finite(v) for name, v in t.items()}}
             if writer:
                 save_image(img, out / entry["output"])
             if args.grid:
-                thumbs[i] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
+                thumbs[todo[k]] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
         if writer:
             write_trace()  # after every chunk: a long run leaves a usable trace if stopped
 
+    redo = set(todo)
+    for i, entry in enumerate(trace["items"]):
+        if i not in redo:  # kept from an earlier run: its trace entry too, if that run left one
+            entry.update(previous.get(entry["output"], {}), kept="the image was already in --out")
+            if args.grid:
+                thumbs[i] = Image.open(out / entry["output"]).convert("RGB")
     t0 = time.perf_counter()
-    stylize_batch(
-        [contents[it["ci"]] for it in items],
-        [styles[it["si"]] for it in items],
-        weights,
-        [it["cfg"] for it in items],
-        callback=callback,
-        every=args.every,
-        multiple=args.bucket_multiple,
-        batch_size=args.batch_size,
-        init_image=init_image,
-    )
+    if todo:
+        stylize_batch(
+            [contents[items[i]["ci"]] for i in todo],
+            [styles[items[i]["si"]] for i in todo],
+            weights,
+            [items[i]["cfg"] for i in todo],
+            callback=callback,
+            every=args.every,
+            multiple=args.bucket_multiple,
+            batch_size=args.batch_size,
+            init_image=init_image,
+        )
+    elif writer:
+        write_trace()
     bar.close()
     extra = [trace_path.name]
     if args.grid and writer:
@@ -323,12 +350,20 @@ def run_batch(args: argparse.Namespace) -> None:
         with atomic_path(out / GRID_NAME) as tmp:
             contact_sheet(cells, content_names, col_labels, cell).save(tmp, "PNG")
         extra.insert(0, GRID_NAME)
-    buckets = sorted({tuple(e["bucket"]) for e in trace["items"]})
+    buckets = sorted({tuple(e["bucket"]) for e in trace["items"] if "bucket" in e})
     say(
-        f"jaxnst batch: wrote {len(items)} images (+ {', '.join(extra)}) to {out} in "
+        f"jaxnst batch: wrote {len(todo)} images (+ {', '.join(extra)}) to {out} in "
         f"{time.perf_counter() - t0:.1f} s, {len(buckets)} bucket(s) "
         f"{' '.join(f'{w}x{h}' for h, w in buckets)}, on {device_name()}"
     )
+
+
+def _previous_trace(path: Path) -> dict[str, dict]:
+    """``{output name: trace entry}`` of the trace an earlier run left at ``path`` (empty if none or unreadable)."""
+    try:
+        return {e["output"]: e for e in json.loads(path.read_text())["items"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -283,13 +283,17 @@ def check_outputs(outputs: list[Path], inputs: dict[str, str | None], overwrite:
             raise JaxnstError(f"output {out} is a folder: give a file name, e.g. -o {out / 'out.png'}")
         if out.exists() and not overwrite:
             raise JaxnstError(f"{out} exists: add --overwrite to replace it, or give another -o")
-    folder = outputs[0].parent
+    check_writable(outputs[0].parent, "-o")
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Raises ``JaxnstError`` unless a new file can be created (and removed) in ``folder``."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".jaxnst-probe.", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise JaxnstError(f"cannot write in {folder} ({e.strerror}): give -o in a folder you can write to") from None
+        raise JaxnstError(f"cannot write in {folder} ({e.strerror}): give {flag} in a folder you can write") from None
 
 
 class Interrupted(Exception):

@@ -41,6 +41,24 @@ def test_every_content_with_every_style_grid_and_trace(images_dir, tmp_path, cap
         assert it["bucket"] == ([24, 32] if it["shape"] == [21, 32] else [32, 24])
 
 
+def test_a_rerun_keeps_finished_items_and_does_the_rest(images_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["batch", "--content", images_dir / "chelsea.png", "--style", images_dir / "starry_night.jpg"]
+    args += [images_dir / "the_scream.jpg", "--out", out, *FAST, "--size", 32, "--steps", 2, "--quiet"]
+    assert run([*args, "--grid"], capsys)[0] == 0
+    kept, redo = out / "chelsea__starry_night.png", out / "chelsea__the_scream.png"
+    before = kept.read_bytes()
+    redo.unlink()  # as if the first run had stopped before it
+    code, err = run([*args, "--grid"], capsys)
+    assert code == 0, err
+    assert kept.read_bytes() == before and redo.exists()
+    trace = json.loads((out / "trace.json").read_text())
+    first, second = trace["items"]
+    assert first["kept"] and first["final"] and "kept" not in second and second["steps"] == 2
+    code, _ = run([*args, "--overwrite"], capsys)
+    assert code == 0 and "kept" not in json.loads((out / "trace.json").read_text())["items"][0]
+
+
 def test_sweep_grid_equals_single_runs(images_dir, tmp_path, capsys):
     content, style = images_dir / "coffee.png", images_dir / "shipwreck.jpg"
     common = [*FAST, "--size", 24, "--steps", 3]
