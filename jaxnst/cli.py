@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -126,6 +127,18 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         parser.add_argument(
             "--" + f.name.replace("_", "-"), default=f.default, help=f"{f.metadata['help']} (default: {shown})", **kw
         )
+
+
+def config_argv(config: dict) -> list[str]:
+    """The flags that ``add_config_flags`` reads back as ``config`` (a ``Config`` as a dict)."""
+    argv = []
+    for name, v in config.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, bool):
+            argv.append(flag if v else "--no-" + flag[2:])
+        elif v is not None:
+            argv += [flag, ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+    return argv
 
 
 def add_weights_flag(parser: argparse.ArgumentParser) -> None:
@@ -324,13 +337,25 @@ def stop_requests():
             signal.signal(sig, h)
 
 
-def _checkpoint_meta(cfg: Config, weights, content_path: str, out: Path) -> dict:
+def run_record(args: argparse.Namespace, cfg: Config, weights, out: Path) -> dict:
+    """What made ``out``: the jaxnst version, the absolute input paths, the weights and their SHA-256,
+    the config and the device; kept in checkpoints and in the PNG (``jaxnst reproduce`` reads it)."""
     from jaxnst import __version__
     from jaxnst.weights import weights_digest
 
     config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    return {"jaxnst": __version__, "config": config, "weights_sha256": weights_digest(weights.params),
-            "content": str(content_path), "output": str(out.resolve())}  # fmt: skip
+    if cfg.init not in ("content", "noise", "style"):
+        config["init"] = str(Path(cfg.init).resolve())
+    return {
+        "jaxnst": __version__,
+        "content": str(Path(args.content).resolve()),
+        "styles": [str(Path(s).resolve()) for s in args.styles],
+        "weights": args.weights if args.weights == "random" else str(Path(args.weights).resolve()),
+        "weights_sha256": weights_digest(weights.params),
+        "config": config,
+        "device": device_name(),
+        "output": str(out.resolve()),
+    }
 
 
 def _check_resume(meta: dict, now: dict, path: str) -> None:
@@ -361,17 +386,19 @@ def _cause(cfg: Config, p) -> str:
     return f"{flag} {value:g} makes the {term} term {weighted[term]:.3g}, too large to optimise; try a smaller {flag}"
 
 
-def _save(image, out: Path) -> None:
-    """``save_image``, and if the output cannot be written, the result kept in ``$JAXNST_HOME/rescued``."""
+def _save(image, out: Path, record: dict) -> None:
+    """``save_image`` with ``record`` in the PNG; if the output cannot be written, the result is
+    kept in ``$JAXNST_HOME/rescued``."""
     from jaxnst.hub import cache_dir
     from jaxnst.image import save_image
 
+    text = {"jaxnst": json.dumps(record)}
     try:
-        save_image(image, out)
+        save_image(image, out, text=text)
     except OSError as e:
         rescued = cache_dir() / "rescued" / out.name
         rescued.parent.mkdir(parents=True, exist_ok=True)
-        save_image(image, rescued)
+        save_image(image, rescued, text=text)
         raise JaxnstError(f"could not write {out} ({e.strerror}); the result is in {rescued}") from None
 
 
@@ -418,13 +445,13 @@ def run_stylize(args: argparse.Namespace) -> None:
         init_image = load_image(cfg.init)
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    now = _checkpoint_meta(cfg, weights, args.content, out) if args.checkpoint_every or meta else None
+    record = functools.cache(lambda: run_record(args, cfg, weights, out))  # hashing the weights takes a moment
     state = None
     if meta:
         from jaxnst.engine import compiled_engine
         from jaxnst.optimize import LossSpec
 
-        _check_resume(meta, now, args.resume)
+        _check_resume(meta, record(), args.resume)
         template = compiled_engine(LossSpec.from_config(cfg), cfg.optimizer).init(content[None], cfg.lr)
         state, _ = load_checkpoint(args.resume, template)
         log(f"jaxnst: resuming {args.resume} at step {int(state.step)}")
@@ -440,7 +467,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     seen = {}
 
     def checkpoint(p):
-        save_checkpoint(ckpt, p.state, now or _checkpoint_meta(cfg, weights, args.content, out))
+        save_checkpoint(ckpt, p.state, record())
 
     def written(write, what):
         try:
@@ -472,7 +499,7 @@ def run_stylize(args: argparse.Namespace) -> None:
             seen["last"] = p
         elif stop.get("signum"):
             bar.close()
-            _save(p.image, out)
+            _save(p.image, out, record())
             checkpoint(p)
             name = signal.Signals(stop["signum"]).name
             say(f"stopped by {name} at step {p.step}/{p.steps}: wrote {out} and {ckpt}; to go on, run the same "
@@ -499,7 +526,7 @@ def run_stylize(args: argparse.Namespace) -> None:
         )
     if p is not None and p.step > seen["step"] and np.array_equal(seen["first_image"], p.image):
         raise JaxnstError(f"the image did not change in {p.step} steps, so nothing was written: {_cause(cfg, p)}")
-    _save(image, out)
+    _save(image, out, record())
     if p is not None and p.stop == STOP_NONFINITE:
         say(f"warning: the loss became NaN or infinite at step {p.step + 1}; wrote the image of step {p.step}: "
             f"{_cause(cfg, p)}")  # fmt: skip
@@ -523,6 +550,7 @@ SUBCOMMANDS: dict[str, str] = {
     "weights": "jaxnst.weights_cli",
     "batch": "jaxnst.batch_cli",
     "estimate": "jaxnst.estimate_cli",
+    "reproduce": "jaxnst.reproduce_cli",
 }
 
 

@@ -110,13 +110,23 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def save_image(image, path: str | os.PathLike, *, quality: int = 95) -> None:
-    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension, ``quality`` for JPEG), atomically."""
+def save_image(image, path: str | os.PathLike, *, quality: int = 95, text: dict[str, str] | None = None) -> None:
+    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension, ``quality`` for JPEG), atomically.
+
+    ``text`` goes into a PNG as text chunks (``Image.open(path).text`` reads them back); JPEGs get none.
+    """
     path = check_output_path(path)
     a = np.asarray(image, np.float32)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     img = Image.fromarray(np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
     fmt = FORMATS[path.suffix.lower()]
+    options = {"quality": quality} if fmt == "JPEG" else {}
+    if text and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        options["pnginfo"] = info = PngInfo()
+        for k, v in text.items():
+            info.add_itxt(k, v)
     with atomic_path(path) as tmp:
-        img.save(tmp, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        img.save(tmp, fmt, **options)

@@ -223,3 +223,20 @@ def test_a_seed_too_large_for_64_bits_is_refused(pair, tmp_path, capsys):
     c, s = pair
     code, err = run([c, s, *FAST, "--seed", str(2**64), "-o", tmp_path / "o.png", "--quiet"], capsys)
     assert code == 2 and "--seed 18446744073709551616 is too large" in one_error_line(err)
+
+
+def test_the_png_records_its_run_and_reproduce_remakes_it(pair, tmp_path, capsys):
+    import json
+
+    c, s = pair
+    out = tmp_path / "o.png"
+    assert run([c, s, *FAST, "--steps", "3", "--init", "noise", "--seed", "5", "-o", out, "--quiet"], capsys)[0] == 0
+    rec = json.loads(Image.open(out).text["jaxnst"])
+    assert rec["content"] == str(c.resolve()) and rec["config"]["seed"] == 5 and rec["config"]["steps"] == 3
+    assert rec["weights"] == "random" and len(rec["weights_sha256"]) == 64
+    code, err = run(["reproduce", out, "--quiet"], capsys)
+    assert code == 0 and "o_reproduced.png has the same pixels as" in err, err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o_reproduced.png")), np.asarray(Image.open(out)))
+    Image.open(out).save(tmp_path / "plain.png")  # the pixels without the record
+    code, err = run(["reproduce", tmp_path / "plain.png"], capsys)
+    assert code == 2 and "plain.png has no jaxnst record" in one_error_line(err)
