@@ -208,6 +208,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jaxnst import __version__
+
     p = Parser(
         prog="jaxnst",
         description="Neural style transfer (Gatys et al.) in JAX: paint CONTENT in the style of STYLE.",
@@ -244,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         "uninterrupted run; give the same images and flags (only --steps may differ)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and its snapshots) if they exist")
+    p.add_argument(
+        "--trace",
+        metavar="PATH",
+        default=None,
+        help="also write a JSON trace: the run's record, the loss after every block, the final terms, why it stopped",
+    )
+    p.add_argument("--version", action="version", version=f"jaxnst {__version__}")
     p.add_argument("--quiet", action="store_true", help="print only errors and the not-pretrained warning")
     return p
 
@@ -406,6 +415,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     import numpy as np
     from tqdm import tqdm
 
+    from jaxnst._files import atomic_path
     from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
     from jaxnst.engine import STOP_NONFINITE
     from jaxnst.image import check_output_path, load_image, save_image
@@ -429,7 +439,10 @@ def run_stylize(args: argparse.Namespace) -> None:
     snapshots = [snapshot(k) for k in range(args.save_every, args.steps, args.save_every)] if args.save_every else []
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
     inputs["init image"] = args.init if args.init not in ("content", "noise", "style") else None
-    check_outputs([out, *snapshots], inputs, overwrite)
+    if inputs["init image"] and not Path(args.init).exists():
+        raise JaxnstError(f"--init {args.init}: give content, noise, style, or the path of an image file")
+    trace_path = Path(args.trace) if args.trace else None
+    check_outputs([out, *snapshots, *([trace_path] if trace_path else [])], inputs, overwrite)
     if ckpt.exists() and not overwrite and not (args.resume and Path(args.resume).resolve() == ckpt.resolve()):
         raise JaxnstError(f"{ckpt} exists (an earlier run's checkpoint): --resume it, or add --overwrite")
 
@@ -448,11 +461,11 @@ def run_stylize(args: argparse.Namespace) -> None:
     record = functools.cache(lambda: run_record(args, cfg, weights, out))  # hashing the weights takes a moment
     state = None
     if meta:
-        from jaxnst.engine import compiled_engine
+        from jaxnst.engine import make_engine
         from jaxnst.optimize import LossSpec
 
         _check_resume(meta, record(), args.resume)
-        template = compiled_engine(LossSpec.from_config(cfg), cfg.optimizer).init(content[None], cfg.lr)
+        template = make_engine(LossSpec.from_config(cfg), cfg.optimizer).init(content[None], cfg.lr)
         state, _ = load_checkpoint(args.resume, template)
         log(f"jaxnst: resuming {args.resume} at step {int(state.step)}")
     log(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {device_name()}")
@@ -468,6 +481,15 @@ def run_stylize(args: argparse.Namespace) -> None:
 
     def checkpoint(p):
         save_checkpoint(ckpt, p.state, record())
+
+    losses = []
+
+    def write_trace(p, reason):
+        if trace_path:
+            final = {"loss": p.loss, **p.terms()}
+            trace = {**record(), "losses": losses, "final": final, "steps": p.step, "stopped": reason}
+            with atomic_path(trace_path) as tmp:
+                Path(tmp).write_text(json.dumps(trace, indent=1, allow_nan=True) + "\n")
 
     def written(write, what):
         try:
@@ -485,6 +507,7 @@ def run_stylize(args: argparse.Namespace) -> None:
         seen.setdefault("step", p.step)
         seen.setdefault("first", time.perf_counter() - STARTED)
         seen.setdefault("first_image", p.image)
+        losses.append({"step": p.step, "loss": p.loss})
         if args.print_every and (p.step % args.print_every == 0 or p.done) and not args.quiet:
             t = p.terms()
             log(
@@ -499,9 +522,10 @@ def run_stylize(args: argparse.Namespace) -> None:
             seen["last"] = p
         elif stop.get("signum"):
             bar.close()
+            name = signal.Signals(stop["signum"]).name
             _save(p.image, out, record())
             checkpoint(p)
-            name = signal.Signals(stop["signum"]).name
+            write_trace(p, f"stopped by {name}")
             say(f"stopped by {name} at step {p.step}/{p.steps}: wrote {out} and {ckpt}; to go on, run the same "
                 f"command with --resume {ckpt}")  # fmt: skip
             raise Interrupted(stop["signum"])
@@ -527,6 +551,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     if p is not None and p.step > seen["step"] and np.array_equal(seen["first_image"], p.image):
         raise JaxnstError(f"the image did not change in {p.step} steps, so nothing was written: {_cause(cfg, p)}")
     _save(image, out, record())
+    if p is not None:
+        write_trace(p, p.reason)
     if p is not None and p.stop == STOP_NONFINITE:
         say(f"warning: the loss became NaN or infinite at step {p.step + 1}; wrote the image of step {p.step}: "
             f"{_cause(cfg, p)}")  # fmt: skip

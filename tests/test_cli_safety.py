@@ -240,3 +240,22 @@ def test_the_png_records_its_run_and_reproduce_remakes_it(pair, tmp_path, capsys
     Image.open(out).save(tmp_path / "plain.png")  # the pixels without the record
     code, err = run(["reproduce", tmp_path / "plain.png"], capsys)
     assert code == 2 and "plain.png has no jaxnst record" in one_error_line(err)
+
+
+def test_trace_version_and_init_choices(pair, tmp_path, capsys):
+    import json
+
+    import jaxnst
+
+    c, s = pair
+    out, trace = tmp_path / "o.png", tmp_path / "t.json"
+    code, _ = run([c, s, *FAST, "--steps", "3", "--print-every", "2", "-o", out, "--trace", trace, "--quiet"], capsys)
+    assert code == 0
+    t = json.loads(trace.read_text())
+    assert [e["step"] for e in t["losses"]] == [1, 2, 3] and t["steps"] == 3 and "reached" in t["stopped"]
+    assert set(t["final"]) == {"loss", "content", "style", "tv"} and t["config"]["steps"] == 3
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"jaxnst {jaxnst.__version__}"
+    code, err = run([c, s, *FAST, "--init", "Noise", "-o", tmp_path / "n.png"], capsys)
+    assert code == 2 and "--init Noise: give content, noise, style, or the path of an image file" in err
