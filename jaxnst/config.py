@@ -1,6 +1,6 @@
 """Every default of jaxnst, written once.
 
-The CLI builds its flags and help text from the fields below (``cli.py`` reads
+The CLI builds its flags and help text from the fields below (``jaxnst.cli.common`` reads
 ``dataclasses.fields(Config)``), so a default is never written twice.
 """
 

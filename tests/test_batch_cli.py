@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnst.batch_cli import parse_sweeps
 from jaxnst.cli import main
+from jaxnst.cli.batch import parse_sweeps
 
 FAST = ["--weights", "random", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--quiet"]
 

@@ -1,6 +1,6 @@
 """``jaxnst reproduce OUT.png``: run again what made a PNG, from the record jaxnst wrote into it.
 
-The record (a ``jaxnst`` text chunk, see ``cli.run_record``) holds the absolute paths of the
+The record (a ``jaxnst`` text chunk, see ``jaxnst.cli.stylize.run_record``) holds the absolute paths of the
 images and weights, the weights' SHA-256, every ``Config`` field and the device. The run is the
 single-image command with exactly those flags; the result is compared pixel by pixel. On the
 same backend, jaxnst version and weights it is the same image (exit 0); otherwise the command
@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jaxnst.cli import Parser, build_parser, config_argv, run_stylize, say
+from jaxnst.cli.common import Parser, config_argv, say
+from jaxnst.cli.stylize import build_parser, run_stylize
 from jaxnst.errors import JaxnstError
 
 

