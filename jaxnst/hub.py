@@ -25,6 +25,7 @@ total)`` callbacks and never prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -227,6 +228,16 @@ def _get_published(
     download that cannot even connect says only its error.
     """
     raw = home / "downloads" / entry["filename"]
+    try:
+        return _get_published_into(raw, entry, home, url, note, report, progress)
+    finally:  # a download that failed before its first byte leaves no empty folder behind
+        with contextlib.suppress(OSError):
+            raw.parent.rmdir()
+
+
+def _get_published_into(
+    raw: Path, entry: Mapping, home: Path, url: str | None, note: str, report: Report, progress: Progress | None
+) -> tuple[Path, bool, dict[str, str]]:
     copy, digests = _published_copy(entry, home) or (None, None)
     if copy is not None and copy.name == entry["filename"]:
         if copy.parent == home:

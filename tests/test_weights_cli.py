@@ -132,6 +132,7 @@ def test_offline_fetch_is_one_line(home, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JAXNST_MANIFEST", str(write_manifest(tmp_path / "off.json", url, b"x")))
     code, _, err = run(["weights", "fetch", "vgg16"], capsys)
     assert code == 2 and err == f"jaxnst: error: cannot download {url}: connection refused (no network?)\n"
+    assert not (home / "downloads").exists()  # no empty folder left behind
 
 
 FAST = ["--model", "vgg16", "--size", "32", "--steps", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1"]
