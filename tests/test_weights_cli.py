@@ -275,3 +275,8 @@ def test_convert_pth_without_torch_and_refuse_code(tmp_path, monkeypatch, capsys
     code, _, err = run(["weights", "convert", tmp_path / "evil.pth", "-o", tmp_path / "e.h5"], capsys)
     assert code == 2 and err.count("\n") == 1 and f"refuses to load global {os.system.__module__}.system" in err
     assert not marker.exists() and not (tmp_path / "e.h5").exists()
+
+
+def test_convert_to_an_unwritable_place_is_one_line(keras16, capsys):
+    code, _, err = run(["weights", "convert", keras16, "-o", "/proc/jaxnst-test.h5"], capsys)
+    assert code == 2 and err.startswith("jaxnst: error: cannot write in /proc") and len(err.splitlines()) == 1, err

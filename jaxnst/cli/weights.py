@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from jaxnst import hub
-from jaxnst.cli.common import Parser, ProgressBar, say
+from jaxnst.cli.common import Parser, ProgressBar, check_writable, say
 from jaxnst.errors import JaxnstError
 from jaxnst.fetch import file_digests
 from jaxnst.vgg import BLOCKS, Preprocessing
@@ -175,7 +175,15 @@ def main(argv: list[str]) -> int:
         dst = Path(args.output)
         if dst.suffix not in (".h5", ".hdf5"):
             raise JaxnstError(f"-o {dst}: the output is an HDF5 file, name it *.h5")
-        weights = convert(args.src, dst, args.arch)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise JaxnstError(f"-o {dst}: cannot create {dst.parent} ({e.strerror})") from None
+        check_writable(dst.parent, "-o")
+        try:
+            weights = convert(args.src, dst, args.arch)
+        except OSError as e:  # a full disk while writing: the atomic write left nothing behind
+            raise JaxnstError(f"could not write {dst} ({e.strerror}): free space, or give -o elsewhere") from None
         sha256 = file_digests(dst)["sha256"]
         say(f"wrote {dst} ({weights.arch}, {describe_preprocessing(weights.preprocessing)}; sha256 {sha256})")
     elif args.command == "info":
