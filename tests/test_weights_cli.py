@@ -149,6 +149,15 @@ def test_stylize_fetches_the_default_once(home, server, images, tmp_path, capsys
     assert code == 0 and "fetching" not in err and len(server.requests) == 1
 
 
+def test_damaged_cached_weights_say_how_to_fetch_them_again(home, images, tmp_path, capsys):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "vgg16.h5").write_bytes(b"half a download")
+    code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--no-download", "--quiet"], capsys)
+    assert code == 2 and "the cached weights are damaged" in err
+    assert "jaxnst weights fetch vgg16 --source keras --force" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "a.png").exists()
+
+
 def test_stylize_offline_and_no_download(home, server, images, tmp_path, monkeypatch, capsys):
     code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--no-download"], capsys)
     assert code == 2 and err.count("\n") == 1 and server.requests == []

@@ -178,7 +178,8 @@ def weights_from_args(args: argparse.Namespace, cfg: Config):
     """The ``Weights`` that ``--weights``/``--no-download`` name: a file, 'random', or the cached default."""
     from jaxnst import hub
 
-    if args.weights is None:  # the cached file, or the default one fetched once (or its fallback)
+    cached = args.weights is None
+    if cached:  # the cached file, or the default one fetched once (or its fallback)
         # The notes are said even with --quiet: a download is a side effect the user should hear of.
         bar = ProgressBar(f"{cfg.model} weights")
         try:
@@ -187,7 +188,15 @@ def weights_from_args(args: argparse.Namespace, cfg: Config):
             )
         finally:
             bar.close()
-    weights = hub.get_weights(args.weights, cfg.model, cfg.seed)
+    try:
+        weights = hub.get_weights(args.weights, cfg.model, cfg.seed)
+    except JaxnstError as e:
+        if not cached:
+            raise
+        names = {hub.cache_name(f): f["source"] for f in hub.load_manifest()["files"] if f["arch"] == cfg.model}
+        source = names.get(Path(args.weights).name)
+        again = f"jaxnst weights fetch {cfg.model}{f' --source {source}' if source else ''} --force"
+        raise JaxnstError(f"the cached weights are damaged ({e}): fetch them again with `{again}`") from None
     if args.weights == "random":
         print(RANDOM_WARNING, file=sys.stderr)
     elif not args.quiet:
