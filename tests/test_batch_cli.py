@@ -39,6 +39,11 @@ def test_every_content_with_every_style_grid_and_trace(images_dir, tmp_path, cap
         assert [e["step"] for e in it["losses"]] == [1, 2, 4] and it["steps"] == 4  # the first step, then every 2
         assert set(it["final"]) == {"loss", "content", "style", "tv"}
         assert it["bucket"] == ([24, 32] if it["shape"] == [21, 32] else [32, 24])
+    rec = json.loads(Image.open(out / names[0]).text["jaxnst"])  # each image records its run
+    assert rec["command"] == "batch" and rec["content"].endswith("chelsea.png") and rec["bucket"] == [24, 32]
+    assert rec["styles"][0].endswith("starry_night.jpg") and rec["config"]["steps"] == 4
+    code, err = run(["reproduce", out / names[0]], capsys)
+    assert code == 2 and "was made by jaxnst batch" in err
 
 
 def test_a_rerun_keeps_finished_items_and_does_the_rest(images_dir, tmp_path, capsys):

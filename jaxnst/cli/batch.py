@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import glob
 import itertools
 import json
@@ -27,10 +28,12 @@ from jaxnst.cli.common import (
     config_from_args,
     device_name,
     enable_compilation_cache,
+    run_record,
     weights_from_args,
 )
 from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
+from jaxnst.weights import weights_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Swept per item; style blends do not apply (each style is its own column).
@@ -297,6 +300,8 @@ def run_batch(args: argparse.Namespace) -> None:
         with atomic_path(trace_path) as tmp:
             Path(tmp).write_text(json.dumps(trace, indent=1) + "\n")
 
+    digest = functools.cache(lambda: weights_digest(weights.params))  # once, not per image (a moment each)
+
     def callback(p):
         for i, s, loss in zip((todo[k] for k in p.items), p.step, p.loss, strict=True):
             bar.update(s - seen[i])
@@ -314,7 +319,12 @@ def run_batch(args: argparse.Namespace) -> None:
             entry.update(bucket=list(p.shape), steps=p.step[j], stopped=reason)
             entry["final"] = {"loss": _finite(p.loss[j]), **{name: _finite(v) for name, v in t.items()}}
             if writer:
-                save_image(img, out / entry["output"])
+                item = items[todo[k]]
+                record = run_record(
+                    content_paths[item["ci"]], [style_paths[item["si"]]], args.weights, digest(), item["cfg"],
+                    out / entry["output"], command="batch", bucket=list(p.shape),
+                )  # fmt: skip
+                save_image(img, out / entry["output"], text={"jaxnst": json.dumps(record)})
             if args.grid:
                 thumbs[todo[k]] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
         if writer:

@@ -48,6 +48,11 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     image = Path(args.image)
     rec = read_record(image)
+    if rec.get("command") == "batch":
+        raise JaxnstError(
+            f"{image} was made by jaxnst batch, optimised at its bucket's shape {rec.get('bucket')}: run that batch "
+            "again (its record lists the settings); a single run would differ"
+        )
     out = Path(args.output) if args.output else image.with_name(f"{image.stem}_reproduced.png")
     run_argv = [rec["content"], *rec["styles"], "-o", str(out), "--weights", rec["weights"]]
     run_argv += config_argv(rec["config"]) + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet

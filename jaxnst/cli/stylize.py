@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import functools
 import json
 import math
@@ -27,6 +26,7 @@ from jaxnst.cli.common import (
     config_from_args,
     device_name,
     enable_compilation_cache,
+    run_record,
     say,
     weights_from_args,
 )
@@ -142,27 +142,6 @@ def stop_requests():
             signal.signal(sig, h)
 
 
-def run_record(args: argparse.Namespace, cfg: Config, weights, out: Path) -> dict:
-    """What made ``out``: the jaxnst version, the absolute input paths, the weights and their SHA-256,
-    the config and the device; kept in checkpoints and in the PNG (``jaxnst reproduce`` reads it)."""
-    from jaxnst import __version__
-    from jaxnst.weights import weights_digest
-
-    config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if cfg.init not in ("content", "noise", "style"):
-        config["init"] = str(Path(cfg.init).resolve())
-    return {
-        "jaxnst": __version__,
-        "content": str(Path(args.content).resolve()),
-        "styles": [str(Path(s).resolve()) for s in args.styles],
-        "weights": args.weights if args.weights == "random" else str(Path(args.weights).resolve()),
-        "weights_sha256": weights_digest(weights.params),
-        "config": config,
-        "device": device_name(),
-        "output": str(out.resolve()),
-    }
-
-
 def _check_resume(meta: dict, now: dict, path: str) -> None:
     """The checkpoint ``meta`` is of this run: same config (but steps) and weights."""
     was, is_ = meta["config"], now["config"]
@@ -216,6 +195,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst.engine import STOP_NONFINITE
     from jaxnst.image import check_output_path, load_image, save_image
     from jaxnst.stylize import stylize
+    from jaxnst.weights import weights_digest
 
     cfg = config_from_args(args) if args.size != "auto" else None  # bad flags fail before anything is read
     for name, v in (("--save-every", args.save_every), ("--print-every", args.print_every),
@@ -254,7 +234,10 @@ def run_stylize(args: argparse.Namespace) -> None:
         init_image = load_image(cfg.init)
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    record = functools.cache(lambda: run_record(args, cfg, weights, out))  # hashing the weights takes a moment
+    # Hashing the weights takes a moment: only when a record is written.
+    record = functools.cache(
+        lambda: run_record(args.content, args.styles, args.weights, weights_digest(weights.params), cfg, out)
+    )
     state = None
     if meta:
         from jaxnst.engine import make_engine
