@@ -223,3 +223,18 @@ def test_size_auto_picks_a_size_that_fits(images_dir, tmp_path, capsys, monkeypa
     assert code == 0, err
     size = int(re.search(r"--size auto: (\d+) px", err)[1])
     assert 64 <= size <= 96 and max(Image.open(out).size) == size
+
+
+def test_size_auto_also_keeps_within_the_time_budget(images_dir, tmp_path, capsys, monkeypatch):
+    import jaxnst.memory as memory
+
+    monkeypatch.setattr(memory, "seconds_per_step", lambda *a, **k: 1.0)  # as if 1 s per step at 256 px
+    out = tmp_path / "o.png"
+    args = [images_dir / "chelsea.png", images_dir / "starry_night.jpg", *FAST, "--size", "auto", "--steps", "30"]
+    code, err = run([*args, "--time-budget", "0.25", "-o", out], capsys)
+    assert code == 0, err
+    # 15 s for 30 steps of 1 s x (S / 256)^2: S = 256 / sqrt(2) = 181, so 160 (a multiple of 32).
+    assert "--size auto: 160 px, set by --time-budget 0.25 min (memory allows" in err, err
+    assert max(Image.open(out).size) == 160
+    code, err = run([*args, "--time-budget", "0", "-o", tmp_path / "x.png"], capsys)
+    assert code == 2 and "--time-budget 0.0 must be a positive number of minutes" in err

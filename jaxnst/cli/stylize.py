@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and its snapshots) if they exist")
     p.add_argument(
+        "--time-budget",
+        type=float,
+        default=30.0,
+        metavar="MIN",
+        help="with --size auto, the largest size estimated to finish within MIN minutes (default: 30)",
+    )
+    p.add_argument(
         "--trace",
         metavar="PATH",
         default=None,
@@ -86,17 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _auto_size(args: argparse.Namespace) -> int:
     from jaxnst.image import image_size
-    from jaxnst.memory import MARGIN, auto_size, free_bytes
+    from jaxnst.memory import MARGIN, auto_size, free_bytes, size_for_time
 
     args.size = Config.size  # a placeholder that validates; auto_size sets the real one
     cfg = config_from_args(args)
-    free = free_bytes()
-    size, est = auto_size(image_size(args.content), [image_size(s) for s in args.styles], cfg, int(free * MARGIN))
+    if not args.time_budget > 0:
+        raise JaxnstError(f"--time-budget {args.time_budget} must be a positive number of minutes")
+    content, styles = image_size(args.content), [image_size(s) for s in args.styles]
     if not args.quiet:
-        print(
-            f"jaxnst: --size auto: {size} px (estimated peak {est.peak / 2**20:.0f} MiB of "
-            f"{free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most)",
-            file=sys.stderr,
+        say("--size auto: timing a step at 256 px and estimating the memory of a few sizes...")
+    free = free_bytes()
+    by_memory, est = auto_size(content, styles, cfg, int(free * MARGIN))
+    by_time, t256 = size_for_time(content, styles, cfg, args.time_budget * 60)
+    size = min(by_memory, by_time)
+    if not args.quiet:
+        minutes = cfg.steps * t256 * (size / 256) ** 2 / 60
+        limit = "memory" if by_memory <= by_time else f"--time-budget {args.time_budget:g} min"
+        say(
+            f"--size auto: {size} px, set by {limit} (memory allows {by_memory} px: peak {est.peak / 2**20:.0f} MiB "
+            f"of {free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most; {cfg.steps} steps at {size} px take about "
+            f"{minutes:.0f} min here)"
         )
     return size
 
