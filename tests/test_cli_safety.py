@@ -129,6 +129,12 @@ def test_checkpoint_and_resume_give_the_uninterrupted_pixels(pair, tmp_path, cap
     assert code == 0, err
     whole, resumed = (np.asarray(Image.open(tmp_path / n)) for n in ("whole.png", "part.png"))
     np.testing.assert_array_equal(resumed, whole)
+    # --size auto resumes at the size the checkpoint's run picked, without picking again.
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("jaxnst.memory.auto_size", lambda *a, **k: pytest.fail("picked a size again"))
+        again = [*args, "--steps", "6", "--resume", ckpt, "--size", "auto", "-o", tmp_path / "part.png"]
+        code, err = run(again, capsys)
+    assert code == 0, err
     # Another run's checkpoint is refused, with the flag that differs.
     code, err = run([*args, "--steps", "6", "--resume", ckpt, "--style-weight", "7", "-o", tmp_path / "x.png"], capsys)
     assert code == 2 and "was made with --style-weight 100.0, this run has 7.0" in one_error_line(err)

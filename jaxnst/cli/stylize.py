@@ -239,6 +239,9 @@ def run_stylize(args: argparse.Namespace) -> None:
         raise JaxnstError(f"{ckpt} exists (an earlier run's checkpoint): --resume it, or add --overwrite")
 
     cache = enable_compilation_cache()  # before anything compiles
+    if args.size == "auto" and meta:  # the size the interrupted run picked, not a new pick
+        args.size = meta["config"]["size"]
+        cfg = config_from_args(args)
     if args.size == "auto":
         args.size = _auto_size(args)
         cfg = config_from_args(args)
