@@ -63,10 +63,11 @@ def check_image_size(shape: tuple[int, ...], taps: Iterable[str], what: str) -> 
     need = max([2, *(tap_stride(t) for t in taps)])
     if min(h, w) < need:
         deepest = max(taps, key=tap_stride)
+        field = "style_scale" if what.startswith("style") else "size"
         raise JaxnstError(
-            f"the {what} is {w}x{h} px: layer {deepest} needs at least {need} px on each side; use a larger size "
-            "(for styles, style_scale) or shallower layers",
-            "size",
+            f"the {what} is {w}x{h} px: layer {deepest} needs at least {need} px on each side; use a larger {field} "
+            "or shallower layers",
+            field,
         )
 
 

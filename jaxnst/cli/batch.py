@@ -254,7 +254,10 @@ def run_batch(args: argparse.Namespace) -> None:
     todo = [i for i, it in enumerate(items) if args.overwrite or not (out / f"{it['name']}.png").exists()]
     writer = jax.process_index() == 0  # on several hosts every process computes, one writes
     if writer:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise JaxnstError(f"--out {out}: cannot create it ({e.strerror}): give a folder you can write") from None
         check_writable(out, "--out")
         if not trace_path.parent.is_dir():
             raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")

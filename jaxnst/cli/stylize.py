@@ -32,6 +32,7 @@ from jaxnst.cli.common import (
 )
 from jaxnst.config import Config, style_size
 from jaxnst.errors import JaxnstError
+from jaxnst.vgg import check_image_size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +252,9 @@ def run_stylize(args: argparse.Namespace) -> None:
     init_image = None
     if cfg.init not in ("content", "noise", "style"):
         init_image = load_image(cfg.init)
+    check_image_size(content.shape, cfg.content_layers + cfg.style_layers, "content image")  # before the bar
+    for s in styles:
+        check_image_size(s.shape, cfg.style_layers, "style image")
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     # Hashing the weights takes a moment: only when a record is written.
