@@ -42,7 +42,7 @@ from jaxnst.engine import STOP_REASONS, Block, Engine, Problem, blocks, make_eng
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
 from jaxnst.stylize import as_batch, check_arch, initial_image, stylize
-from jaxnst.vgg import Weights
+from jaxnst.vgg import Weights, check_image_size
 
 # Config fields that may differ between the items of one batch: they enter the
 # compiled program as arrays (or only shape its inputs). Every other field
@@ -248,6 +248,11 @@ def stylize_batch(
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, (h, w) in enumerate(shapes):
         buckets.setdefault(bucket_shape(h, w, multiple), []).append(i)
+    for hw in buckets:  # every image leaves every tap at least a pixel (see stylize)
+        check_image_size((*hw, 3), cfg0.content_layers + cfg0.style_layers, "content image")
+    for it in items:
+        for st in it.style:
+            check_image_size(as_batch(st, "style").shape, cfg0.style_layers, "style image")
 
     outputs: list[np.ndarray | None] = [None] * n
     for hw, idx in buckets.items():

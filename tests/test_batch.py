@@ -140,3 +140,11 @@ def test_lbfgs_batch_equals_single_runs(vgg19, rng):
     outs = stylize_batch(contents, [style], vgg19, configs, multiple=8)
     for c, cf, out in zip(contents, configs, outs, strict=True):
         np.testing.assert_allclose(out, jaxnst.stylize(c, [style], vgg19, cf), atol=1e-5)
+
+
+def test_images_too_small_for_the_deepest_layer_are_refused(vgg19, rng):
+    content, style = images(rng, (32, 32), (12, 40))
+    cfg = dataclasses.replace(BASE, style_layers=("relu1_1", "relu3_1"))  # relu3_1 needs 4 px; the style is 12 high
+    stylize_batch([content], [style], vgg19, cfg)  # fine
+    with pytest.raises(jaxnst.JaxnstError, match="style image is 40x3 px: layer relu3_1 needs at least 4 px"):
+        stylize_batch([content], [images(rng, (3, 40))[0]], vgg19, cfg)
