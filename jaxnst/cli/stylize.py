@@ -340,6 +340,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
+        bar.close()
         raise JaxnstError(
             f"out of memory at --size {cfg.size} ({w}x{h} px) on {device_name()}: use a smaller --size, "
             "or --precision bf16, or --remat (`jaxnst estimate` says what fits)"
