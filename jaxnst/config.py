@@ -11,6 +11,7 @@ import math
 from typing import Literal
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+INIT_CHOICES = ("content", "noise", "style")  # the start images ``init`` names; anything else is an image file
 
 
 def _help(text: str, **kw):

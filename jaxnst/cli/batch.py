@@ -31,7 +31,7 @@ from jaxnst.cli.common import (
     run_record,
     weights_from_args,
 )
-from jaxnst.config import Config, style_size, validate
+from jaxnst.config import INIT_CHOICES, Config, style_size, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.weights import weights_digest
 
@@ -143,7 +143,7 @@ def parse_sweeps(texts: list[str]) -> dict[str, list[tuple[str, object]]]:
                 parsed.append((v, kind(v)))
             except ValueError:
                 raise JaxnstError(f"--sweep {name}: {v!r} is not a {kind.__name__}") from None
-        if name == "init" and any(p not in ("content", "noise", "style") for _, p in parsed):
+        if name == "init" and any(p not in INIT_CHOICES for _, p in parsed):
             raise JaxnstError("--sweep init: the values can be content, noise or style")
         if len({p for _, p in parsed}) != len(parsed):
             raise JaxnstError(f"--sweep {name}: a value is repeated")
@@ -254,16 +254,12 @@ def run_batch(args: argparse.Namespace) -> None:
     todo = [i for i, it in enumerate(items) if args.overwrite or not (out / f"{it['name']}.png").exists()]
     writer = jax.process_index() == 0  # on several hosts every process computes, one writes
     if writer:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise JaxnstError(f"--out {out}: cannot create it ({e.strerror}): give a folder you can write") from None
-        check_writable(out, "--out")
+        check_writable(out, "--out", create=True)
         if not trace_path.parent.is_dir():
             raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
     contents = [load_image(p, cfg.size) for p in content_paths]
     styles = [load_image(p, style_size(cfg)) for p in style_paths]
-    init_image = load_image(cfg.init) if cfg.init not in ("content", "noise", "style") else None
+    init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES else None
     weights = weights_from_args(args, cfg) if todo else None
 
     quiet = args.quiet or not writer

@@ -15,7 +15,7 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.config import Config, validate
+from jaxnst.config import INIT_CHOICES, Config, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -232,8 +232,15 @@ def check_outputs(outputs: list[Path], inputs: dict[str, str | None], overwrite:
     check_writable(outputs[0].parent, "-o")
 
 
-def check_writable(folder: Path, flag: str) -> None:
-    """Raises ``JaxnstError`` unless a new file can be created (and removed) in ``folder``."""
+def check_writable(folder: Path, flag: str, *, create: bool = False) -> None:
+    """Raises ``JaxnstError`` unless a new file can be created (and removed) in ``folder``;
+    with ``create``, the folder (and its parents) are made first if missing."""
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = f"cannot create it ({e.strerror}): give a folder you can write"
+            raise JaxnstError(f"{flag} {folder}: {why}") from None
     try:
         fd, probe = tempfile.mkstemp(prefix=".jaxnst-probe.", dir=folder)
         os.close(fd)
@@ -261,7 +268,7 @@ def run_record(content, styles, weights_arg: str, weights_sha256: str, cfg: Conf
     from jaxnst import __version__
 
     config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if cfg.init not in ("content", "noise", "style"):
+    if cfg.init not in INIT_CHOICES:
         config["init"] = str(Path(cfg.init).resolve())
     return {
         "jaxnst": __version__,

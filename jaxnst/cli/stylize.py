@@ -30,7 +30,7 @@ from jaxnst.cli.common import (
     say,
     weights_from_args,
 )
-from jaxnst.config import Config, style_size
+from jaxnst.config import INIT_CHOICES, Config, style_size
 from jaxnst.errors import JaxnstError
 from jaxnst.vgg import check_image_size
 
@@ -231,7 +231,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     snapshot = lambda k: out.with_name(f"{out.stem}_{k}{out.suffix}")  # noqa: E731
     snapshots = [snapshot(k) for k in range(args.save_every, args.steps, args.save_every)] if args.save_every else []
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
-    inputs["init image"] = args.init if args.init not in ("content", "noise", "style") else None
+    inputs["init image"] = args.init if args.init not in INIT_CHOICES else None
     if inputs["init image"] and not Path(args.init).exists():
         raise JaxnstError(f"--init {args.init}: give content, noise, style, or the path of an image file")
     trace_path = Path(args.trace) if args.trace else None
@@ -250,7 +250,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     h, w, _ = content.shape
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
     init_image = None
-    if cfg.init not in ("content", "noise", "style"):
+    if cfg.init not in INIT_CHOICES:
         init_image = load_image(cfg.init)
     check_image_size(content.shape, cfg.content_layers + cfg.style_layers, "content image")  # before the bar
     for s in styles:

@@ -175,11 +175,7 @@ def main(argv: list[str]) -> int:
         dst = Path(args.output)
         if dst.suffix not in (".h5", ".hdf5"):
             raise JaxnstError(f"-o {dst}: the output is an HDF5 file, name it *.h5")
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise JaxnstError(f"-o {dst}: cannot create {dst.parent} ({e.strerror})") from None
-        check_writable(dst.parent, "-o")
+        check_writable(dst.parent, "-o", create=True)
         try:
             weights = convert(args.src, dst, args.arch)
         except OSError as e:  # a full disk while writing: the atomic write left nothing behind
