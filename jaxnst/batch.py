@@ -41,8 +41,8 @@ from jaxnst.config import Config, validate
 from jaxnst.engine import STOP_REASONS, Block, Engine, Problem, blocks, make_engine
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
-from jaxnst.stylize import as_batch, check_arch, initial_image, stylize
-from jaxnst.vgg import Weights, check_image_size
+from jaxnst.stylize import as_batch, check_arch, check_image_sizes, initial_image, stylize
+from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the
 # compiled program as arrays (or only shape its inputs). Every other field
@@ -248,11 +248,8 @@ def stylize_batch(
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, (h, w) in enumerate(shapes):
         buckets.setdefault(bucket_shape(h, w, multiple), []).append(i)
-    for hw in buckets:  # every image leaves every tap at least a pixel (see stylize)
-        check_image_size((*hw, 3), cfg0.content_layers + cfg0.style_layers, "content image")
-    for it in items:
-        for st in it.style:
-            check_image_size(as_batch(st, "style").shape, cfg0.style_layers, "style image")
+    style_shapes = [as_batch(s, "style").shape for it in items for s in it.style]
+    check_image_sizes(cfg0, [(*hw, 3) for hw in buckets], style_shapes)
 
     outputs: list[np.ndarray | None] = [None] * n
     for hw, idx in buckets.items():

@@ -52,6 +52,15 @@ def check_arch(cfg: Config, weights: Weights) -> None:
         )
 
 
+def check_image_sizes(cfg: Config, content_shapes, style_shapes) -> None:
+    """Raises ``JaxnstError`` unless every content leaves each tap of ``cfg`` at least a pixel, and every
+    style each style tap (``jaxnst.vgg.check_image_size``); shapes are (..., H, W, 3)."""
+    for shape in content_shapes:
+        check_image_size(shape, cfg.content_layers + cfg.style_layers, "content image")
+    for shape in style_shapes:
+        check_image_size(shape, cfg.style_layers, "style image")
+
+
 def as_batch(a, what: str) -> jax.Array:
     """``a`` as one float32 RGB image with a batch axis, (1, H, W, 3); else a ``JaxnstError`` naming ``what``."""
     a = jnp.asarray(a, jnp.float32)
@@ -117,9 +126,7 @@ def stylize(
     place = place or (lambda a: a)
     content = place(as_batch(content, "content"))
     styles = [as_batch(s, "style") for s in styles]
-    check_image_size(content.shape, cfg.content_layers + cfg.style_layers, "content image")
-    for s in styles:
-        check_image_size(s.shape, cfg.style_layers, "style image")
+    check_image_sizes(cfg, [content.shape], [s.shape for s in styles])
     spec = LossSpec.from_config(cfg, content.shape[1] * content.shape[2])
     problem = Problem(
         weights, make_targets(weights, content, styles, spec, cfg.style_blend_weights), LossWeights.from_config(cfg)

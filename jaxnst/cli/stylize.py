@@ -32,7 +32,6 @@ from jaxnst.cli.common import (
 )
 from jaxnst.config import INIT_CHOICES, Config, style_size
 from jaxnst.errors import JaxnstError
-from jaxnst.vgg import check_image_size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,7 +210,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
     from jaxnst.engine import STOP_NONFINITE
     from jaxnst.image import check_output_path, load_image, save_image
-    from jaxnst.stylize import stylize
+    from jaxnst.stylize import check_image_sizes, stylize
     from jaxnst.weights import weights_digest
 
     cfg = config_from_args(args) if args.size != "auto" else None  # bad flags fail before anything is read
@@ -252,9 +251,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     init_image = None
     if cfg.init not in INIT_CHOICES:
         init_image = load_image(cfg.init)
-    check_image_size(content.shape, cfg.content_layers + cfg.style_layers, "content image")  # before the bar
-    for s in styles:
-        check_image_size(s.shape, cfg.style_layers, "style image")
+    check_image_sizes(cfg, [content.shape], [s.shape for s in styles])  # before the bar, not inside stylize
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     # Hashing the weights takes a moment: only when a record is written.
