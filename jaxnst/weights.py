@@ -168,10 +168,8 @@ def from_torchvision(state: Mapping[str, np.ndarray], path, arch: str | None = N
     convs = {int(m[1]) for k in state if (m := re.fullmatch(r"features\.(\d+)\.weight", k))}
     found = next((a for a in ("vgg19", "vgg16") if set(torchvision_indices(a).values()) == convs), None)
     if found is None and arch is None:
-        raise JaxnstError(
-            f"{path}: convolutions at features.{sorted(convs)} match neither vgg16 nor vgg19: "
-            "is this a torchvision VGG state dict?"
-        )
+        where = f"convolutions at features.{sorted(convs)}" if convs else "no features.N.weight entries"
+        raise JaxnstError(f"{path}: {where}, matching neither vgg16 nor vgg19: is this a torchvision VGG state dict?")
     arch = found or arch
     params = {}
     for name, i in torchvision_indices(arch).items():

@@ -265,3 +265,27 @@ def test_trace_version_and_init_choices(pair, tmp_path, capsys):
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"jaxnst {jaxnst.__version__}"
     code, err = run([c, s, *FAST, "--init", "Noise", "-o", tmp_path / "n.png"], capsys)
     assert code == 2 and "--init Noise: give content, noise, style, or the path of an image file" in err
+
+
+def test_a_second_signal_quits_at_once(capsys):
+    """The first SIGINT/SIGTERM asks for a stop at the block's end; the second raises at once,
+    which ``main`` turns into exit 130; the handlers are restored afterwards."""
+    from jaxnst.cli.stylize import stop_requests
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), stop_requests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop == {"signum": signal.SIGTERM}
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("the second signal did not stop the run")
+    assert signal.getsignal(signal.SIGINT) is before
+    assert "again to quit without saving" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt_is_exit_130_and_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("jaxnst.cli.run_stylize", interrupted)
+    code, err = run(["c.png", "s.png"], capsys)
+    assert code == 130 and err == "jaxnst: interrupted\n"

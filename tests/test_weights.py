@@ -143,7 +143,7 @@ def test_torchvision_layout_maps_to_hwio(params19):
 def test_torchvision_layout_errors(params19):
     state = torchvision_state(params19)
     missing = {k: v for k, v in state.items() if not k.startswith("features.34.")}
-    with pytest.raises(jaxnst.JaxnstError, match=r"features\.\[0, 2, .*, 32\] match neither vgg16 nor vgg19"):
+    with pytest.raises(jaxnst.JaxnstError, match=r"features\.\[0, 2, .*, 32\], matching neither vgg16 nor vgg19"):
         from_torchvision(missing, "x.pth")
     with pytest.raises(jaxnst.JaxnstError, match="batch-norm VGG"):
         from_torchvision({**state, "features.1.running_mean": np.zeros(64)}, "x.pth")
