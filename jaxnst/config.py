@@ -42,9 +42,10 @@ class Config:
     style_layer_weights: tuple[float, ...] | None = _help(
         "weight of each style layer, comma-separated, one per style layer (None: 1 each)", default=None
     )
-    style_statistic: Literal["gram", "mean_std"] = _help(
-        "what of the style is matched: gram (Gatys: channel correlations) or mean_std (channel means"
-        " and standard deviations, as AdaIN)",
+    style_statistic: Literal["gram", "w2", "mean_std"] = _help(
+        "what of the style is matched: gram (Gatys: channel correlations), w2 (the Wasserstein-2"
+        " distance of Gaussians fitted to the features: means and covariances) or mean_std (channel"
+        " means and standard deviations, as AdaIN)",
         default="gram",
     )
     style_blend_weights: tuple[float, ...] | None = _help(

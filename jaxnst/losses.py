@@ -7,11 +7,14 @@ normalisation differs from the paper.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxnst import sqrtm
 
 
 def _accum_dtype(x: jax.Array):
@@ -97,13 +100,94 @@ def mean_squared_distance(statistic, target) -> jax.Array:
     return sum(jax.tree.leaves(jax.tree.map(leaf, statistic, target)))
 
 
-# A style statistic is a function of feature maps (N, H, W, C) returning a pytree of
-# (N, ...) arrays, and the distance between two of its values, (N,). Targets blend
-# several style images in statistic space (a weighted mean of each leaf).
-# ``gram`` takes ``norm`` and ``precision`` as keywords; the others take ``features`` alone.
+class GaussianMoments(NamedTuple):
+    """What ``gaussian_moments`` returns: per image, (N, C), (N, C, C) and (N, C, C)."""
+
+    mean: jax.Array
+    cov: jax.Array  # centred: mean over positions of (F - mu)(F - mu)^T
+    mean_outer: jax.Array  # mu mu^T
+
+
+def gaussian_moments(features: jax.Array, *, precision=None) -> GaussianMoments:
+    """The mean and covariance of feature vectors over positions, and the mean's outer product:
+    (N, H, W, C) -> ``GaussianMoments``.
+
+    .. math:: \\mu_c = \\operatorname{mean}_{hw} F_{hwc}, \\qquad
+              \\Sigma_{cd} = \\operatorname{mean}_{hw} (F_{hwc} - \\mu_c)(F_{hwd} - \\mu_d)
+
+    Several styles blend as the weighted mean of each leaf, and ``w2_target`` adds back
+    ``mean(mu mu^T) - mean(mu) mean(mu)^T``: the covariance of the pooled positions, i.e. a blend
+    of the raw first and second moments, as crowsonkb/style-transfer-pytorch blends them.
+    The covariance is centred before the product: from the raw second moment, ReLU features
+    whose means dwarf their spread lose their covariance to float32 cancellation.
+    """
+    x = features.astype(_accum_dtype(features))
+    mean = jnp.mean(x, axis=(1, 2))
+    cov = gram(x - mean[:, None, None, :], norm="hw", precision=precision)
+    return GaussianMoments(mean, cov, mean[:, :, None] * mean[:, None, :])
+
+
+W2_EPS = 1e-4  # added to every covariance's diagonal (crowsonkb's value): keeps them positive definite
+
+
+class W2Target(NamedTuple):
+    """A style target of the W2 loss: the Gaussian's mean (N, C), covariance (+ eps I) and its square root (N, C, C)."""
+
+    mean: jax.Array
+    cov: jax.Array
+    cov_sqrt: jax.Array
+
+
+def _with_eps(cov: jax.Array) -> jax.Array:
+    return cov + W2_EPS * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+
+def w2_target(moments: GaussianMoments, *, method: str = sqrtm.DEFAULT_METHOD) -> W2Target:
+    """The (blended) ``gaussian_moments`` of the style, prepared once for ``w2_distance``."""
+    mean, cov, outer = moments
+    # Zero for a single style (outer is mean mean^T exactly); the spread of the styles' means for several.
+    between = outer - mean[..., :, None] * mean[..., None, :]
+    cov = _with_eps(cov + between)
+    return W2Target(mean, cov, sqrtm.sqrtm(cov, method))
+
+
+def w2_distance(moments: GaussianMoments, target: W2Target, *, method: str = sqrtm.DEFAULT_METHOD) -> jax.Array:
+    """Squared Wasserstein-2 distance between the Gaussians fitted to the features and to the
+    style, per channel: (N,).
+
+    .. math:: \\frac{1}{C}\\Big(\\lVert \\mu - \\mu_s \\rVert^2 + \\operatorname{tr} \\Sigma
+              + \\operatorname{tr} \\Sigma_s
+              - 2 \\operatorname{tr} \\big(\\Sigma_s^{1/2} \\Sigma \\Sigma_s^{1/2}\\big)^{1/2}\\Big)
+
+    (Dowson & Landau 1982; as a style loss: Kolkin et al. 2019, crowsonkb/style-transfer-pytorch,
+    whose means over channels this keeps; both covariances get ``W2_EPS * I``). ``moments`` are
+    ``gaussian_moments`` of the image's features, ``target`` a ``w2_target``; it is zero for equal
+    statistics and symmetric in the two Gaussians. The square root's gradient is
+    ``jaxnst.sqrtm.trace_sqrtm``'s.
+    """
+    cov = _with_eps(moments.cov)
+    hi = functools.partial(jnp.matmul, precision=sqrtm.HIGHEST)
+    cross = sqrtm.trace_sqrtm(sqrtm.symmetric(hi(hi(target.cov_sqrt, cov), target.cov_sqrt)), method)
+    tr = lambda a: jnp.trace(a, axis1=-2, axis2=-1)  # noqa: E731
+    c = cov.shape[-1]
+    return jnp.mean(jnp.square(moments.mean - target.mean), axis=-1) + (tr(cov) + tr(target.cov) - 2 * cross) / c
+
+
+class StyleStatistic(NamedTuple):
+    """A style statistic: ``statistic(features, precision=)`` of feature maps (N, H, W, C) returns
+    a pytree of (N, ...) arrays; targets blend several style images as the weighted mean of each
+    leaf; ``prepare`` turns the blended value into the target once; ``distance(statistic,
+    target)`` is (N,)."""
+
+    statistic: Callable
+    distance: Callable = mean_squared_distance
+    prepare: Callable = lambda blended: blended  # noqa: E731
+
+
 STYLE_STATISTICS = {
-    "gram": (gram, mean_squared_distance),
-    "mean_std": (mean_std, mean_squared_distance),
+    "gram": StyleStatistic(gram),  # also takes ``norm``
+    "mean_std": StyleStatistic(lambda features, precision=None: mean_std(features)),
+    "w2": StyleStatistic(gaussian_moments, w2_distance, w2_target),
 }
 
 

@@ -28,7 +28,7 @@ class Targets(NamedTuple):
     """What the image is pulled towards: content features and (blended) style statistics."""
 
     content: dict[str, jax.Array]  # tap -> (1, H, W, C)
-    style: dict[str, Any]  # tap -> the style statistic's value: a Gram (1, C, C), a (mean, std) pair, ...
+    style: dict[str, Any]  # tap -> the prepared style statistic: a Gram (1, C, C), a (mean, std) pair, a W2Target...
 
 
 def _layer_weights(layers: tuple[str, ...], values: tuple[float, ...] | None) -> dict[str, jax.Array]:
@@ -92,14 +92,18 @@ class LossSpec:
 
     def statistic(self, f: jax.Array):
         """The style statistic of feature maps ``f`` (N, H, W, C)."""
-        fn, _ = losses.STYLE_STATISTICS[self.style_statistic]
-        if fn is losses.gram:
-            return losses.gram(f, norm=self.gram_norm, precision=self.network.matmul_precision)
-        return fn(f)
+        fn = losses.STYLE_STATISTICS[self.style_statistic].statistic
+        norm = {"norm": self.gram_norm} if fn is losses.gram else {}
+        return fn(f, precision=self.network.matmul_precision, **norm)
 
     @property
     def distance(self) -> Callable:
-        return losses.STYLE_STATISTICS[self.style_statistic][1]
+        return losses.STYLE_STATISTICS[self.style_statistic].distance
+
+    @property
+    def prepare(self) -> Callable:
+        """Turns a blended statistic into the style target (``losses.StyleStatistic``)."""
+        return losses.STYLE_STATISTICS[self.style_statistic].prepare
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -117,7 +121,8 @@ def make_targets(
 
     Each style image keeps its own shape; their statistics (Grams, C x C) are
     averaged leaf by leaf with the ``blend`` weights (normalised to sum to 1), as
-    jcjohnson/neural-style averages Grams. One jitted call (compiled once per
+    jcjohnson/neural-style averages Grams, then prepared (``LossSpec.prepare``: for
+    ``w2``, the Gaussian and its covariance's square root). One jitted call (compiled once per
     shapes and ``spec``): run op by op, the network's hundreds of small
     operations would each be compiled on their own. It uses
     ``spec.forward_only``: nothing here is differentiated.
@@ -141,7 +146,7 @@ def _targets(weights: Weights, content, styles: list, spec: LossSpec, blend: tup
         for name, f in sf.items():
             stat = jax.tree.map(lambda a: (b / total) * a, spec.statistic(f))  # noqa: B023
             style[name] = jax.tree.map(jnp.add, style[name], stat) if name in style else stat
-    return Targets(feats, style)
+    return Targets(feats, {name: spec.prepare(stat) for name, stat in style.items()})
 
 
 def objective(

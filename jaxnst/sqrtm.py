@@ -1,0 +1,104 @@
+"""Square roots of symmetric positive semi-definite matrices, for the Wasserstein-2 style loss.
+
+The W2 distance between Gaussians needs ``tr sqrt(M)`` of an SPD matrix ``M`` and its
+gradient, which is simply
+
+.. math:: \\frac{\\partial}{\\partial M} \\operatorname{tr} \\sqrt{M} = \\tfrac12 M^{-1/2}
+
+(symmetric ``M``), so ``trace_sqrtm`` has a custom VJP that needs no Lyapunov solve and
+no eigenvalue gaps: where autodiff through ``eigh`` divides by ``lambda_i - lambda_j`` and
+fails on repeated eigenvalues (the many dead channels of a ReLU layer give them), this is
+finite wherever ``M`` is positive definite. Two ways to get ``sqrt(M)`` and ``M^{-1/2}``:
+
+* ``'eigh'``: an eigendecomposition; exact to float32 rounding whatever the conditioning.
+* ``'newton_schulz'``: the coupled Newton-Schulz iteration (Higham, "Functions of Matrices",
+  6.3; as in Lin & Maji's matrix-sqrt and crowsonkb/style-transfer-pytorch), matrix products
+  only, fast on accelerators; eigenvalues far below the Frobenius norm converge slowly.
+
+``scripts/bench_sqrtm.py`` measures both (docs/benchmarks.md); ``DEFAULT_METHOD`` follows it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+DEFAULT_METHOD = "eigh"
+NEWTON_SCHULZ_ITERATIONS = 12  # crowsonkb's choice; see scripts/bench_sqrtm.py for the error it leaves
+HIGHEST = lax.Precision.HIGHEST  # TensorFloat-32 products would undo the iteration's accuracy on GPUs
+
+
+def symmetric(a: jax.Array) -> jax.Array:
+    """``(a + a^T) / 2`` over the last two axes."""
+    return (a + jnp.swapaxes(a, -1, -2)) / 2
+
+
+def _sqrt_and_inverse_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    w, v = jnp.linalg.eigh(symmetric(a))
+    w = jnp.maximum(w, 0.0)  # rounding may leave tiny negative eigenvalues of a PSD matrix
+    inv = jnp.where(w > 0, lax.rsqrt(jnp.where(w > 0, w, 1.0)), 0.0)  # the pseudo-inverse on a null space
+    outer = lambda d: jnp.einsum("...ij,...j,...kj->...ik", v, d, v, precision=HIGHEST)  # noqa: E731
+    return outer(jnp.sqrt(w)), outer(inv)
+
+
+def _sqrt_and_inverse_newton_schulz(a: jax.Array, iterations: int) -> tuple[jax.Array, jax.Array]:
+    # Y_0 = A / |A|_F, Z_0 = I; T = (3I - Z Y) / 2, Y <- Y T, Z <- T Z: Y -> sqrt(A/|A|), Z -> its inverse.
+    norm = jnp.sqrt(jnp.sum(jnp.square(a), axis=(-2, -1), keepdims=True))
+    norm = jnp.where(norm > 0, norm, 1.0)
+    eye = jnp.eye(a.shape[-1], dtype=a.dtype)
+    mm = functools.partial(jnp.matmul, precision=HIGHEST)
+
+    def body(_, yz):
+        y, z = yz
+        t = (3 * eye - mm(z, y)) / 2
+        return mm(y, t), mm(t, z)
+
+    y, z = lax.fori_loop(0, iterations, body, (a / norm, jnp.broadcast_to(eye, a.shape)))
+    root = jnp.sqrt(norm)
+    return y * root, z / root
+
+
+def sqrt_and_inverse(a: jax.Array, method: str = DEFAULT_METHOD) -> tuple[jax.Array, jax.Array]:
+    """``(sqrt(a), a^{-1/2})`` of symmetric positive (semi-)definite matrices (..., C, C).
+
+    ``method`` is ``'eigh'`` or ``'newton_schulz'`` (module docstring). With ``'eigh'`` a
+    singular ``a`` gets the pseudo-inverse square root. Not meant to be differentiated:
+    use ``trace_sqrtm`` in a loss.
+    """
+    if method == "eigh":
+        return _sqrt_and_inverse_eigh(a)
+    if method == "newton_schulz":
+        return _sqrt_and_inverse_newton_schulz(a, NEWTON_SCHULZ_ITERATIONS)
+    raise ValueError(f"unknown matrix square root method {method!r}: use eigh or newton_schulz")
+
+
+def sqrtm(a: jax.Array, method: str = DEFAULT_METHOD) -> jax.Array:
+    """The principal square root of symmetric positive semi-definite matrices (..., C, C)."""
+    return sqrt_and_inverse(a, method)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def trace_sqrtm(m: jax.Array, method: str = DEFAULT_METHOD) -> jax.Array:
+    """``tr sqrt(m)`` of symmetric positive definite matrices (..., C, C) -> (...), with the
+    gradient ``m^{-1/2} / 2`` (module docstring).
+
+    >>> trace_sqrtm(jnp.diag(jnp.array([4.0, 9.0])))
+    Array(5., dtype=float32)
+    """
+    root, _ = sqrt_and_inverse(m, method)
+    return jnp.trace(root, axis1=-2, axis2=-1)
+
+
+def _trace_sqrtm_fwd(m, method):
+    root, inv = sqrt_and_inverse(m, method)
+    return jnp.trace(root, axis1=-2, axis2=-1), inv
+
+
+def _trace_sqrtm_bwd(method, inv, g):
+    return (g[..., None, None] * symmetric(inv) / 2,)
+
+
+trace_sqrtm.defvjp(_trace_sqrtm_fwd, _trace_sqrtm_bwd)
