@@ -37,8 +37,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnst.config import Config, validate
-from jaxnst.engine import STOP_REASONS, Block, Engine, Problem, blocks, make_engine
+from jaxnst.config import Config, scale_schedule, validate
+from jaxnst.engine import STOP_REASONS, Block, Engine, Problem, blocks, make_engine, output
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
 from jaxnst.stylize import as_batch, check_arch, check_image_sizes, initial_image, stylize
@@ -49,7 +49,7 @@ from jaxnst.vgg import Weights
 # fixes the program and must be the same for all items.
 PER_ITEM = (
     "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights",
-    "lr", "tol", "steps", "seed", "init", "style_blend_weights",
+    "lr", "tol", "steps", "seed", "init", "style_blend_weights", "ema",
 )  # fmt: skip
 # Only used when reading files, so the library ignores them.
 _LOADING = ("size", "style_scale")
@@ -229,6 +229,11 @@ def stylize_batch(
     _check_same(configs)
     cfg0 = configs[0]
     check_arch(cfg0, weights)
+    if len(scale_schedule(cfg0)) > 1:
+        raise JaxnstError(
+            f"a batch runs one scale for now: give min_size None (or >= size {cfg0.size}), not {cfg0.min_size}",
+            "min_size",
+        )
     if every < 1:
         raise JaxnstError(f"every={every} must be >= 1")
     if batch_size is not None and batch_size < 1:
@@ -302,7 +307,8 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
     ]
     engine = batched_engine(spec, items[0].cfg.optimizer, shared, mesh)
     # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
-    state = engine.init(jnp.stack(starts), jnp.asarray([it.cfg.lr for it in rows], jnp.float32))
+    per_row = lambda name: jnp.asarray([getattr(it.cfg, name) for it in rows], jnp.float32)  # noqa: E731
+    state = engine.init(jnp.stack(starts), per_row("lr"), per_row("ema"))
     loss_weights = _stack([LossWeights.from_config(it.cfg) for it in rows])
     tol = jnp.asarray([it.cfg.tol for it in rows], jnp.float32)
     steps = np.array([it.cfg.steps for it in items] + [0] * pad)
@@ -329,7 +335,7 @@ def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callb
 
     def report(block: Block, finished: bool):
         # A clipped copy: the loop donates the state, and the callback may keep the progress.
-        x = jnp.clip(block.state.image, 0.0, 1.0)
+        x = jnp.clip(output(block.state), 0.0, 1.0)
         reasons = tuple(STOP_REASONS[int(c)] for c in block.stop[:b]) if finished else ()
         p = BatchProgress(
             tuple(index), tuple(map(int, block.step[:b])), tuple(map(int, steps[:b])),

@@ -11,7 +11,8 @@ import math
 from typing import Literal
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-INIT_CHOICES = ("content", "noise", "style")  # the start images ``init`` names; anything else is an image file
+# The start images ``init`` names; anything else is an image file.
+INIT_CHOICES = ("content", "noise", "gray", "normal", "style", "style-stats")
 
 
 def _help(text: str, **kw):
@@ -30,7 +31,18 @@ class Config:
 
     size: int = _help("long side of the output in pixels (the content is resized to it)", default=512)
     style_scale: float = _help("long side of each style image, relative to --size", default=1.0)
-    steps: int = _help("optimisation steps", default=500)
+    steps: int = _help("optimisation steps (at each scale after the first, with --min-size)", default=500)
+    min_size: int | None = _help(
+        "coarse to fine: start at this long side and grow by sqrt(2) up to --size, carrying the image"
+        " and Adam's moments up (crowsonkb's scales; None: one scale, at --size)",
+        default=None,
+    )
+    initial_steps: int | None = _help("steps at the first scale with --min-size (None: --steps)", default=None)
+    ema: float = _help(
+        "output the bias-corrected moving average of the iterates with this decay, restarted at each"
+        " scale (e.g. 0.99; 0: the last iterate)",
+        default=0.0,
+    )
     content_weight: float = _help("alpha: weight of the content loss", default=5.0)
     style_weight: float = _help("beta: weight of the style loss", default=100.0)
     tv_weight: float = _help("gamma: weight of the total-variation loss (0 = off, as in Gatys)", default=0.0)
@@ -56,7 +68,12 @@ class Config:
     optimizer: Literal["adam", "lbfgs"] = _help("optimiser over the pixels", default="adam")
     lr: float = _help("Adam learning rate on [0,1] pixels (L-BFGS picks its steps by line search)", default=0.02)
     tol: float = _help("stop when the relative loss change over a step is below this (0 = never)", default=0.0)
-    init: str = _help("start image: content, noise, style, or an image file", default="content")
+    init: str = _help(
+        "start image: content, noise (uniform), gray (0.5 with a little noise), normal (truncated normal"
+        " around 0.5), style (the first style image resized), style-stats (noise with the styles' channel"
+        " means and spreads), or an image file",
+        default="content",
+    )
     seed: int = _help("seed of every random choice (noise init, random weights)", default=0)
     pooling: Literal["max", "avg"] = _help("VGG pooling", default="max")
     model: Literal["vgg19", "vgg16"] = _help("VGG architecture", default="vgg19")
@@ -80,6 +97,24 @@ def style_size(cfg: Config) -> int:
     return max(16, round(cfg.size * cfg.style_scale))
 
 
+def scale_schedule(cfg: Config) -> list[tuple[int, int]]:
+    """``(long side, steps)`` of each scale of a run: with ``min_size``, the sides ``size / sqrt(2)^i``
+    (rounded) that are at least ``min_size``, smallest first, the first taking ``initial_steps``
+    (crowsonkb's ``gen_scales``); else the one scale ``(size, steps)``.
+
+    >>> scale_schedule(Config(size=512, min_size=128, initial_steps=1000))
+    [(128, 1000), (181, 500), (256, 500), (362, 500), (512, 500)]
+    """
+    if cfg.min_size is None or cfg.min_size >= cfg.size:
+        return [(cfg.size, cfg.steps)]
+    sides, i = [], 0
+    while (side := round(cfg.size / 2 ** (i / 2))) >= cfg.min_size:
+        sides.insert(0, side)
+        i += 1
+    first = cfg.steps if cfg.initial_steps is None else cfg.initial_steps
+    return [(sides[0], first)] + [(side, cfg.steps) for side in sides[1:]]
+
+
 def validate(cfg: Config) -> Config:
     """Checks the values a user can get wrong; returns ``cfg`` or raises ``JaxnstError``."""
     from jaxnst.errors import JaxnstError
@@ -99,6 +134,9 @@ def validate(cfg: Config) -> Config:
     need(-(2**63) <= cfg.seed < 2**63, "seed", f"{cfg.seed} is too large: use a 64-bit integer")
     need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")
     need(cfg.steps >= 0, "steps", f"{cfg.steps} must be >= 0")
+    need(cfg.initial_steps is None or cfg.initial_steps >= 0, "initial_steps", f"{cfg.initial_steps} must be >= 0")
+    need(cfg.min_size is None or cfg.min_size >= 16, "min_size", f"{cfg.min_size} is too small: use at least 16 pixels")
+    need(math.isfinite(cfg.ema) and 0 <= cfg.ema < 1, "ema", f"{cfg.ema} must be in [0, 1), e.g. 0.99")
     need(cfg.lr > 0, "lr", f"{cfg.lr} must be positive")
     # Pixels are in [0, 1]: a larger Adam step crosses the whole range and the image turns to noise.
     too_large = f"{cfg.lr} is too large for pixels in [0, 1]: use at most 1, e.g. 0.02"

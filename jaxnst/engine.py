@@ -1,6 +1,6 @@
 """The run of a style transfer as a value: a ``State`` and the pure functions over it.
 
-Shaped like an Optax transformation: ``init(image, learning_rate) -> State``
+Shaped like an Optax transformation: ``init(image, learning_rate, ema_decay) -> State``
 and ``run(state, problem, n, tol) -> State``, which takes up to ``n`` more
 steps in one dispatch (a ``lax.while_loop``), so the host never waits on a
 single step. ``State`` is a pytree of arrays: hold it, save it, ``vmap`` it,
@@ -45,6 +45,10 @@ class State(NamedTuple):
     step: jax.Array  # int32, steps taken
     loss: jax.Array  # float32, the loss at the input of the last step taken (NaN before the first)
     stop: jax.Array  # int32, a key of STOP_REASONS; ``run`` takes no step once it is not STOP_STEPS
+    # The exponential moving average of the iterates (Adam's bias correction; ``output``):
+    average: jax.Array  # like ``image``: a <- d a + (1 - d) x after each step, from (1 - d) x_0
+    average_weight: jax.Array  # float32, the same average of 1s: ``output`` is ``average / average_weight``
+    ema_decay: jax.Array  # float32, d; 0: the average is the last image
 
 
 class Problem(NamedTuple):
@@ -72,13 +76,14 @@ def make_engine(spec: LossSpec, optimizer: str) -> Engine:
     # Adam reads its learning rate from the state, so the one in this transformation is unused.
     step = make_step(loss_fn, make_optimizer(optimizer), linesearch=optimizer == "lbfgs")
 
-    def init(image: jax.Array, learning_rate=Config.lr) -> State:
+    def init(image: jax.Array, learning_rate=Config.lr, ema_decay=Config.ema) -> State:
         # Fresh buffers: ``run`` donates the state, and neither the caller's image nor leaves that
         # an optimiser's init shares with it may be donated.
         image = jnp.array(image, jnp.float32, copy=True)
         opt_state = make_optimizer(optimizer, learning_rate).init(image)
         opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), opt_state)
-        return State(image, opt_state, jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS))
+        return State(image, opt_state, jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS),
+                     *_start_average(image, ema_decay))  # fmt: skip
 
     def run(state: State, problem: Problem, n, tol) -> State:
         return run_state(step, state, problem, n, tol)
@@ -109,9 +114,52 @@ def run_state(step: Callable, state: State, problem, n, tol) -> State:
         stop = jnp.where(bad, STOP_NONFINITE, jnp.where((tol > 0) & (rel < tol), STOP_TOL, STOP_STEPS))
         stop = stop.astype(jnp.int32)  # not weakly typed: the carry keeps its type, and the next call its program
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(bad, b, a), new, old)  # noqa: E731
-        return State(keep(x, s.image), keep(o, s.opt_state), s.step + jnp.where(bad, 0, 1), keep(loss, s.loss), stop)
+        d = s.ema_decay
+        average, weight = d * s.average + (1 - d) * x, d * s.average_weight + (1 - d)
+        return State(keep(x, s.image), keep(o, s.opt_state), s.step + jnp.where(bad, 0, 1), keep(loss, s.loss), stop,
+                     keep(average, s.average), keep(weight, s.average_weight), d)  # fmt: skip
 
     return lax.while_loop(cond, body, state)
+
+
+def _start_average(image: jax.Array, ema_decay) -> tuple[jax.Array, jax.Array, jax.Array]:
+    d = jnp.asarray(ema_decay, jnp.float32)
+    return (1 - d) * image, 1 - d, d  # as if averaging had started with this image: ``output`` gives it back
+
+
+def output(state: State) -> jax.Array:
+    """The run's image: the bias-corrected moving average of its iterates (crowsonkb's
+    ``--avg-decay``, Adam's correction), which is the last iterate when ``ema_decay`` is 0."""
+    return state.average / state.average_weight[..., None, None, None, None]  # (1, H, W, 3) per item
+
+
+def _resize(x: jax.Array, hw: tuple[int, int], method: str) -> jax.Array:
+    return jax.image.resize(x, (*x.shape[:-3], *hw, x.shape[-1]), method)
+
+
+def rescale(state: State, hw: tuple[int, int], optimizer: str) -> State:
+    """``state`` carried to images of ``hw`` = (height, width), for the next scale of a run.
+
+    The image is ``output(state)`` resized (bicubic) and clipped to [0, 1]; Adam's moments are
+    resized too (the first bicubic, the second bilinear and kept >= 0, as crowsonkb's
+    ``scale_adam``), its step count and learning rate kept; L-BFGS starts afresh (its memory
+    holds directions of the old shape); the average starts again at the new image; the step
+    count, loss and stop start again.
+    """
+    image = jnp.clip(_resize(output(state), hw, "cubic"), 0.0, 1.0)
+    if optimizer == "adam":
+        is_adam = lambda a: isinstance(a, optax.ScaleByAdamState)  # noqa: E731
+
+        def moments(a):
+            if not is_adam(a):
+                return a
+            return a._replace(mu=_resize(a.mu, hw, "cubic"), nu=jnp.maximum(_resize(a.nu, hw, "linear"), 0.0))
+
+        opt_state = jax.tree.map(moments, state.opt_state, is_leaf=is_adam)
+    else:  # fresh buffers, as in ``init``
+        opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), make_optimizer(optimizer).init(image))
+    return State(image, opt_state, jnp.zeros_like(state.step), jnp.full_like(state.loss, jnp.nan),
+                 jnp.zeros_like(state.stop), *_start_average(image, state.ema_decay))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=16)

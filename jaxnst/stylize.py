@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.config import Config, validate
-from jaxnst.engine import STOP_REASONS, Block, Problem, State, blocks, compiled_engine
+from jaxnst.config import INIT_CHOICES, Config, scale_schedule, validate
+from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Problem, State, blocks, compiled_engine, output, rescale
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, make_targets
 from jaxnst.vgg import Weights, check_image_size
@@ -28,9 +28,9 @@ class Progress:
     """What ``stylize`` reports after each block of steps (and once more at the end)."""
 
     step: int  # steps done so far
-    steps: int  # steps asked for
+    steps: int  # steps asked for (at this scale)
     loss: float  # total loss at the last step's input image
-    image: jax.Array  # current image, (H, W, 3) in [0, 1]
+    image: jax.Array  # current image (``engine.output``: the moving average with ``ema``), (h, w, 3) in [0, 1]
     elapsed: float  # seconds since the loop started, compile included
     done: bool = False
     reason: str = ""  # why the run stopped, when ``done``
@@ -38,6 +38,8 @@ class Progress:
     # The run's state. Its buffers are reused by the next block: save or copy it inside the callback.
     state: State | None = dataclasses.field(default=None, repr=False)
     stop: int = 0  # a key of jaxnst.engine.STOP_REASONS, when ``done``
+    scale: int = 0  # which scale of ``config.scale_schedule`` (``step`` and ``steps`` count within it)
+    scales: int = 1
 
     def terms(self) -> dict[str, float]:
         """Unweighted ``{'content', 'style', 'tv'}`` losses of ``image`` (costs one forward pass)."""
@@ -54,11 +56,20 @@ def check_arch(cfg: Config, weights: Weights) -> None:
 
 def check_image_sizes(cfg: Config, content_shapes, style_shapes) -> None:
     """Raises ``JaxnstError`` unless every content leaves each tap of ``cfg`` at least a pixel, and every
-    style each style tap (``jaxnst.vgg.check_image_size``); shapes are (..., H, W, 3)."""
+    style each style tap (``jaxnst.vgg.check_image_size``), at the first (smallest) scale; shapes
+    are (..., H, W, 3)."""
     for shape in content_shapes:
         check_image_size(shape, cfg.content_layers + cfg.style_layers, "content image")
     for shape in style_shapes:
         check_image_size(shape, cfg.style_layers, "style image")
+    ratio = scale_schedule(cfg)[0][0] / cfg.size
+    if ratio < 1:
+        smallest = lambda shape: (*scaled_hw(shape[-3:-1], ratio), shape[-1])  # noqa: E731
+        for shape in content_shapes:
+            check_image_size(smallest(shape), cfg.content_layers + cfg.style_layers, "content image at the first scale",
+                             "min_size")  # fmt: skip
+        for shape in style_shapes:
+            check_image_size(smallest(shape), cfg.style_layers, "style image at the first scale", "min_size")
 
 
 def as_batch(a, what: str) -> jax.Array:
@@ -72,19 +83,55 @@ def as_batch(a, what: str) -> jax.Array:
 
 
 def initial_image(cfg: Config, content: jax.Array, styles: Sequence[jax.Array], init_image=None) -> jax.Array:
-    """The start image (1, H, W, 3) named by ``cfg.init``: content, noise, style or ``init_image``."""
+    """The start image (1, H, W, 3) named by ``cfg.init`` (``config.INIT_CHOICES``) or ``init_image``.
+
+    ``noise`` is uniform in [0, 1]; ``gray`` 0.5 plus uniform noise below 1/255; ``normal`` a normal
+    around 0.5 with deviation 0.25, truncated to [0, 1]; ``style-stats`` the same per channel with the
+    mean and deviation of the styles' pixels (blended as ``style_blend_weights``: the pooled pixels'
+    moments); ``style`` the first style resized. The random ones draw from ``cfg.seed``.
+    """
     shape = content.shape
+    key = jax.random.key(cfg.seed)
+
+    def truncated_normal(mean, std):
+        lo, hi = (0.0 - mean) / std, (1.0 - mean) / std
+        return mean + std * jax.random.truncated_normal(key, lo, hi, shape, jnp.float32)
+
     if init_image is not None:
         img = as_batch(init_image, "init image")
     elif cfg.init == "content":
         return content
     elif cfg.init == "noise":
-        return jax.random.uniform(jax.random.key(cfg.seed), shape, jnp.float32)
+        return jax.random.uniform(key, shape, jnp.float32)
+    elif cfg.init == "gray":
+        return 0.5 + jax.random.uniform(key, shape, jnp.float32) / 255
+    elif cfg.init == "normal":
+        return truncated_normal(0.5, 0.25)
+    elif cfg.init == "style-stats":
+        blend = np.asarray(cfg.style_blend_weights or [1.0] * len(styles), np.float32)
+        blend = blend / blend.sum()
+        mean = sum(b * jnp.mean(s, axis=(0, 1, 2)) for b, s in zip(blend, styles, strict=True))
+        second = sum(b * jnp.mean(jnp.square(s), axis=(0, 1, 2)) for b, s in zip(blend, styles, strict=True))
+        return truncated_normal(mean, jnp.sqrt(jnp.maximum(second - jnp.square(mean), 1e-6)))
     elif cfg.init == "style":
         img = styles[0]
     else:
-        raise JaxnstError(f"init {cfg.init!r}: use content, noise, style, or an image file", "init")
+        raise JaxnstError(f"init {cfg.init!r}: use {', '.join(INIT_CHOICES)}, or an image file", "init")
     return jax.image.resize(img, shape, "linear", antialias=True) if img.shape != shape else img
+
+
+def scaled_hw(hw: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """``hw`` = (height, width) times ``ratio``, rounded, at least 1 each."""
+    return tuple(max(1, round(n * ratio)) for n in hw)
+
+
+def scale_shapes(cfg: Config, content_hw: tuple[int, int], style_hws) -> list[tuple[tuple[int, int], list]]:
+    """``(content hw, [style hw, ...])`` at each scale of ``config.scale_schedule(cfg)``: the content and
+    styles are given at the last scale, and each earlier one shrinks them by ``side / cfg.size``."""
+    return [
+        (scaled_hw(content_hw, side / cfg.size), [scaled_hw(hw, side / cfg.size) for hw in style_hws])
+        for side, _ in scale_schedule(cfg)
+    ]
 
 
 def stylize(
@@ -105,11 +152,18 @@ def stylize(
     keep their own shapes (resize them beforehand, see ``jaxnst.load_image``).
     Runs ``config.steps`` steps of ``config.optimizer``, ``every`` steps per
     dispatch, calling ``callback(Progress)`` after each block and at the end.
-    Returns the image, (H, W, 3) in [0, 1].
+    Returns the image (``engine.output``: with ``config.ema``, the moving average of
+    the iterates), (H, W, 3) in [0, 1].
+
+    With ``config.min_size`` it runs coarse to fine, the scales of
+    ``config.scale_schedule``: at each, the content and styles shrunk by ``side /
+    size``, the targets computed again, and the state carried up by
+    ``engine.rescale``; each shape compiles once.
 
     ``state`` continues a run from its ``State`` (e.g. ``Progress.state`` saved with
-    ``jaxnst.checkpoint``) up to ``config.steps`` in all, instead of starting one; with the
-    same arguments the result is that of the uninterrupted run.
+    ``jaxnst.checkpoint``), at the scale its shape belongs to, up to the steps asked
+    for, instead of starting one; with the same arguments the result is that of the
+    uninterrupted run.
 
     ``place`` puts an image-shaped (1, H, W, 3) array on devices (e.g.
     ``jax.device_put(x, sharding)``); it is applied to the content and to the
@@ -127,30 +181,51 @@ def stylize(
     content = place(as_batch(content, "content"))
     styles = [as_batch(s, "style") for s in styles]
     check_image_sizes(cfg, [content.shape], [s.shape for s in styles])
-    spec = LossSpec.from_config(cfg, content.shape[1] * content.shape[2])
-    problem = Problem(
-        weights, make_targets(weights, content, styles, spec, cfg.style_blend_weights), LossWeights.from_config(cfg)
-    )
-    engine = compiled_engine(spec, cfg.optimizer)
-    if state is None:
-        state = engine.init(place(initial_image(cfg, content, styles, init_image)), cfg.lr)
-    elif state.image.shape != content.shape:
-        raise JaxnstError(f"the state's image is {state.image.shape[1:3]}, the content {content.shape[1:3]}: resize")
+    schedule = scale_schedule(cfg)
+    shapes = scale_shapes(cfg, content.shape[1:3], [s.shape[1:3] for s in styles])
+    resize = lambda a, hw: a if a.shape[1:3] == hw else jax.image.resize(a, (1, *hw, 3), "linear")  # noqa: E731
+    first = 0
+    if state is not None:  # the scale it was saved at, told by its shape
+        at = [k for k, (hw, _) in enumerate(shapes) if tuple(state.image.shape[1:3]) == hw]
+        if not at:
+            want = " or ".join(f"{hw}" for hw, _ in shapes)
+            raise JaxnstError(f"the state's image is {state.image.shape[1:3]}, this run's scales are {want}: resize")
+        first = at[-1]
     t0 = time.perf_counter()
+    done = False
+    for k in range(first, len(schedule)):
+        (hw, style_hws), steps = shapes[k], schedule[k][1]
+        content_k = place(resize(content, hw))
+        styles_k = [resize(s, shw) for s, shw in zip(styles, style_hws, strict=True)]
+        spec = LossSpec.from_config(dataclasses.replace(cfg, steps=steps), hw[0] * hw[1])
+        targets = make_targets(weights, content_k, styles_k, spec, cfg.style_blend_weights)
+        problem = Problem(weights, targets, LossWeights.from_config(cfg))
+        engine = compiled_engine(spec, cfg.optimizer)
+        if state is None:
+            state = engine.init(place(initial_image(cfg, content_k, styles_k, init_image)), cfg.lr, cfg.ema)
+        elif k > first:
+            state = _rescale(state, hw, cfg.optimizer)
 
-    def report(block: Block):
-        if callback is not None:
-            img = jnp.clip(block.state.image[0], 0.0, 1.0)
-            terms_fn = lambda: {k: float(v) for k, v in engine.terms(img[None], problem).items()}  # noqa: E731
-            reason = STOP_REASONS[int(block.stop)] if block.done else ""
-            p = Progress(int(block.step), cfg.steps, float(block.loss), img, time.perf_counter() - t0, block.done,
-                         reason, terms_fn, block.state, int(block.stop))  # fmt: skip
-            callback(p)
+        def report(block: Block, done: bool):
+            if callback is not None:
+                img = jnp.clip(output(block.state)[0], 0.0, 1.0)
+                terms_fn = lambda: {k: float(v) for k, v in engine.terms(img[None], problem).items()}  # noqa: B023, E731
+                reason = STOP_REASONS[int(block.stop)] if done else ""
+                p = Progress(int(block.step), steps, float(block.loss), img, time.perf_counter() - t0, done,  # noqa: B023
+                             reason, terms_fn, block.state, int(block.stop), k, len(schedule))  # noqa: B023  # fmt: skip
+                callback(p)
 
-    block = None
-    for block in blocks(engine.run, state, problem, cfg.steps, jnp.float32(cfg.tol), every):
-        state = block.state
-        report(block)
-    if block is None:  # nothing to do: no steps asked for, or a continued run that is already done
-        report(Block(state, *(np.asarray(a) for a in (state.step, state.stop, state.loss)), True))
-    return jnp.clip(state.image[0], 0.0, 1.0)
+        last = k == len(schedule) - 1
+        block = None
+        for block in blocks(engine.run, state, problem, steps, jnp.float32(cfg.tol), every):
+            state = block.state
+            done = block.done and (last or int(block.stop) == STOP_NONFINITE)
+            report(block, done)
+        if done:
+            break
+    if not done:  # nothing left to do at the last scale: no steps asked for, or a continued run already done
+        report(Block(state, *(np.asarray(a) for a in (state.step, state.stop, state.loss)), True), True)
+    return jnp.clip(output(state)[0], 0.0, 1.0)
+
+
+_rescale = jax.jit(rescale, static_argnums=(1, 2))

@@ -56,14 +56,15 @@ def tap_stride(tap: str) -> int:
     return 2 ** (block if tap.startswith("pool") else block - 1)
 
 
-def check_image_size(shape: tuple[int, ...], taps: Iterable[str], what: str) -> None:
+def check_image_size(shape: tuple[int, ...], taps: Iterable[str], what: str, field: str | None = None) -> None:
     """Raises ``JaxnstError`` unless an image of ``shape`` (..., H, W, 3) leaves every tap's maps at
-    least one pixel (and the image two, for total variation)."""
+    least one pixel (and the image two, for total variation); the message says to enlarge ``field``
+    (default: ``style_scale`` for a style, else ``size``)."""
     h, w = shape[-3], shape[-2]
     need = max([2, *(tap_stride(t) for t in taps)])
     if min(h, w) < need:
         deepest = max(taps, key=tap_stride)
-        field = "style_scale" if what.startswith("style") else "size"
+        field = field or ("style_scale" if what.startswith("style") else "size")
         raise JaxnstError(
             f"the {what} is {w}x{h} px: layer {deepest} needs at least {need} px on each side; use a larger {field} "
             "or shallower layers",

@@ -43,7 +43,9 @@ def test_clip_keeps_pixels_in_range():
 
 
 def run_quad(loss, opt, x0, n, tol, problem=None):
-    state = engine.State(x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS))
+    state = engine.State(
+        x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS), x0, jnp.float32(1), jnp.float32(0)
+    )
     return engine.run_state(make_step(loss, opt, clip=False), state, problem, n, tol)
 
 
@@ -55,7 +57,9 @@ def test_run_equals_single_steps(rng):
     for _ in range(7):
         x, s, loss = step(x, s, t)
     x0 = jnp.zeros((1, 3, 3, 3))
-    state = engine.State(x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS))
+    state = engine.State(
+        x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS), x0, jnp.float32(1), jnp.float32(0)
+    )
     out = jax.jit(lambda st: engine.run_state(step, st, t, 7, 0.0))(state)
     assert int(out.step) == 7 and int(out.stop) == STOP_STEPS
     np.testing.assert_allclose(out.image, x, rtol=1e-6)

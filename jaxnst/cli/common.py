@@ -90,6 +90,14 @@ def _csv(kind):
     return parse
 
 
+def _optional(kind):
+    def parse(text):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" names it
+    return parse
+
+
 def _size(text):
     if text == "auto":
         return text
@@ -116,6 +124,9 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             kw = {"type": _csv(str), "metavar": "LAYER,..."}
         elif f.name == "size":
             kw = {"type": _size, "metavar": "N|auto"}
+        elif f.default is None:  # int | None: "none" gives None back
+            kind = next(a for a in typing.get_args(hint) if a is not type(None))
+            kw = {"type": _optional(kind), "metavar": {int: "N|none", float: "X|none"}[kind]}
         else:
             kw = {"type": type(f.default), "metavar": {int: "N", float: "X", str: "S"}[type(f.default)]}
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default

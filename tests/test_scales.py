@@ -1,0 +1,145 @@
+"""Coarse to fine: the scale schedule, carrying a run's state up a scale, the moving average of
+the iterates, and the start images."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnst
+from jaxnst import engine
+from jaxnst.config import Config, scale_schedule
+from jaxnst.optimize import LossSpec, LossWeights, make_targets
+from jaxnst.stylize import initial_image
+
+LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
+
+
+def test_scale_schedule_is_as_documented():
+    assert scale_schedule(Config(size=512, min_size=128, initial_steps=1000)) == [
+        (128, 1000), (181, 500), (256, 500), (362, 500), (512, 500)
+    ]  # fmt: skip
+    # Sides below min_size are left out; the first scale takes --steps when initial_steps is None.
+    assert scale_schedule(Config(size=500, min_size=128, steps=7)) == [(177, 7), (250, 7), (354, 7), (500, 7)]
+    assert scale_schedule(Config(size=512, steps=9)) == [(512, 9)]  # no min_size: one scale
+    assert scale_schedule(Config(size=64, min_size=128, initial_steps=3)) == [(64, 500)]  # min_size >= size
+
+
+def problem_for(vgg19, rng, cfg, hw=(16, 16)):
+    c = jnp.asarray(rng.uniform(size=(1, *hw, 3)), jnp.float32)
+    s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
+    spec = LossSpec.from_config(cfg)
+    return c, engine.Problem(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg)), spec
+
+
+def test_output_is_the_bias_corrected_moving_average_of_the_iterates(vgg19, rng):
+    cfg = Config(style_weight=1e3, lr=0.05, **LAYERS)
+    c, problem, spec = problem_for(vgg19, rng, cfg)
+    e = engine.compiled_engine(spec, "adam")
+    d = 0.8
+    state = e.init(c, cfg.lr, d)
+    np.testing.assert_allclose(engine.output(state), c, rtol=1e-6)  # before any step: the start image
+    iterates = [np.asarray(c, np.float64)]
+    for _ in range(5):
+        state = e.run(state, problem, 1, jnp.float32(0))
+        iterates.append(np.asarray(state.image, np.float64))
+    w = d ** np.arange(len(iterates))[::-1]  # the newest weighs 1, the one before d, ...
+    want = sum(wi * x for wi, x in zip(w, iterates, strict=True)) / w.sum()
+    np.testing.assert_allclose(engine.output(state), want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want, iterates[-1], atol=1e-4)  # the average is not the last iterate
+    plain = e.run(e.init(c, cfg.lr, 0.0), problem, 5, jnp.float32(0))
+    np.testing.assert_array_equal(engine.output(plain), plain.image)  # decay 0: the last iterate, exactly
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_rescale_carries_the_state_up(vgg19, rng, optimizer):
+    cfg = Config(style_weight=1e3, lr=0.05, optimizer=optimizer, **LAYERS)
+    c, problem, spec = problem_for(vgg19, rng, cfg)
+    e = engine.compiled_engine(spec, optimizer)
+    state = e.run(e.init(c, cfg.lr, 0.5), problem, 3, jnp.float32(0))
+    up = engine.rescale(state, (22, 23), optimizer)
+    assert up.image.shape == (1, 22, 23, 3) and int(up.step) == 0 and int(up.stop) == 0 and np.isnan(up.loss)
+    want = jnp.clip(jax.image.resize(engine.output(state), (1, 22, 23, 3), "cubic"), 0, 1)
+    np.testing.assert_allclose(up.image, want, rtol=1e-6)
+    np.testing.assert_allclose(engine.output(up), up.image, rtol=1e-6)  # the average starts again
+    for leaf in jax.tree.leaves(up.opt_state):  # nothing of the old shape is left
+        assert leaf.shape[1:3] != (16, 16)
+    if optimizer == "adam":
+        adam = lambda s: s.opt_state.inner_state[0]  # noqa: E731
+        assert int(adam(up).count) == 3 and float(up.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.05)
+        assert float(adam(up).nu.min()) >= 0
+        same = engine.rescale(state, (16, 16), optimizer)  # the same shape: the moments as they were
+        np.testing.assert_allclose(adam(same).mu, adam(state).mu, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(adam(same).nu, adam(state).nu, rtol=1e-5, atol=1e-12)
+    # A step at the new scale runs.
+    c2, problem2, _ = problem_for(vgg19, rng, cfg, (22, 23))
+    after = e.run(up, problem2, 2, jnp.float32(0))
+    assert int(after.step) == 2 and np.isfinite(float(after.loss))
+
+
+def multiscale_config(**kw):
+    return Config(size=32, min_size=16, steps=3, initial_steps=4, style_weight=1e3, lr=0.05, **LAYERS, **kw)
+
+
+def test_multiscale_runs_each_scale_and_compiles_each_shape_once(vgg19, rng):
+    cfg = multiscale_config(ema=0.5)
+    c = rng.uniform(size=(32, 24, 3)).astype(np.float32)
+    s = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+    seen = []
+    jaxnst.stylize(c, [s], vgg19, cfg, callback=seen.append, every=2)
+    got = [(p.scale, p.step, p.steps, p.image.shape[:2]) for p in seen]
+    assert got == [
+        (0, 1, 4, (16, 12)), (0, 2, 4, (16, 12)), (0, 4, 4, (16, 12)),
+        (1, 1, 3, (23, 17)), (1, 2, 3, (23, 17)), (1, 3, 3, (23, 17)),
+        (2, 1, 3, (32, 24)), (2, 2, 3, (32, 24)), (2, 3, 3, (32, 24)),
+    ]  # fmt: skip
+    assert [p.done for p in seen] == [False] * 8 + [True] and {p.scales for p in seen} == {3}
+    runs = {engine.compiled_engine(LossSpec.from_config(cfg, n), "adam").run for n in (16 * 12, 23 * 17, 32 * 24)}
+    sizes = sum(r._cache_size() for r in runs)
+    again = []
+    out = jaxnst.stylize(c, [s], vgg19, cfg, callback=again.append, every=2)  # repeated shapes: no compile
+    assert sum(r._cache_size() for r in runs) == sizes
+    np.testing.assert_array_equal(out, seen[-1].image)  # and the same result
+
+
+def test_multiscale_resumed_mid_scale_equals_uninterrupted(vgg19, rng):
+    cfg = multiscale_config(ema=0.5)
+    c = rng.uniform(size=(32, 24, 3)).astype(np.float32)
+    s = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+    whole = jaxnst.stylize(c, [s], vgg19, cfg, every=2)
+    held = {}
+
+    class Stop(Exception):
+        pass
+
+    def callback(p):
+        if p.scale == 1 and p.step == 2:
+            held["state"] = jax.tree.map(np.array, p.state)  # as a checkpoint keeps it
+            raise Stop
+
+    with pytest.raises(Stop):
+        jaxnst.stylize(c, [s], vgg19, cfg, callback=callback, every=2)
+    resumed = jaxnst.stylize(c, [s], vgg19, cfg, every=2, state=jax.tree.map(jnp.asarray, held["state"]))
+    np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_content_too_small_at_the_first_scale_names_min_size(vgg19):
+    cfg = Config(size=64, min_size=16, content_layers=("relu4_2",), style_layers=("relu5_1",))
+    with pytest.raises(jaxnst.JaxnstError, match="at the first scale is 16x10 px: .* larger min_size") as e:
+        jaxnst.stylize(np.zeros((40, 64, 3)), [np.zeros((64, 64, 3))], vgg19, cfg)
+    assert e.value.field == "min_size"
+
+
+def test_start_images(rng):
+    content = jnp.asarray(rng.uniform(size=(1, 40, 30, 3)), jnp.float32)
+    style = jnp.asarray(rng.uniform(size=(1, 20, 20, 3)) * [0.2, 0.5, 0.3] + [0.1, 0.2, 0.6], jnp.float32)
+    x = lambda init: np.asarray(initial_image(Config(init=init), content, [style]))  # noqa: E731
+    gray = x("gray")
+    assert gray.shape == content.shape and gray.min() >= 0.5 and gray.max() <= 0.5 + 1 / 255
+    normal = x("normal")
+    assert normal.min() >= 0 and normal.max() <= 1 and abs(normal.mean() - 0.5) < 0.02
+    stats = x("style-stats")
+    np.testing.assert_allclose(stats.mean(axis=(0, 1, 2)), np.asarray(style).mean(axis=(0, 1, 2)), atol=0.02)
+    np.testing.assert_allclose(stats.std(axis=(0, 1, 2)), np.asarray(style).std(axis=(0, 1, 2)), rtol=0.1)
+    assert stats.min() >= 0 and stats.max() <= 1
+    np.testing.assert_array_equal(x("normal"), normal)  # seeded
