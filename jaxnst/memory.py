@@ -14,7 +14,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from jaxnst.config import Config, style_size
+from jaxnst.config import Config, scale_schedule, style_size
 from jaxnst.engine import Problem, compiled_engine
 from jaxnst.optimize import LossSpec, LossWeights, make_targets
 from jaxnst.vgg import Weights, param_shapes
@@ -135,18 +135,25 @@ def seconds_per_step(content_hw: tuple[int, int], style_hws: list[tuple[int, int
     return (time.perf_counter() - t0) / steps
 
 
+def run_seconds(cfg: Config, t256: float) -> float:
+    """Estimated seconds of ``cfg``'s steps at all its scales, from ``t256``, the seconds per step at
+    256 px: a step's work grows with the pixels (0.165 s at 256 px, 0.68 at 512, 2.8 at 1024 on the
+    2-core CPU), so a step at side ``S`` costs about ``t256 * (S / 256)**2``."""
+    return t256 * sum(steps * (side / 256) ** 2 for side, steps in scale_schedule(cfg))
+
+
 def size_for_time(
     content_wh: tuple[int, int], style_whs: list[tuple[int, int]], cfg: Config, seconds: float, *, step: int = 32
 ) -> tuple[int, float]:
-    """The largest size (a multiple of ``step``, at least 128) whose ``cfg.steps`` steps are estimated to
-    take at most ``seconds``, and the seconds per step measured at 256 px. A step's work grows with the
-    pixels (0.165 s at 256 px, 0.68 at 512, 2.8 at 1024 on the 2-core CPU), so the time at size ``S`` is
-    about ``steps * t256 * (S / 256)**2``."""
+    """The largest size (a multiple of ``step``, at least 128) whose steps, at every scale, are estimated
+    (``run_seconds``) to take at most ``seconds``, and the seconds per step measured at 256 px."""
     from jaxnst.image import fit_long_side
 
     probe = dataclasses.replace(cfg, size=256)
     t256 = seconds_per_step(
         fit_long_side(content_wh, 256)[::-1], [fit_long_side(wh, style_size(probe))[::-1] for wh in style_whs], probe
     )
-    size = 256 * (seconds / max(cfg.steps, 1) / t256) ** 0.5
-    return max(128, int(size) // step * step), t256
+    size = int(256 * (seconds / t256) ** 0.5) // step * step  # one step in ``seconds``: an upper bound
+    while size > 128 and run_seconds(dataclasses.replace(cfg, size=size), t256) > seconds:
+        size -= step
+    return max(128, size), t256

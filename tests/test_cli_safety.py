@@ -289,3 +289,36 @@ def test_keyboard_interrupt_is_exit_130_and_one_line(monkeypatch, capsys):
     monkeypatch.setattr("jaxnst.cli.run_stylize", interrupted)
     code, err = run(["c.png", "s.png"], capsys)
     assert code == 130 and err == "jaxnst: interrupted\n"
+
+
+def test_a_multiscale_run_stopped_mid_scale_resumes_to_the_same_pixels(pair, tmp_path, capsys, monkeypatch):
+    """Coarse to fine with a moving average: a stop at the second scale saves a checkpoint of that
+    scale; --resume finishes the run as if it had not stopped. Lines name the scale's size."""
+    c, s = pair
+    args = [c, s, *FAST, "--min-size", "16", "--initial-steps", "4", "--steps", "3", "--ema", "0.5",
+            "--print-every", "2"]  # fmt: skip
+    code, err = run([*args, "-o", tmp_path / "whole.png"], capsys)
+    assert code == 0, err
+    assert "scales 16, 23, 32 px, 10 adam steps (4 at the first, 3 at each other)" in err
+    assert "step     6/10 at 23x15" in err and "step    10/10 at 32x21" in err
+
+    class StopAtFifthBlock(dict):  # as if Ctrl-C came during the fifth block (steps 1, 2, 4 | 5, 6 of 7)
+        calls = 0
+
+        def get(self, key, default=None):
+            self.calls += 1
+            if self.calls == 5:
+                self[key] = signal.SIGINT
+            return super().get(key, default)
+
+    import contextlib
+
+    monkeypatch.setattr("jaxnst.cli.stylize.stop_requests", lambda: contextlib.nullcontext(StopAtFifthBlock()))
+    code, err = run([*args, "-o", tmp_path / "part.png"], capsys)
+    assert code == 130 and "stopped by SIGINT at step 6/10" in err, err
+    assert Image.open(tmp_path / "part.png").size == (23, 15)
+    monkeypatch.undo()
+    code, err = run([*args, "--resume", tmp_path / "part.ckpt.npz", "-o", tmp_path / "part.png"], capsys)
+    assert code == 0 and "resuming" in err and "at step 6" in err, err
+    whole, resumed = (np.asarray(Image.open(tmp_path / n)) for n in ("whole.png", "part.png"))
+    np.testing.assert_array_equal(resumed, whole)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -30,7 +31,7 @@ from jaxnst.cli.common import (
     say,
     weights_from_args,
 )
-from jaxnst.config import INIT_CHOICES, Config, style_size
+from jaxnst.config import INIT_CHOICES, Config, scale_schedule, style_size
 from jaxnst.errors import JaxnstError
 
 
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _auto_size(args: argparse.Namespace) -> int:
     from jaxnst.image import image_size
-    from jaxnst.memory import MARGIN, auto_size, free_bytes, size_for_time
+    from jaxnst.memory import MARGIN, auto_size, free_bytes, run_seconds, size_for_time
 
     args.size = Config.size  # a placeholder that validates; auto_size sets the real one
     cfg = config_from_args(args)
@@ -107,12 +108,11 @@ def _auto_size(args: argparse.Namespace) -> int:
     by_time, t256 = size_for_time(content, styles, cfg, args.time_budget * 60)
     size = min(by_memory, by_time)
     if not args.quiet:
-        minutes = cfg.steps * t256 * (size / 256) ** 2 / 60
+        minutes = run_seconds(dataclasses.replace(cfg, size=size), t256) / 60
         limit = "memory" if by_memory <= by_time else f"--time-budget {args.time_budget:g} min"
         say(
             f"--size auto: {size} px, set by {limit} (memory allows {by_memory} px: peak {est.peak / 2**20:.0f} MiB "
-            f"of {free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most; {cfg.steps} steps at {size} px take about "
-            f"{minutes:.0f} min here)"
+            f"of {free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most; the run takes about {minutes:.0f} min here)"
         )
     return size
 
@@ -210,7 +210,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
     from jaxnst.engine import STOP_NONFINITE
     from jaxnst.image import check_output_path, load_image, save_image
-    from jaxnst.stylize import check_image_sizes, stylize
+    from jaxnst.stylize import check_image_sizes, scale_shapes, stylize
     from jaxnst.weights import weights_digest
 
     cfg = config_from_args(args) if args.size != "auto" else None  # bad flags fail before anything is read
@@ -228,13 +228,17 @@ def run_stylize(args: argparse.Namespace) -> None:
     # A resumed run replaces what its interrupted part wrote.
     overwrite = args.overwrite or bool(meta and Path(meta["output"]) == out.resolve())
     snapshot = lambda k: out.with_name(f"{out.stem}_{k}{out.suffix}")  # noqa: E731
-    snapshots = [snapshot(k) for k in range(args.save_every, args.steps, args.save_every)] if args.save_every else []
+
+    def snapshots(cfg):  # every --save-every steps, counted over all scales
+        total = sum(n for _, n in scale_schedule(cfg))
+        return [snapshot(k) for k in range(args.save_every, total, args.save_every)] if args.save_every else []
+
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
     inputs["init image"] = args.init if args.init not in INIT_CHOICES else None
     if inputs["init image"] and not Path(args.init).exists():
         raise JaxnstError(f"--init {args.init}: give content, noise, style, or the path of an image file")
     trace_path = Path(args.trace) if args.trace else None
-    check_outputs([out, *snapshots, *([trace_path] if trace_path else [])], inputs, overwrite)
+    check_outputs([out, *(snapshots(cfg) if cfg else []), *([trace_path] if trace_path else [])], inputs, overwrite)
     if ckpt.exists() and not overwrite and not (args.resume and Path(args.resume).resolve() == ckpt.resolve()):
         raise JaxnstError(f"{ckpt} exists (an earlier run's checkpoint): --resume it, or add --overwrite")
 
@@ -245,6 +249,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     if args.size == "auto":
         args.size = _auto_size(args)
         cfg = config_from_args(args)
+        if args.save_every:
+            check_outputs(snapshots(cfg), inputs, overwrite)
     content = load_image(args.content, cfg.size)
     h, w, _ = content.shape
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
@@ -258,16 +264,27 @@ def run_stylize(args: argparse.Namespace) -> None:
     record = functools.cache(
         lambda: run_record(args.content, args.styles, args.weights, weights_digest(weights.params), cfg, out)
     )
+    schedule = scale_schedule(cfg)
+    total = sum(n for _, n in schedule)
+    offsets = [sum(n for _, n in schedule[:k]) for k in range(len(schedule))]  # steps before each scale
     state = None
     if meta:
         from jaxnst.engine import make_engine
         from jaxnst.optimize import LossSpec
 
         _check_resume(meta, record(), args.resume)
-        template = make_engine(LossSpec.from_config(cfg), cfg.optimizer).init(content[None], cfg.lr)
+        k = meta.get("scale", 0)
+        shapes = scale_shapes(cfg, content.shape[:2], [s.shape[:2] for s in styles])
+        start = np.zeros((1, *shapes[k][0], 3), np.float32)
+        template = make_engine(LossSpec.from_config(cfg), cfg.optimizer).init(start, cfg.lr, cfg.ema)
         state, _ = load_checkpoint(args.resume, template)
-        log(f"jaxnst: resuming {args.resume} at step {int(state.step)}")
-    log(f"jaxnst: {w}x{h} px, {cfg.steps} {cfg.optimizer} steps, {cfg.model} from {weights.source}, on {device_name()}")
+        log(f"jaxnst: resuming {args.resume} at step {offsets[k] + int(state.step)}")
+    steps = f"{cfg.steps} {cfg.optimizer} steps"
+    if len(schedule) > 1:
+        sides = ", ".join(str(side) for side, _ in schedule)
+        first = schedule[0][1]
+        steps = f"scales {sides} px, {total} {cfg.optimizer} steps ({first} at the first, {cfg.steps} at each other)"
+    log(f"jaxnst: {w}x{h} px, {steps}, {cfg.model} from {weights.source}, on {device_name()}")
     kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
     log(f"jaxnst: compiling the targets and the step for {w}x{h} ({kept})...")
 
@@ -275,18 +292,19 @@ def run_stylize(args: argparse.Namespace) -> None:
     # and at most 10 so the bar keeps moving. The first block is one step (the bar moves as soon as
     # the step is compiled), the others end at multiples of ``every``; the last wherever the run stops.
     every = min(math.gcd(math.gcd(args.print_every, args.save_every), args.checkpoint_every) or 10, 10)
-    bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    seen = {}
+    bar = tqdm(total=total, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    seen = {"prev": offsets[k] + int(state.step) if state is not None else 0}  # steps done before this process
 
     def checkpoint(p):
-        save_checkpoint(ckpt, p.state, record())
+        save_checkpoint(ckpt, p.state, {**record(), "scale": p.scale})
 
     losses = []
 
     def write_trace(p, reason):
         if trace_path:
             final = {"loss": p.loss, **p.terms()}
-            trace = {**record(), "losses": losses, "final": final, "steps": p.step, "stopped": reason}
+            steps = offsets[p.scale] + p.step
+            trace = {**record(), "losses": losses, "final": final, "steps": steps, "stopped": reason}
             with atomic_path(trace_path) as tmp:
                 Path(tmp).write_text(json.dumps(trace, indent=1, allow_nan=True) + "\n")
 
@@ -297,26 +315,34 @@ def run_stylize(args: argparse.Namespace) -> None:
             log(f"jaxnst: warning: could not write {what} ({e.strerror}); going on")
 
     def callback(p):
+        g = offsets[p.scale] + p.step  # steps over all scales
         if "t" not in seen:  # the first block includes the compile: the bar's rate and ETA start after it
-            bar.reset(total=cfg.steps)
-            bar.initial = bar.n = p.step
-        bar.update(p.step - bar.n)
+            bar.reset(total=total)
+            bar.initial = bar.n = g
+        bar.update(g - bar.n)
+        if p.scales > 1:
+            bar.set_description(f"{p.image.shape[1]}x{p.image.shape[0]}", refresh=False)
         bar.set_postfix(loss=f"{p.loss:.4g}", refresh=False)
         seen.setdefault("t", p.elapsed)
-        seen.setdefault("step", p.step)
+        seen.setdefault("step", g)
         seen.setdefault("first", time.perf_counter() - STARTED)
         seen.setdefault("first_image", p.image)
-        losses.append({"step": p.step, "loss": p.loss})
-        if args.print_every and (p.step % args.print_every == 0 or p.done) and not args.quiet:
+        losses.append({"step": g, "loss": p.loss, **({"scale": p.scale} if p.scales > 1 else {})})
+        # Each N-th step over all scales; a block may end past it when scales do not split at multiples of N.
+        crossed = lambda n: n and g // n > seen["prev"] // n  # noqa: E731
+        at = f" at {p.image.shape[1]}x{p.image.shape[0]}" if p.scales > 1 else ""
+        if (crossed(args.print_every) or (args.print_every and p.done)) and not args.quiet:
             t = p.terms()
             log(
-                f"step {p.step:5d}/{p.steps}  loss {p.loss:.5g}  content {t['content']:.4g}  "
+                f"step {g:5d}/{total}{at}  loss {p.loss:.5g}  content {t['content']:.4g}  "
                 f"style {t['style']:.4g}  tv {t['tv']:.4g}"
             )
-        if args.save_every and p.step % args.save_every == 0 and not p.done:
-            written(lambda: save_image(p.image, snapshot(p.step)), f"the snapshot at step {p.step}")
-        if args.checkpoint_every and (p.step % args.checkpoint_every == 0 or p.done):
-            written(lambda: checkpoint(p), f"the checkpoint at step {p.step}")
+        if crossed(args.save_every) and not p.done:
+            k = g // args.save_every * args.save_every
+            written(lambda: save_image(p.image, snapshot(k)), f"the snapshot at step {k}")
+        if crossed(args.checkpoint_every) or (args.checkpoint_every and p.done):
+            written(lambda: checkpoint(p), f"the checkpoint at step {g}")
+        seen["prev"] = g
         if p.done:
             seen["last"] = p
         elif stop.get("signum"):
@@ -325,7 +351,7 @@ def run_stylize(args: argparse.Namespace) -> None:
             _save(p.image, out, record())
             checkpoint(p)
             write_trace(p, f"stopped by {name}")
-            say(f"stopped by {name} at step {p.step}/{p.steps}: wrote {out} and {ckpt}; to go on, run the same "
+            say(f"stopped by {name} at step {g}/{total}: wrote {out} and {ckpt}; to go on, run the same "
                 f"command with --resume {ckpt}")  # fmt: skip
             raise Interrupted(stop["signum"])
 
@@ -344,20 +370,20 @@ def run_stylize(args: argparse.Namespace) -> None:
         ) from None
     bar.close()
     p = seen.get("last")
-    if p is not None and p.stop == STOP_NONFINITE and p.step == 0:
+    if p is not None and p.stop == STOP_NONFINITE and p.step == 0 and p.scale == 0:
         raise JaxnstError(
             f"the loss became NaN or infinite at the first step, so nothing was written: {_cause(cfg, p)}"
         )
-    if p is not None and p.step > seen["step"] and np.array_equal(seen["first_image"], p.image):
-        raise JaxnstError(f"the image did not change in {p.step} steps, so nothing was written: {_cause(cfg, p)}")
+    steps = offsets[p.scale] + p.step if p else 0
+    if p is not None and steps > seen["step"] and np.array_equal(seen["first_image"], p.image):
+        raise JaxnstError(f"the image did not change in {steps} steps, so nothing was written: {_cause(cfg, p)}")
     _save(image, out, record())
     if p is not None:
         write_trace(p, p.reason)
     if p is not None and p.stop == STOP_NONFINITE:
-        say(f"warning: the loss became NaN or infinite at step {p.step + 1}; wrote the image of step {p.step}: "
+        say(f"warning: the loss became NaN or infinite at step {steps + 1}; wrote the image of step {steps}: "
             f"{_cause(cfg, p)}")  # fmt: skip
     wall = time.perf_counter() - t0
-    steps = p.step if p else 0
     # The first block includes the compile; with one block there is no steady rate to report.
     steady = ""
     if p and steps > seen["step"]:
