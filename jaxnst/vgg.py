@@ -142,6 +142,7 @@ class VGG(nn.Module):
     precision: Any = None
     conv: Conv = conv3x3
     pool: Pool = max_pool2x2
+    pool_scales: tuple[float, ...] = ()  # per pool{b}, a factor its output is multiplied by (empty: none)
 
     def _block(self, x, names):
         out = {}
@@ -152,6 +153,8 @@ class VGG(nn.Module):
                 x = nn.relu(x)
             else:
                 x = self.pool(x)
+                if self.pool_scales:
+                    x = x * self.pool_scales[int(name[4]) - 1]
             if name in self.taps:
                 out[name] = x
         return x, out
@@ -187,6 +190,14 @@ class Weights:
     source: str = struct.field(pytree_node=False, default="")
 
 
+# Average pooling shrinks activations: Gatys et al. swap it in without compensating, crowsonkb
+# multiplies every one by 2. These are measured (``scripts/pooling_scale.py``): pool b's factor
+# makes the mean activation at relu{b+1}_1 equal under average and max pooling, given the factors
+# before it, over the 8 photos and paintings of tests/images at 256 px with the Keras VGG19
+# weights (unscaled, max/avg is 1.16, 1.61, 2.25, 4.1 at relu2_1..relu5_1; scaled, 1.00 at each).
+# pool5 feeds no tap of the 19 layers; it gets the geometric mean of the others.
+AVG_POOL_SCALES = (1.16, 1.39, 1.39, 1.83, 1.42)
+
 # The names of numeric precision, everywhere in jaxnst: the compute type of the convolutions
 # (None: the input's, float32) and the ``lax.Precision`` of their products and of the Grams.
 # JAX's default for float32 on GPUs is TensorFloat-32 (10-bit mantissa); fp32 asks for full
@@ -218,7 +229,8 @@ def features(
     """Activations ``{tap: (N, H', W', C)}`` of RGB ``images`` (N, H, W, 3) in [0, 1].
 
     A pure function of arrays: compose it with ``jit``, ``grad`` and ``vmap``.
-    ``pooling`` is ``'max'`` or ``'avg'``; ``precision`` a name of ``PRECISIONS``
+    ``pooling`` is ``'max'`` or ``'avg'`` (each average pooling multiplied by
+    ``AVG_POOL_SCALES``, so activations keep max pooling's magnitudes); ``precision`` a name of ``PRECISIONS``
     (``'fp32'``, ``'tf32'``, ``'bf16'``: bfloat16 convolutions and activations);
     ``remat`` is ``VGG``'s. ``ops`` names the convolution and max pooling it runs
     with, a key of ``jaxnst.ops.OPS`` (or an ``ops.Ops`` of your own):
@@ -242,8 +254,11 @@ def features(
     if pooling not in ("max", "avg"):
         raise JaxnstError(f"unknown pooling {pooling!r}: use max or avg")
     pool = {"max": ops.max_pool, "avg": avg_pool2x2}[pooling]
+    scales = AVG_POOL_SCALES if pooling == "avg" else ()
     mm = matmul_precision(precision)
-    model = VGG(weights.arch, tuple(taps), weights.preprocessing, PRECISIONS[precision][0], remat, mm, ops.conv, pool)
+    model = VGG(
+        weights.arch, tuple(taps), weights.preprocessing, PRECISIONS[precision][0], remat, mm, ops.conv, pool, scales
+    )
     return model.apply({"params": weights.params}, images)
 
 

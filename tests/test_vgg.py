@@ -25,7 +25,8 @@ def test_features_match_numpy(pooling, pre, rng):
     w = jaxnst.Weights(to_jax(params), "vgg19", pre)
     got = jaxnst.features(w, images, TAPS, pooling=pooling)
     want = forward(
-        params, images, TAPS, vgg.BLOCKS["vgg19"], pooling, (pre.channel_order == "BGR", pre.scale, pre.mean, pre.std)
+        params, images, TAPS, vgg.BLOCKS["vgg19"], pooling, (pre.channel_order == "BGR", pre.scale, pre.mean, pre.std),
+        vgg.AVG_POOL_SCALES if pooling == "avg" else None,
     )
     assert set(got) == set(TAPS)
     for t in TAPS:
@@ -145,7 +146,8 @@ def test_vgg_takes_its_convolution_and_pooling_as_fields(vgg19, rng):
         shapes.append(kernel.shape)
         return jaxnst.ops.lax_conv3x3(a, kernel, precision)
 
-    model = vgg.VGG("vgg19", ("pool2",), vgg19.preprocessing, conv=conv, pool=jaxnst.ops.avg_pool2x2)
+    model = vgg.VGG("vgg19", ("pool2",), vgg19.preprocessing, conv=conv, pool=jaxnst.ops.avg_pool2x2,
+                    pool_scales=vgg.AVG_POOL_SCALES)  # fmt: skip
     got = model.apply({"params": vgg19.params}, x)["pool2"]
     assert shapes == [(3, 3, 3, 64), (3, 3, 64, 64), (3, 3, 64, 128), (3, 3, 128, 128)]
     np.testing.assert_array_equal(got, jaxnst.features(vgg19, x, ["pool2"], pooling="avg", ops="lax")["pool2"])
