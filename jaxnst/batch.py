@@ -38,10 +38,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnst.config import Config, scale_schedule, validate
-from jaxnst.engine import STOP_REASONS, Block, Engine, Problem, blocks, make_engine, output
+from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Engine, Problem, blocks, make_engine, output, rescale
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
-from jaxnst.stylize import as_batch, check_arch, check_image_sizes, initial_image, stylize
+from jaxnst.stylize import as_batch, check_arch, check_image_sizes, initial_image, scaled_hw, stylize
 from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the
@@ -49,7 +49,7 @@ from jaxnst.vgg import Weights
 # fixes the program and must be the same for all items.
 PER_ITEM = (
     "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights",
-    "lr", "tol", "steps", "seed", "init", "style_blend_weights", "ema",
+    "lr", "tol", "steps", "initial_steps", "seed", "init", "style_blend_weights", "ema",
 )  # fmt: skip
 # Only used when reading files, so the library ignores them.
 _LOADING = ("size", "style_scale")
@@ -84,15 +84,17 @@ class BatchProgress:
     """
 
     items: tuple[int, ...]
-    step: tuple[int, ...]  # steps done so far, per item (items stop early on --tol or NaN)
-    steps: tuple[int, ...]  # steps asked for, per item
+    step: tuple[int, ...]  # steps done so far over all scales, per item (items stop early on --tol or NaN)
+    steps: tuple[int, ...]  # steps asked for over all scales, per item
     loss: tuple[float, ...]  # total loss at each item's last step's input image
-    shape: tuple[int, int]  # the bucket's (H, W)
+    shape: tuple[int, int]  # the (H, W) of this scale of the bucket
     elapsed: float  # seconds since this chunk started, compile included
     done: bool = False  # the chunk has finished
     reasons: tuple[str, ...] = ()  # why each item stopped, when ``done``
     outputs_fn: Callable[[], list[np.ndarray]] = dataclasses.field(default=lambda: [], repr=False)
     terms_fn: Callable[[], list[dict[str, float]]] = dataclasses.field(default=lambda: [], repr=False)
+    scale: int = 0  # which scale of ``config.scale_schedule``
+    scales: int = 1
 
     def outputs(self) -> list[np.ndarray]:
         """Current images, each (H_i, W_i, 3) at its content's own shape (a transfer and a resize)."""
@@ -229,11 +231,6 @@ def stylize_batch(
     _check_same(configs)
     cfg0 = configs[0]
     check_arch(cfg0, weights)
-    if len(scale_schedule(cfg0)) > 1:
-        raise JaxnstError(
-            f"a batch runs one scale for now: give min_size None (or >= size {cfg0.size}), not {cfg0.min_size}",
-            "min_size",
-        )
     if every < 1:
         raise JaxnstError(f"every={every} must be >= 1")
     if batch_size is not None and batch_size < 1:
@@ -254,19 +251,16 @@ def stylize_batch(
     for i, (h, w) in enumerate(shapes):
         buckets.setdefault(bucket_shape(h, w, multiple), []).append(i)
     style_shapes = [as_batch(s, "style").shape for it in items for s in it.style]
-    check_image_sizes(cfg0, [(*hw, 3) for hw in buckets], style_shapes)
+    for hw in buckets:  # the first scale's sizes follow each bucket's long side
+        check_image_sizes(dataclasses.replace(cfg0, size=max(hw)), [(*hw, 3)], style_shapes)
 
     outputs: list[np.ndarray | None] = [None] * n
     for hw, idx in buckets.items():
-        # The kernels a single run of this shape and length would pick (ops="auto"); the targets
-        # use plain lax kernels whatever the spec, so the cache below serves every bucket.
-        longest = dataclasses.replace(cfg0, steps=max(items[i].cfg.steps for i in idx))
-        spec = LossSpec.from_config(longest, hw[0] * hw[1])
         size = batch_size or len(idx)
         for k in range(0, len(idx), size):
             chunk = idx[k : k + size]
             outs = _run_chunk(
-                [items[i] for i in chunk], chunk, [shapes[i] for i in chunk], hw, weights, spec, mesh, ndev,
+                [items[i] for i in chunk], chunk, [shapes[i] for i in chunk], hw, weights, mesh, ndev,
                 cache, callback, every, init_image,
             )  # fmt: skip
             for i, o in zip(chunk, outs, strict=True):
@@ -274,84 +268,109 @@ def stylize_batch(
     return outputs
 
 
-def _run_chunk(items, index, shapes, hw, weights, spec, mesh, ndev, cache, callback, every, init_image):
-    """One vmapped program over ``items`` (all of bucket shape ``hw``)."""
+def _scaled_styles(it, ratio: float) -> list[jax.Array]:
+    return [_resize(s, scaled_hw(s.shape[1:3], ratio)) for s in (as_batch(a, "style") for a in it.style)]
+
+
+def _content_target(it, hw, hw_k, spec, weights, cache):
+    """The item's content at the bucket's shape ``hw`` brought to this scale's ``hw_k``, and its features."""
+    key = ("content", id(it.content), hw, hw_k)
+    if key not in cache:
+        c = _resize(_resize(as_batch(it.content, "content"), hw), hw_k)
+        cache[key] = (c, make_targets(weights, c, [], dataclasses.replace(spec, style_layers=())).content)
+    return cache[key]
+
+
+def _style_target(it, ratio, spec, weights, cache):
+    blend = it.cfg.style_blend_weights
+    key = ("style", tuple(map(id, it.style)), blend, ratio)
+    if key not in cache:
+        no_content = dataclasses.replace(spec, content_layers=())
+        cache[key] = make_targets(weights, None, _scaled_styles(it, ratio), no_content, blend).style
+    return cache[key]
+
+
+def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, every, init_image):
+    """The vmapped program of each scale over ``items`` (all of bucket shape ``hw``)."""
     b = len(items)
     pad = -b % ndev  # copies of the last item, so the batch divides over the devices
     rows = items + [items[-1]] * pad
-
-    def content_of(it):
-        key = ("content", id(it.content), hw)
-        if key not in cache:
-            c = _resize(as_batch(it.content, "content"), hw)
-            no_style = dataclasses.replace(spec, style_layers=())
-            cache[key] = (c, make_targets(weights, c, [], no_style).content)
-        return cache[key]
-
-    def style_of(it):
-        blend = it.cfg.style_blend_weights
-        key = ("style", tuple(map(id, it.style)), blend)
-        if key not in cache:
-            no_content = dataclasses.replace(spec, content_layers=())
-            cache[key] = make_targets(weights, None, [as_batch(s, "style") for s in it.style], no_content, blend).style
-        return cache[key]
-
-    style_keys = {(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}
-    shared = len(style_keys) == 1
-    contents = [content_of(it) for it in rows]
-    grams = style_of(items[0]) if shared else _stack([style_of(it) for it in rows])
-    targets = Targets(_stack([f for _, f in contents]), grams)
-    starts = [
-        initial_image(it.cfg, c, [as_batch(s, "style") for s in it.style], init_image)
-        for it, (c, _) in zip(rows, contents, strict=True)
-    ]
-    engine = batched_engine(spec, items[0].cfg.optimizer, shared, mesh)
-    # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
-    per_row = lambda name: jnp.asarray([getattr(it.cfg, name) for it in rows], jnp.float32)  # noqa: E731
-    state = engine.init(jnp.stack(starts), per_row("lr"), per_row("ema"))
-    loss_weights = _stack([LossWeights.from_config(it.cfg) for it in rows])
-    tol = jnp.asarray([it.cfg.tol for it in rows], jnp.float32)
-    steps = np.array([it.cfg.steps for it in items] + [0] * pad)
-
+    cfg0, long = items[0].cfg, max(hw)
+    # Each item's steps per scale (the sides are the same for all: size and min_size are shared).
+    schedules = [scale_schedule(dataclasses.replace(it.cfg, size=long)) for it in rows]
+    sides = [side for side, _ in schedules[0]]
+    totals = tuple(sum(n for _, n in sc) for sc in schedules[:b])
     per_item, replicated = NamedSharding(mesh, P(mesh.axis_names[0])), NamedSharding(mesh, P())
-    state, loss_weights, tol = _put((state, loss_weights, tol), per_item)
-    targets = Targets(_put(targets.content, per_item), _put(targets.style, replicated if shared else per_item))
-    problem = Problem(_put(weights, replicated), targets, loss_weights)
-    t0 = time.perf_counter()
+    put = lambda a: _put(jnp.asarray(a), per_item)  # noqa: E731
+    tol = _put(jnp.asarray([it.cfg.tol for it in rows], jnp.float32), per_item)
+    loss_weights = _put(_stack([LossWeights.from_config(it.cfg) for it in rows]), per_item)
+    shared = len({(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}) == 1
+    done_before = np.zeros(len(rows), np.int64)  # steps taken at earlier scales
+    state, t0 = None, time.perf_counter()
 
-    def outputs_fn(x):
-        def get():
+    def report(block: Block, finished: bool, k: int, engine: Engine, problem: Problem):
+        # A clipped copy: the loop donates the state, and the callback may keep the progress.
+        x = jnp.clip(output(block.state), 0.0, 1.0)
+
+        def outputs():
             imgs = _get(x[:, 0])[:b]
             return [np.asarray(_resize(jnp.asarray(im), s)) for im, s in zip(imgs, shapes, strict=True)]
 
-        return get
+        def terms():
+            t = {name: _get(v)[:b] for name, v in engine.terms(x, problem).items()}
+            return [{name: float(v[i]) for name, v in t.items()} for i in range(b)]
 
-    def terms_fn(x):
-        def get():
-            t = {k: _get(v)[:b] for k, v in engine.terms(x, problem).items()}
-            return [{k: float(v[i]) for k, v in t.items()} for i in range(b)]
-
-        return get
-
-    def report(block: Block, finished: bool):
-        # A clipped copy: the loop donates the state, and the callback may keep the progress.
-        x = jnp.clip(output(block.state), 0.0, 1.0)
         reasons = tuple(STOP_REASONS[int(c)] for c in block.stop[:b]) if finished else ()
         p = BatchProgress(
-            tuple(index), tuple(map(int, block.step[:b])), tuple(map(int, steps[:b])),
-            tuple(map(float, block.loss[:b])), hw, time.perf_counter() - t0, finished, reasons, outputs_fn(x),
-            terms_fn(x),
+            tuple(index), tuple(map(int, done_before[:b] + block.step[:b])), totals, tuple(map(float, block.loss[:b])),
+            tuple(x.shape[2:4]), time.perf_counter() - t0, finished, reasons, outputs, terms, k, len(sides),
         )  # fmt: skip
         if callback is not None:
             callback(p)
         return p
 
-    block = Block(state, _get(state.step), _get(state.stop), _get(state.loss), True)
-    put = lambda a: _put(jnp.asarray(a), per_item)  # noqa: E731
-    for block in blocks(engine.run, state, problem, steps, tol, every, put=put, get=_get):
-        if not block.done and callback is not None:
-            report(block, False)
-    return report(block, True).outputs()
+    for k, side in enumerate(sides):
+        ratio, last = side / long, k == len(sides) - 1
+        hw_k = scaled_hw(hw, ratio)
+        steps = np.array([sc[k][1] for sc in schedules[:b]] + [0] * pad)
+        if state is not None:  # an item that went NaN takes no more steps
+            steps = np.where(_get(state.stop) == STOP_NONFINITE, 0, steps)
+        # The kernels a single run of this shape and length would pick (ops="auto"); the targets
+        # use plain lax kernels whatever the spec, so the cache serves every bucket.
+        spec = LossSpec.from_config(dataclasses.replace(cfg0, steps=int(steps.max())), hw_k[0] * hw_k[1])
+        contents = [_content_target(it, hw, hw_k, spec, weights, cache) for it in rows]
+        style = (_style_target(items[0], ratio, spec, weights, cache) if shared
+                 else _stack([_style_target(it, ratio, spec, weights, cache) for it in rows]))  # fmt: skip
+        targets = Targets(
+            _put(_stack([f for _, f in contents]), per_item), _put(style, replicated if shared else per_item)
+        )
+        problem = Problem(_put(weights, replicated), targets, loss_weights)
+        engine = batched_engine(spec, cfg0.optimizer, shared, mesh)
+        if state is None:
+            starts = [
+                initial_image(it.cfg, c, _scaled_styles(it, ratio), init_image)
+                for it, (c, _) in zip(rows, contents, strict=True)
+            ]
+            # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
+            per_row = lambda name: jnp.asarray([getattr(it.cfg, name) for it in rows], jnp.float32)  # noqa: E731
+            state = engine.init(jnp.stack(starts), per_row("lr"), per_row("ema"))
+        else:
+            state = _rescale_batch(state, hw_k, cfg0.optimizer)
+        state = _put(state, per_item)
+        block = Block(state, _get(state.step), _get(state.stop), _get(state.loss), True)
+        for block in blocks(engine.run, state, problem, steps, tol, every, put=put, get=_get):
+            state = block.state
+            if not (block.done and last):
+                report(block, False, k, engine, problem)
+        if last or (block.stop[:b] == STOP_NONFINITE).all():
+            return report(block, True, k, engine, problem).outputs()
+        done_before += _get(state.step)
+    raise AssertionError("unreachable: the last scale returns")
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _rescale_batch(state, hw, optimizer):
+    return jax.vmap(functools.partial(rescale, hw=hw, optimizer=optimizer))(state)
 
 
 def stylize_spatial(

@@ -156,9 +156,9 @@ def stylize(
     the iterates), (H, W, 3) in [0, 1].
 
     With ``config.min_size`` it runs coarse to fine, the scales of
-    ``config.scale_schedule``: at each, the content and styles shrunk by ``side /
-    size``, the targets computed again, and the state carried up by
-    ``engine.rescale``; each shape compiles once.
+    ``config.scale_schedule`` up to the content's long side: at each, the content
+    and styles shrunk by ``side / long side``, the targets computed again, and
+    the state carried up by ``engine.rescale``; each shape compiles once.
 
     ``state`` continues a run from its ``State`` (e.g. ``Progress.state`` saved with
     ``jaxnst.checkpoint``), at the scale its shape belongs to, up to the steps asked
@@ -180,9 +180,11 @@ def stylize(
     place = place or (lambda a: a)
     content = place(as_batch(content, "content"))
     styles = [as_batch(s, "style") for s in styles]
-    check_image_sizes(cfg, [content.shape], [s.shape for s in styles])
-    schedule = scale_schedule(cfg)
-    shapes = scale_shapes(cfg, content.shape[1:3], [s.shape[1:3] for s in styles])
+    # The scales end at the content's long side, whatever size it was loaded at.
+    sized = dataclasses.replace(cfg, size=max(content.shape[1:3]))
+    check_image_sizes(sized, [content.shape], [s.shape for s in styles])
+    schedule = scale_schedule(sized)
+    shapes = scale_shapes(sized, content.shape[1:3], [s.shape[1:3] for s in styles])
     resize = lambda a, hw: a if a.shape[1:3] == hw else jax.image.resize(a, (1, *hw, 3), "linear")  # noqa: E731
     first = 0
     if state is not None:  # the scale it was saved at, told by its shape

@@ -148,3 +148,18 @@ def test_images_too_small_for_the_deepest_layer_are_refused(vgg19, rng):
     stylize_batch([content], [style], vgg19, cfg)  # fine
     with pytest.raises(jaxnst.JaxnstError, match="style image is 40x3 px: layer relu3_1 needs at least 4 px"):
         stylize_batch([content], [images(rng, (3, 40))[0]], vgg19, cfg)
+
+
+def test_multiscale_batch_items_equal_single_runs(vgg19, rng):
+    """Coarse to fine with a moving average, per-item steps and weights: each item is its single run."""
+    contents = images(rng, (32, 32), (32, 32))
+    styles = images(rng, (32, 24), (24, 32))
+    base = dataclasses.replace(BASE, min_size=16, initial_steps=4, steps=3, ema=0.5)
+    configs = [base, dataclasses.replace(base, steps=2, initial_steps=5, style_weight=1e2, init="gray")]
+    seen = []
+    outs = stylize_batch(contents, styles, vgg19, configs, every=2, callback=seen.append)
+    assert [p.scale for p in seen][-1] == 2 and seen[-1].scales == 3 and seen[-1].done
+    assert seen[-1].step == seen[-1].steps == (4 + 3 + 3, 5 + 2 + 2)
+    assert [p.shape for p in seen if p.scale == 1][0] == (23, 23)
+    for c, s, cfg, out in zip(contents, styles, configs, outs, strict=True):
+        np.testing.assert_allclose(out, jaxnst.stylize(c, [s], vgg19, cfg, every=2), atol=1e-5)
