@@ -48,7 +48,7 @@ from jaxnst.vgg import Weights
 # compiled program as arrays (or only shape its inputs). Every other field
 # fixes the program and must be the same for all items.
 PER_ITEM = (
-    "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights",
+    "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights", "style_layer_ratio",
     "lr", "tol", "steps", "initial_steps", "seed", "init", "style_blend_weights", "ema",
 )  # fmt: skip
 # Only used when reading files, so the library ignores them.

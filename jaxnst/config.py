@@ -52,7 +52,13 @@ class Config:
         "weight of each content layer, comma-separated, one per content layer (None: 1 each)", default=None
     )
     style_layer_weights: tuple[float, ...] | None = _help(
-        "weight of each style layer, comma-separated, one per style layer (None: 1 each)", default=None
+        "weight of each style layer, comma-separated, one per style layer (None: by --style-layer-ratio)",
+        default=None,
+    )
+    style_layer_ratio: float = _help(
+        "without --style-layer-weights, a style layer of block b weighs RATIO^(5 - b): 4 gives relu1_1..relu5_1"
+        " 256:64:16:4:1 (crowsonkb), 1 gives 1 each (Gatys)",
+        default=1.0,
     )
     style_statistic: Literal["gram", "w2", "mean_std"] = _help(
         "what of the style is matched: gram (Gatys: channel correlations), w2 (the Wasserstein-2"
@@ -92,6 +98,42 @@ class Config:
     )
 
 
+# Named sets of changes to the defaults (``preset``, ``--preset``); a flag given with --preset still wins.
+PRESETS: dict[str, dict] = {
+    # Gatys et al. 2016 as jcjohnson/neural-style runs it: one scale, Gram matrices, equal layers,
+    # 500 Adam steps on the last iterate.
+    "gatys": {
+        "min_size": None, "initial_steps": None, "steps": 500, "style_statistic": "gram", "content_weight": 5.0,
+        "style_weight": 100.0, "style_layer_ratio": 1.0, "tv_weight": 0.0, "ema": 0.0,
+    },
+}  # fmt: skip
+
+
+def preset(name: str, **changes) -> Config:
+    """``Config()`` with the changes of ``PRESETS[name]``, then ``changes``.
+
+    >>> preset("gatys", size=256).style_statistic
+    'gram'
+    """
+    from jaxnst.errors import JaxnstError
+
+    if name not in PRESETS:
+        raise JaxnstError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}", "preset")
+    return dataclasses.replace(Config(), **{**PRESETS[name], **changes})
+
+
+def style_layer_weights(cfg: Config) -> tuple[float, ...]:
+    """The weight of each style layer: ``cfg.style_layer_weights``, else ``style_layer_ratio ** (5 - b)``
+    for a layer of block ``b`` (``relu3_1``: b = 3).
+
+    >>> style_layer_weights(Config(style_layer_ratio=4.0))
+    (256.0, 64.0, 16.0, 4.0, 1.0)
+    """
+    if cfg.style_layer_weights is not None:
+        return tuple(cfg.style_layer_weights)
+    return tuple(float(cfg.style_layer_ratio ** (5 - int(name[4]))) for name in cfg.style_layers)
+
+
 def style_size(cfg: Config) -> int:
     """Long side of each style image in pixels: ``size * style_scale``, at least 16."""
     return max(16, round(cfg.size * cfg.style_scale))
@@ -124,7 +166,7 @@ def validate(cfg: Config) -> Config:
         if not ok:
             raise JaxnstError(f"{field} {msg}", field)
 
-    for name in ("style_scale", "content_weight", "style_weight", "tv_weight", "lr", "tol"):
+    for name in ("style_scale", "content_weight", "style_weight", "tv_weight", "lr", "tol", "style_layer_ratio"):
         v = getattr(cfg, name)
         need(math.isfinite(v), name, f"{v} must be a finite number")
     for name in ("content_layer_weights", "style_layer_weights", "style_blend_weights"):
@@ -142,6 +184,7 @@ def validate(cfg: Config) -> Config:
     too_large = f"{cfg.lr} is too large for pixels in [0, 1]: use at most 1, e.g. 0.02"
     need(cfg.optimizer != "adam" or cfg.lr <= 1, "lr", too_large)
     need(cfg.tol >= 0, "tol", f"{cfg.tol} must be >= 0")
+    need(cfg.style_layer_ratio > 0, "style_layer_ratio", f"{cfg.style_layer_ratio} must be positive")
     for name in ("content_weight", "style_weight", "tv_weight"):
         need(getattr(cfg, name) >= 0, name, f"{getattr(cfg, name)} must be >= 0")
     need(cfg.content_layers or cfg.style_layers, "style_layers", "and content_layers are both empty: give a layer")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxnst import losses
-from jaxnst.config import Config
+from jaxnst.config import Config, style_layer_weights
 from jaxnst.errors import JaxnstError
 from jaxnst.ops import ops_for_run
 from jaxnst.vgg import Network, Weights
@@ -54,7 +54,7 @@ class LossWeights(NamedTuple):
             f32(cfg.style_weight),
             f32(cfg.tv_weight),
             _layer_weights(cfg.content_layers, cfg.content_layer_weights),
-            _layer_weights(cfg.style_layers, cfg.style_layer_weights),
+            _layer_weights(cfg.style_layers, style_layer_weights(cfg)),
         )
 
 

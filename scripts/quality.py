@@ -39,7 +39,6 @@ PAIRS = [
     ("astronaut.png", "woman-with-hat-matisse.jpg"),
     ("coffee.png", "shipwreck.jpg"),
 ]
-CK_LAYER_WEIGHTS = tuple(w / 341 for w in (256, 64, 16, 4, 1))
 
 
 def settings(size: int) -> dict[str, Config]:
@@ -48,9 +47,12 @@ def settings(size: int) -> dict[str, Config]:
     return {
         "gatys": gatys,
         "multiscale_gram": dataclasses.replace(gatys, min_size=128, initial_steps=500, steps=250),
+        # crowsonkb's weights: content 0.015, style layers 256:64:16:4:1 normalised to sum 1, TV 2 on
+        # torchvision's features. Here the layer weights are not normalised (x 341), so content 5.115 ~ 5;
+        # and the Caffe-scaled features make both terms ~3300 x larger, so TV 2 becomes 2 * 3300 * 341.
         "multiscale_w2_ema": dataclasses.replace(
-            gatys, min_size=128, initial_steps=320, steps=160, style_statistic="w2", content_weight=0.015,
-            style_weight=1.0, style_layer_weights=CK_LAYER_WEIGHTS, tv_weight=5e3, ema=0.99,
+            gatys, min_size=128, initial_steps=320, steps=160, style_statistic="w2", content_weight=5.0,
+            style_weight=1.0, style_layer_weights=(256.0, 64.0, 16.0, 4.0, 1.0), tv_weight=2e6, ema=0.99,
         ),
     }  # fmt: skip
 

@@ -143,3 +143,27 @@ def test_start_images(rng):
     np.testing.assert_allclose(stats.std(axis=(0, 1, 2)), np.asarray(style).std(axis=(0, 1, 2)), rtol=0.1)
     assert stats.min() >= 0 and stats.max() <= 1
     np.testing.assert_array_equal(x("normal"), normal)  # seeded
+
+
+def test_style_layer_ratio_and_presets():
+    from jaxnst.config import PRESETS, preset, style_layer_weights
+
+    assert style_layer_weights(Config(style_layer_ratio=4.0)) == (256.0, 64.0, 16.0, 4.0, 1.0)
+    assert style_layer_weights(Config(style_layers=("relu2_1", "relu4_1"), style_layer_ratio=2.0)) == (8.0, 2.0)
+    assert style_layer_weights(Config(style_layer_ratio=4.0, style_layer_weights=(1, 2, 3, 4, 5))) == (1, 2, 3, 4, 5)
+    g = preset("gatys", size=256)
+    assert (g.size, g.min_size, g.style_statistic, g.style_weight, g.ema) == (256, None, "gram", 100.0, 0.0)
+    assert scale_schedule(g) == [(256, 500)] and set(PRESETS["gatys"]) <= {f for f in Config.__dataclass_fields__}
+    with pytest.raises(jaxnst.JaxnstError, match="unknown preset 'x': use one of gatys"):
+        preset("x")
+
+
+def test_cli_preset_sets_defaults_and_flags_win():
+    from jaxnst.cli.common import config_from_args
+    from jaxnst.cli.stylize import build_parser
+
+    args = build_parser().parse_args(["c.png", "s.png", "--preset", "gatys", "--style-weight", "7"])
+    cfg = config_from_args(args)
+    assert cfg.style_statistic == "gram" and cfg.min_size is None and cfg.style_weight == 7.0
+    plain = config_from_args(build_parser().parse_args(["c.png", "s.png"]))
+    assert plain == Config()

@@ -15,7 +15,7 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.config import INIT_CHOICES, Config, validate
+from jaxnst.config import INIT_CHOICES, PRESETS, Config, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -43,6 +43,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise JaxnstError(f"{message} (see {self.prog} --help)")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # --preset NAME changes the defaults of the config flags before they are read.
+        if any(a.dest == "preset" for a in self._actions):
+            scan = argparse.ArgumentParser(add_help=False)
+            scan.add_argument("--preset")
+            name = scan.parse_known_args(args)[0].preset
+            if name in PRESETS:
+                self.set_defaults(**PRESETS[name])
+        return super().parse_known_args(args, namespace)
 
 
 def say(msg: str) -> None:
@@ -108,7 +118,14 @@ def _size(text):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per ``Config`` field, with the field's help, type, choices and default."""
+    """One flag per ``Config`` field, with the field's help, type, choices and default; and ``--preset``."""
+    flag = lambda k, v: f"--{k.replace('_', '-')} {'none' if v is None else v}"  # noqa: E731
+    changes = "; ".join(
+        f"{name}: " + " ".join(flag(k, v) for k, v in values.items()) for name, values in PRESETS.items()
+    )
+    parser.add_argument(
+        "--preset", choices=tuple(PRESETS), default=None, help=f"start from other defaults ({changes}); flags still win"
+    )
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         if f.name in skip:
