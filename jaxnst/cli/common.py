@@ -141,8 +141,8 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             kw = {"type": _csv(str), "metavar": "LAYER,..."}
         elif f.name == "size":
             kw = {"type": _size, "metavar": "N|auto"}
-        elif f.default is None:  # int | None: "none" gives None back
-            kind = next(a for a in typing.get_args(hint) if a is not type(None))
+        elif _optional_scalar(hint):  # int | None: "none" gives None back
+            kind = _optional_scalar(hint)
             kw = {"type": _optional(kind), "metavar": {int: "N|none", float: "X|none"}[kind]}
         else:
             kw = {"type": type(f.default), "metavar": {int: "N", float: "X", str: "S"}[type(f.default)]}
@@ -152,13 +152,23 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         )
 
 
+def _optional_scalar(hint):
+    """``int`` for ``int | None`` (``float`` likewise), else ``None``."""
+    args = typing.get_args(hint)
+    kinds = [a for a in args if a is not type(None)]
+    return kinds[0] if type(None) in args and len(kinds) == 1 and kinds[0] in (int, float) else None
+
+
 def config_argv(config: dict) -> list[str]:
     """The flags that ``add_config_flags`` reads back as ``config`` (a ``Config`` as a dict)."""
+    hints = typing.get_type_hints(Config)
     argv = []
     for name, v in config.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(v, bool):
             argv.append(flag if v else "--no-" + flag[2:])
+        elif v is None and _optional_scalar(hints.get(name)):
+            argv += [flag, "none"]
         elif v is not None:
             argv += [flag, ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
     return argv
