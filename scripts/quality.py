@@ -99,7 +99,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             jaxnst.save_image(image, args.out / f"{stem}_{name}.jpg", quality=args.quality)
             run = {"pair": stem, "setting": name, "seconds": round(seconds, 1),
-                   "config": {k: v for k, v in dataclasses.asdict(cfg).items() if v != getattr(Config, k, None)},
+                   "config": dataclasses.asdict(cfg),
                    **common_losses(weights, image, content, style, cfg)}  # fmt: skip
             record["runs"] = [r for r in record["runs"] if (r["pair"], r["setting"]) != (stem, name)] + [run]
             record_path.write_text(json.dumps(record, indent=1) + "\n")
