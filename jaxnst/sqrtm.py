@@ -5,10 +5,11 @@ gradient, which is simply
 
 .. math:: \\frac{\\partial}{\\partial M} \\operatorname{tr} \\sqrt{M} = \\tfrac12 M^{-1/2}
 
-(symmetric ``M``), so ``trace_sqrtm`` has a custom VJP that needs no Lyapunov solve and
-no eigenvalue gaps: where autodiff through ``eigh`` divides by ``lambda_i - lambda_j`` and
-fails on repeated eigenvalues (the many dead channels of a ReLU layer give them), this is
-finite wherever ``M`` is positive definite. Two ways to get ``sqrt(M)`` and ``M^{-1/2}``:
+(symmetric ``M``), so ``trace_sqrtm`` has a custom JVP (which JAX transposes for reverse
+mode) that needs no Lyapunov solve and no eigenvalue gaps: where autodiff through ``eigh``
+divides by ``lambda_i - lambda_j`` and fails on repeated eigenvalues (the many dead channels
+of a ReLU layer give them), this is finite wherever ``M`` is positive definite. Two ways to
+get ``sqrt(M)`` and ``M^{-1/2}``:
 
 * ``'eigh'``: an eigendecomposition; exact to float32 rounding whatever the conditioning.
 * ``'newton_schulz'``: the coupled Newton-Schulz iteration (Higham, "Functions of Matrices",
@@ -38,10 +39,13 @@ def symmetric(a: jax.Array) -> jax.Array:
 
 def _sqrt_and_inverse_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     w, v = jnp.linalg.eigh(symmetric(a))
-    w = jnp.maximum(w, 0.0)  # rounding may leave tiny negative eigenvalues of a PSD matrix
-    inv = jnp.where(w > 0, lax.rsqrt(jnp.where(w > 0, w, 1.0)), 0.0)  # the pseudo-inverse on a null space
+    # Eigenvalues below C * eps of the largest are rounding, not the matrix (a ReLU layer's dead
+    # channels leave hundreds of them); their inverse square roots would be huge and random. The
+    # inverse takes them at that floor, the root at their value (>= 0).
+    floor = jnp.max(w, axis=-1, keepdims=True) * a.shape[-1] * jnp.finfo(a.dtype).eps
+    inv = lax.rsqrt(jnp.maximum(w, jnp.maximum(floor, jnp.finfo(a.dtype).tiny)))
     outer = lambda d: jnp.einsum("...ij,...j,...kj->...ik", v, d, v, precision=HIGHEST)  # noqa: E731
-    return outer(jnp.sqrt(w)), outer(inv)
+    return outer(jnp.sqrt(jnp.maximum(w, 0.0))), outer(inv)
 
 
 def _sqrt_and_inverse_newton_schulz(a: jax.Array, iterations: int) -> tuple[jax.Array, jax.Array]:
@@ -80,10 +84,10 @@ def sqrtm(a: jax.Array, method: str = DEFAULT_METHOD) -> jax.Array:
     return sqrt_and_inverse(a, method)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def trace_sqrtm(m: jax.Array, method: str = DEFAULT_METHOD) -> jax.Array:
-    """``tr sqrt(m)`` of symmetric positive definite matrices (..., C, C) -> (...), with the
-    gradient ``m^{-1/2} / 2`` (module docstring).
+    """``tr sqrt(m)`` of symmetric positive definite matrices (..., C, C) -> (...), whose derivative
+    along ``dm`` is ``tr(m^{-1/2} dm) / 2`` (module docstring): forward and reverse mode.
 
     >>> trace_sqrtm(jnp.diag(jnp.array([4.0, 9.0])))
     Array(5., dtype=float32)
@@ -92,13 +96,8 @@ def trace_sqrtm(m: jax.Array, method: str = DEFAULT_METHOD) -> jax.Array:
     return jnp.trace(root, axis1=-2, axis2=-1)
 
 
-def _trace_sqrtm_fwd(m, method):
+@trace_sqrtm.defjvp
+def _trace_sqrtm_jvp(method, primals, tangents):
+    (m,), (dm,) = primals, tangents
     root, inv = sqrt_and_inverse(m, method)
-    return jnp.trace(root, axis1=-2, axis2=-1), inv
-
-
-def _trace_sqrtm_bwd(method, inv, g):
-    return (g[..., None, None] * symmetric(inv) / 2,)
-
-
-trace_sqrtm.defvjp(_trace_sqrtm_fwd, _trace_sqrtm_bwd)
+    return jnp.trace(root, axis1=-2, axis2=-1), jnp.sum(symmetric(inv) * dm, axis=(-2, -1)) / 2

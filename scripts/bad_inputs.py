@@ -82,7 +82,12 @@ CASES = [
     ("--lr 5", [*RUN, "--lr", "5", "-o", "o.png"], 2, []),
     ("--lr -1", [*RUN, "--lr", "-1", "-o", "o.png"], 2, []),
     ("--lr 1e6 (L-BFGS ignores lr)", [*RUN, "--optimizer", "lbfgs", "--lr", "1e6", "-o", "o.png"], 0, ["o.png"]),
-    ("--style-weight 1e30", [*RUN, "--style-weight", "1e30", "--steps", "4", "-o", "o.png"], 2, []),
+    (
+        "--style-weight 1e30",
+        [*RUN, "--preset", "gatys", "--style-weight", "1e30", "--steps", "4", "-o", "o.png"],
+        2,
+        [],
+    ),
     ("--style-weight inf", [*RUN, "--style-weight", "inf", "-o", "o.png"], 2, []),
     ("--content-weight nan", [*RUN, "--content-weight", "nan", "-o", "o.png"], 2, []),
     ("--tv-weight -1", [*RUN, "--tv-weight", "-1", "-o", "o.png"], 2, []),

@@ -108,11 +108,15 @@ contents, styles = [img(32, 32) for _ in range(3)], [img(32, 24) for _ in range(
 sharded = stylize_batch(contents, styles, w, cfgs, every=3)
 single_device = stylize_batch(contents, styles, w, cfgs, every=3, mesh=device_mesh(jax.devices()[:1]))
 content, style = img(64, 40), img(32, 32)
-spatial = stylize_spatial(content, [style], w, base, every=3)
-whole = jaxnst.stylize(content, [style], w, base, every=3)
+gram = dataclasses.replace(base, style_statistic="gram", style_layer_ratio=1.0, ema=0.0, tv_weight=0.0)
+spatial = stylize_spatial(content, [style], w, gram, every=3)
+whole = jaxnst.stylize(content, [style], w, gram, every=3)
+spatial_w2 = stylize_spatial(content, [style], w, dataclasses.replace(base, style_weight=1.0), every=3)
+whole_w2 = jaxnst.stylize(content, [style], w, dataclasses.replace(base, style_weight=1.0), every=3)
 json.dump({
     "batch": max(float(np.abs(a - b).max()) for a, b in zip(sharded, single_device)),
     "spatial": float(np.abs(np.asarray(spatial) - np.asarray(whole)).max()),
+    "spatial_w2": float(np.abs(np.asarray(spatial_w2) - np.asarray(whole_w2)).max()),
     "spatial_devices": len(spatial.sharding.device_set),
 }, sys.stdout)
 """
@@ -130,6 +134,10 @@ def test_sharded_over_4_devices_equals_unsharded():
     # 6 Adam steps that is float rounding (measured ~5e-7), far below one grey
     # level (1/255 = 4e-3).
     assert diff["spatial"] <= 1e-5
+    # W2 traces square roots of covariances with many eigenvalues at float32 rounding (random
+    # weights' dead channels); their order of summation shows more (measured 5e-5): still far
+    # below a grey level.
+    assert diff["spatial_w2"] <= 2e-4
     assert diff["spatial_devices"] == 4
 
 

@@ -230,7 +230,8 @@ def test_size_auto_also_keeps_within_the_time_budget(images_dir, tmp_path, capsy
 
     monkeypatch.setattr(memory, "seconds_per_step", lambda *a, **k: 1.0)  # as if 1 s per step at 256 px
     out = tmp_path / "o.png"
-    args = [images_dir / "chelsea.png", images_dir / "starry_night.jpg", *FAST, "--size", "auto", "--steps", "30"]
+    args = [images_dir / "chelsea.png", images_dir / "starry_night.jpg", *FAST, "--size", "auto", "--steps", "30",
+            "--min-size", "none"]  # fmt: skip
     code, err = run([*args, "--time-budget", "0.25", "-o", out], capsys)
     assert code == 0, err
     # 15 s for 30 steps of 1 s x (S / 256)^2: S = 256 / sqrt(2) = 181, so 160 (a multiple of 32).

@@ -16,13 +16,16 @@ LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")
 
 
 def test_scale_schedule_is_as_documented():
-    assert scale_schedule(Config(size=512, min_size=128, initial_steps=1000)) == [
+    assert scale_schedule(Config()) == [(128, 320), (181, 160), (256, 160), (362, 160), (512, 160)]  # the default
+    assert scale_schedule(Config(size=512, min_size=128, initial_steps=1000, steps=500)) == [
         (128, 1000), (181, 500), (256, 500), (362, 500), (512, 500)
     ]  # fmt: skip
     # Sides below min_size are left out; the first scale takes --steps when initial_steps is None.
-    assert scale_schedule(Config(size=500, min_size=128, steps=7)) == [(177, 7), (250, 7), (354, 7), (500, 7)]
-    assert scale_schedule(Config(size=512, steps=9)) == [(512, 9)]  # no min_size: one scale
-    assert scale_schedule(Config(size=64, min_size=128, initial_steps=3)) == [(64, 500)]  # min_size >= size
+    assert scale_schedule(Config(size=500, min_size=128, steps=7, initial_steps=None)) == [
+        (177, 7), (250, 7), (354, 7), (500, 7)
+    ]  # fmt: skip
+    assert scale_schedule(Config(size=512, steps=9, min_size=None)) == [(512, 9)]  # no min_size: one scale
+    assert scale_schedule(Config(size=64, min_size=128, initial_steps=3, steps=50)) == [(64, 50)]  # min_size >= size
 
 
 def problem_for(vgg19, rng, cfg, hw=(16, 16)):

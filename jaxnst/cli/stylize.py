@@ -286,7 +286,8 @@ def run_stylize(args: argparse.Namespace) -> None:
         steps = f"scales {sides} px, {total} {cfg.optimizer} steps ({first} at the first, {cfg.steps} at each other)"
     log(f"jaxnst: {w}x{h} px, {steps}, {cfg.model} from {weights.source}, on {device_name()}")
     kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
-    log(f"jaxnst: compiling the targets and the step for {w}x{h} ({kept})...")
+    sizes = f"{w}x{h}" if len(schedule) == 1 else f"each scale, the first at {schedule[0][0]} px"
+    log(f"jaxnst: compiling the targets and the step for {sizes} ({kept})...")
 
     # Steps per dispatch: every print, save and checkpoint falls on a block's end (gcd(n, 0) = n),
     # and at most 10 so the bar keeps moving. The first block is one step (the bar moves as soon as
