@@ -103,6 +103,13 @@ def test_save_every_and_jpeg(images_dir, tmp_path, capsys):
         (["--tv-weight", "-1"], "--tv-weight -1.0 must be >= 0"),
         (["--style-statistic", "cov"], "invalid choice: 'cov'"),
         (["--weights", "missing.h5"], "weight file missing.h5 does not exist"),
+        (["--min-size", "8"], "--min-size 8 is too small: use at least 16 pixels"),
+        (["--min-size", "x"], "invalid int value: 'x'"),
+        (["--initial-steps", "-3"], "--initial-steps -3 must be >= 0"),
+        (["--ema", "1"], "--ema 1.0 must be in [0, 1), e.g. 0.99"),
+        (["--style-layer-ratio", "0"], "--style-layer-ratio 0.0 must be positive"),
+        (["--preset", "fast"], "invalid choice: 'fast' (choose from 'gatys', 'crowsonkb')"),
+        (["--init", "Noise"], "give content, noise, gray, normal, style, style-stats, or the path of an image file"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(images_dir, tmp_path, capsys, extra, message):

@@ -236,7 +236,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
     inputs["init image"] = args.init if args.init not in INIT_CHOICES else None
     if inputs["init image"] and not Path(args.init).exists():
-        raise JaxnstError(f"--init {args.init}: give content, noise, style, or the path of an image file")
+        raise JaxnstError(f"--init {args.init}: give {', '.join(INIT_CHOICES)}, or the path of an image file")
     trace_path = Path(args.trace) if args.trace else None
     check_outputs([out, *(snapshots(cfg) if cfg else []), *([trace_path] if trace_path else [])], inputs, overwrite)
     if ckpt.exists() and not overwrite and not (args.resume and Path(args.resume).resolve() == ckpt.resolve()):
