@@ -88,7 +88,7 @@ def _timed(fn) -> float:
 
 def bench_jaxnst(variant, size, steps, repeats, weights):
     precision = variant if variant in ("bf16", "tf32") else "fp32"
-    cfg = jaxnst.Config(precision=precision, remat=variant == "remat")
+    cfg = jaxnst.preset("gatys", precision=precision, remat=variant == "remat")  # the step PyTorch runs
     spec = LossSpec.from_config(cfg)
     spec = dataclasses.replace(spec, network=dataclasses.replace(spec.network, ops=VARIANT_OPS.get(variant, "fast")))
     content, style = problem(size)
@@ -147,7 +147,7 @@ def bench_torch(size, steps, repeats, weights, compile_):
     if device == "cuda":  # the float32 of jaxnst's loop: no TF32 in convolutions or matmuls
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None
-    ref = TorchNST(weights, np.asarray(content), np.asarray(style), jaxnst.Config(), device)
+    ref = TorchNST(weights, np.asarray(content), np.asarray(style), jaxnst.preset("gatys"), device)
     step = ref.step
     t0 = time.perf_counter()
     if compile_:
@@ -204,7 +204,7 @@ def main():
     rows = []
     for size in args.sizes:
         h, w = problem(size)[0].shape[1:3]
-        fl = flops_per_step(jaxnst.Config(), h, w)
+        fl = flops_per_step(jaxnst.preset("gatys"), h, w)
         row = {"size": size, "content_hw": [h, w], "gflop_per_step": fl / 1e9}
         for v in args.variants:
             r = bench_jaxnst(v, size, args.steps, args.repeats, weights)

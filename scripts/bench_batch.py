@@ -35,7 +35,7 @@ from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
 
 
 def bench(size: int, b: int, steps: int, repeats: int, weights) -> dict:
-    cfg = jaxnst.Config()
+    cfg = jaxnst.preset("gatys")  # as measured before the defaults changed
     spec = LossSpec.from_config(cfg)
     rng = np.random.default_rng(size + b)
     contents = [jnp.asarray(rng.uniform(size=(1, size * 3 // 4, size, 3)), jnp.float32) for _ in range(b)]

