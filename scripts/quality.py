@@ -10,9 +10,9 @@ from seconds per step measured at each size (docs/benchmarks.md): the classic
 square roots cost more per step, so it takes 320 and 160. (Other sizes scale
 the same way.) Writes one JPEG per run and a strip per pair
 (``{content}_x_{style}.jpg``: the three side by side) and ``quality.json``: the
-settings, seconds, and every output's losses under each objective (the Gram
-style loss and the W2 style loss, the content loss), so they compare on common
-measures.
+settings, seconds, and every output's losses on common measures: the content
+loss and the Gram and W2 style losses, each layer weighing 1 (``--measure``
+measures the published JPEGs again).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from PIL import Image
 
 import jaxnst
 from jaxnst import hub
-from jaxnst.config import Config
+from jaxnst.config import Config, preset
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,13 +57,13 @@ def settings(size: int) -> dict[str, Config]:
     }  # fmt: skip
 
 
-def common_losses(weights, image, content, style, cfg: Config) -> dict[str, float]:
-    """The content loss and both style losses of ``image``, with the default layers, unweighted."""
-    out = {}
+def common_losses(weights, image, content, style) -> dict[str, float]:
+    """The content loss and both style losses of ``image``, default layers, each layer weighing 1."""
+    cfg, out = preset("gatys"), {}
     for stat in ("gram", "w2"):
         spec = LossSpec(cfg.content_layers, cfg.style_layers, style_statistic=stat)
         targets = make_targets(weights, content[None], [style[None]], spec)
-        _, terms = objective(jnp.asarray(image)[None], weights, targets, LossWeights.from_config(Config()), spec=spec)
+        _, terms = objective(jnp.asarray(image)[None], weights, targets, LossWeights.from_config(cfg), spec=spec)
         out[f"style_{stat}"] = float(terms["style"])
         out["content"] = float(terms["content"])
     return out
@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--pairs", nargs="+", default=[f"{c}:{s}" for c, s in PAIRS], metavar="CONTENT:STYLE")
     p.add_argument("--only", nargs="+", default=None, help="run only these settings")
     p.add_argument("--quality", type=int, default=85, help="JPEG quality of the published images")
+    p.add_argument("--measure", action="store_true", help="only measure the losses of the JPEGs in --out again")
     args = p.parse_args()
 
     path = Path(args.weights) if args.weights else hub.default_weights("vgg19", report=print)
@@ -86,6 +87,15 @@ def main() -> None:
     record_path = args.out / "quality.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {"runs": []}
     record["weights"] = str(hub.identify(path, weights))
+    if args.measure:  # the published JPEGs, all measured alike
+        for run in record["runs"]:
+            c, s = next(pair.split(":") for pair in args.pairs if run["pair"] == "_x_".join(
+                Path(n).stem for n in pair.split(":")))  # fmt: skip
+            content, style = (jaxnst.load_image(args.images / n, args.size) for n in (c, s))
+            image = jaxnst.load_image(args.out / f"{run['pair']}_{run['setting']}.jpg")
+            run.update(common_losses(weights, image, content, style))
+        record_path.write_text(json.dumps(record, indent=1) + "\n")
+        return
     for pair in args.pairs:
         c, s = pair.split(":")
         content = jaxnst.load_image(args.images / c, args.size)
@@ -100,7 +110,7 @@ def main() -> None:
             jaxnst.save_image(image, args.out / f"{stem}_{name}.jpg", quality=args.quality)
             run = {"pair": stem, "setting": name, "seconds": round(seconds, 1),
                    "config": dataclasses.asdict(cfg),
-                   **common_losses(weights, image, content, style, cfg)}  # fmt: skip
+                   **common_losses(weights, image, content, style)}  # fmt: skip
             record["runs"] = [r for r in record["runs"] if (r["pair"], r["setting"]) != (stem, name)] + [run]
             record_path.write_text(json.dumps(record, indent=1) + "\n")
             print(json.dumps(run), flush=True)
