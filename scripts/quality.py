@@ -42,8 +42,7 @@ PAIRS = [
 
 
 def settings(size: int) -> dict[str, Config]:
-    gatys = Config(size=size, steps=500, min_size=None, style_statistic="gram", content_weight=5.0,
-                   style_weight=100.0, tv_weight=0.0, style_layer_weights=None, ema=0.0)  # fmt: skip
+    gatys = preset("gatys", size=size)
     return {
         "gatys": gatys,
         "multiscale_gram": dataclasses.replace(gatys, min_size=128, initial_steps=500, steps=250),
@@ -52,8 +51,8 @@ def settings(size: int) -> dict[str, Config]:
         # and the Caffe-scaled features make both terms ~3300 x larger, so TV 2 becomes 2 * 3300 * 341.
         "multiscale_w2_ema": dataclasses.replace(
             gatys, min_size=128, initial_steps=320, steps=160, style_statistic="w2", content_weight=5.0,
-            style_weight=1.0, style_layer_weights=(256.0, 64.0, 16.0, 4.0, 1.0), tv_weight=2e6, ema=0.99,
-        ),
+            style_weight=1.0, style_layer_ratio=4.0, tv_weight=2e6, ema=0.99,
+        ),  # == Config(size=size), the default
     }  # fmt: skip
 
 
@@ -94,6 +93,7 @@ def main() -> None:
             content, style = (jaxnst.load_image(args.images / n, args.size) for n in (c, s))
             image = jaxnst.load_image(args.out / f"{run['pair']}_{run['setting']}.jpg")
             run.update(common_losses(weights, image, content, style))
+            run["config"] = dataclasses.asdict(settings(args.size)[run["setting"]])
         record_path.write_text(json.dumps(record, indent=1) + "\n")
         return
     for pair in args.pairs:
