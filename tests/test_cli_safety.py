@@ -264,7 +264,8 @@ def test_trace_version_and_init_choices(pair, tmp_path, capsys):
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"jaxnst {jaxnst.__version__}"
     code, err = run([c, s, *FAST, "--init", "Noise", "-o", tmp_path / "n.png"], capsys)
-    assert code == 2 and "--init Noise: give content, noise, gray, normal, style, style-stats, or the path of an image file" in err
+    choices = "content, noise, gray, normal, style, style-stats"
+    assert code == 2 and f"--init Noise: give {choices}, or the path of an image file" in err
 
 
 def test_a_second_signal_quits_at_once(capsys):
