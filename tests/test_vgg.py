@@ -25,7 +25,12 @@ def test_features_match_numpy(pooling, pre, rng):
     w = jaxnst.Weights(to_jax(params), "vgg19", pre)
     got = jaxnst.features(w, images, TAPS, pooling=pooling)
     want = forward(
-        params, images, TAPS, vgg.BLOCKS["vgg19"], pooling, (pre.channel_order == "BGR", pre.scale, pre.mean, pre.std),
+        params,
+        images,
+        TAPS,
+        vgg.BLOCKS["vgg19"],
+        pooling,
+        (pre.channel_order == "BGR", pre.scale, pre.mean, pre.std),
         vgg.AVG_POOL_SCALES if pooling == "avg" else None,
     )
     assert set(got) == set(TAPS)
