@@ -80,10 +80,8 @@ def make_engine(spec: LossSpec, optimizer: str) -> Engine:
         # Fresh buffers: ``run`` donates the state, and neither the caller's image nor leaves that
         # an optimiser's init shares with it may be donated.
         image = jnp.array(image, jnp.float32, copy=True)
-        opt_state = make_optimizer(optimizer, learning_rate).init(image)
-        opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), opt_state)
-        return State(image, opt_state, jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS),
-                     *_start_average(image, ema_decay))  # fmt: skip
+        return State(image, _fresh_opt_state(optimizer, learning_rate, image), jnp.int32(0), jnp.float32(jnp.nan),
+                     jnp.int32(STOP_STEPS), *_start_average(image, ema_decay))  # fmt: skip
 
     def run(state: State, problem: Problem, n, tol) -> State:
         return run_state(step, state, problem, n, tol)
@@ -122,6 +120,11 @@ def run_state(step: Callable, state: State, problem, n, tol) -> State:
     return lax.while_loop(cond, body, state)
 
 
+def _fresh_opt_state(optimizer: str, learning_rate, image: jax.Array):
+    # Copies: ``run`` donates the state, and leaves an optimiser's init shares with the image may not be donated.
+    return jax.tree.map(lambda a: jnp.array(a, copy=True), make_optimizer(optimizer, learning_rate).init(image))
+
+
 def _start_average(image: jax.Array, ema_decay) -> tuple[jax.Array, jax.Array, jax.Array]:
     d = jnp.asarray(ema_decay, jnp.float32)
     return (1 - d) * image, 1 - d, d  # as if averaging had started with this image: ``output`` gives it back
@@ -156,8 +159,8 @@ def rescale(state: State, hw: tuple[int, int], optimizer: str) -> State:
             return a._replace(mu=_resize(a.mu, hw, "cubic"), nu=jnp.maximum(_resize(a.nu, hw, "linear"), 0.0))
 
         opt_state = jax.tree.map(moments, state.opt_state, is_leaf=is_adam)
-    else:  # fresh buffers, as in ``init``
-        opt_state = jax.tree.map(lambda a: jnp.array(a, copy=True), make_optimizer(optimizer).init(image))
+    else:
+        opt_state = _fresh_opt_state(optimizer, Config.lr, image)  # L-BFGS ignores the rate
     return State(image, opt_state, jnp.zeros_like(state.step), jnp.full_like(state.loss, jnp.nan),
                  jnp.zeros_like(state.stop), *_start_average(image, state.ema_decay))  # fmt: skip
 
