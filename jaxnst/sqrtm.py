@@ -37,8 +37,33 @@ def symmetric(a: jax.Array) -> jax.Array:
     return (a + jnp.swapaxes(a, -1, -2)) / 2
 
 
+def _eigh_one_at_a_time(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    w, v = lax.map(jnp.linalg.eigh, a.reshape((-1, *a.shape[-2:])))
+    return w.reshape(a.shape[:-1]), v.reshape(a.shape)
+
+
+def _eigh_batched(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return tuple(jnp.linalg.eigh(a))
+
+
+def eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``jnp.linalg.eigh`` of symmetric matrices (..., C, C), on CPUs one matrix at a time,
+    also under ``vmap``.
+
+    jaxlib 0.10's CPU LAPACK kernels split a batch of matrices over XLA's intra-op thread pool and
+    block until it is done; when as many batched calls run at once as the pool has threads (two on
+    a 2-core machine, and a batched W2 loss has one per style layer) every thread waits and the
+    program hangs for ever. Unbatched calls run on the calling thread. Other platforms keep the
+    batched kernel.
+    """
+    return lax.platform_dependent(a, cpu=_eigh_cpu, default=_eigh_batched)
+
+
+_eigh_cpu = jax.custom_batching.sequential_vmap(_eigh_one_at_a_time)
+
+
 def _sqrt_and_inverse_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    w, v = jnp.linalg.eigh(symmetric(a))
+    w, v = eigh(symmetric(a))
     # Eigenvalues below C * eps of the largest are rounding, not the matrix (a ReLU layer's dead
     # channels leave hundreds of them); their inverse square roots would be huge and random. The
     # inverse takes them at that floor, the root at their value (>= 0).

@@ -120,3 +120,18 @@ def test_w2_target_of_blended_styles_is_the_pooled_gaussian(rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     x = np.concatenate([np.asarray(f1), np.asarray(f2)], axis=2).reshape(-1, 4).astype(np.float64)
     np.testing.assert_allclose(blended.cov[0], np.cov(x.T, bias=True) + losses.W2_EPS * np.eye(4), rtol=1e-5)
+
+
+def test_eigh_on_cpu_is_one_matrix_at_a_time_also_under_vmap(rng):
+    """jaxlib 0.10's batched CPU eigh can deadlock when calls run concurrently (sqrtm.eigh's docstring):
+    the CPU program may only hold unbatched LAPACK calls, and still give jnp.linalg.eigh's answer."""
+    a = jnp.asarray(spd(rng, 6, n=6).reshape(3, 2, 6, 6), jnp.float32)
+    for fn, x in [(sqrtm.eigh, a), (jax.vmap(sqrtm.eigh), a), (jax.vmap(jax.vmap(sqrtm.eigh)), a)]:
+        hlo = jax.jit(fn).lower(x).as_text()
+        calls = [line for line in hlo.splitlines() if "syevd" in line]
+        assert calls and all('num_batch_dims = "0"' in line for line in calls), calls
+        w, v = fn(x)
+        np.testing.assert_allclose(w, jnp.linalg.eigh(a)[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(jnp.einsum("...ij,...j,...kj->...ik", v, w, v), a, rtol=1e-4, atol=1e-4)
+    batched = jax.jit(jax.vmap(jnp.linalg.eigh)).lower(a).as_text()  # what the test guards against
+    assert 'num_batch_dims = "1"' in batched or 'num_batch_dims = "2"' in batched
