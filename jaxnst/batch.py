@@ -37,6 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxnst import color
 from jaxnst.config import Config, scale_schedule, validate
 from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Engine, Problem, blocks, make_engine, output, rescale
 from jaxnst.errors import JaxnstError
@@ -49,7 +50,8 @@ from jaxnst.vgg import Weights
 # fixes the program and must be the same for all items.
 PER_ITEM = (
     "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights", "style_layer_ratio",
-    "lr", "tol", "steps", "initial_steps", "seed", "init", "style_blend_weights", "ema",
+    "lr", "tol", "steps", "initial_steps", "seed", "init", "style_blend_weights", "ema", "preserve_color",
+    "histogram_mode",
 )  # fmt: skip
 # Only used when reading files, so the library ignores them.
 _LOADING = ("size", "style_scale")
@@ -213,7 +215,8 @@ def stylize_batch(
     stops early (``tol``, a NaN) keeps its image while its chunk runs on.
 
     Returns the images in item order, float32 NumPy (H_i, W_i, 3) in [0, 1],
-    each at its content's shape. ``callback(BatchProgress)`` is called after
+    each at its content's shape (with its ``preserve_color``; the images of
+    ``BatchProgress`` are those the network sees). ``callback(BatchProgress)`` is called after
     each block of ``every`` steps of each chunk.
 
     Item for item, the result equals ``stylize`` with the same arguments (to
@@ -235,11 +238,19 @@ def stylize_batch(
         raise JaxnstError(f"every={every} must be >= 1")
     if batch_size is not None and batch_size < 1:
         raise JaxnstError(f"batch_size {batch_size} must be >= 1", "batch_size")
-    items = []
+    items, originals, prepared = [], [], {}
     for c, s, cfg in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs, strict=True):
         style = tuple(s) if isinstance(s, (list, tuple)) else (s,)
         if not style:
             raise JaxnstError("an item with no style image: give at least one")
+        originals.append(c)
+        if cfg.preserve_color in ("luminance", "histogram"):  # once per (content, styles): the cache keys on ids
+            key = (id(c), tuple(map(id, style)), cfg.preserve_color, cfg.histogram_mode)
+            if key not in prepared:
+                pc, ps = color.prepare(as_batch(c, "content"), [as_batch(x, "style") for x in style],
+                                       mode=cfg.preserve_color, histogram_mode=cfg.histogram_mode)  # fmt: skip
+                prepared[key] = pc[0], tuple(x[0] for x in ps)
+            c, style = prepared[key]
         items.append(_Item(c, style, cfg))
 
     mesh = device_mesh() if mesh is None else mesh
@@ -264,7 +275,8 @@ def stylize_batch(
                 cache, callback, every, init_image,
             )  # fmt: skip
             for i, o in zip(chunk, outs, strict=True):
-                outputs[i] = o
+                original = as_batch(originals[i], "content")[0]
+                outputs[i] = np.asarray(color.finish(o, original, mode=items[i].cfg.preserve_color))
     return outputs
 
 

@@ -73,6 +73,17 @@ class Config:
     style_blend_weights: tuple[float, ...] | None = _help(
         "relative weights of several style images, comma-separated (None: equal)", default=None
     )
+    preserve_color: Literal["none", "luminance", "histogram", "post"] = _help(
+        "keep the content's colours: luminance (transfer luminance only, then the content's chroma),"
+        " histogram (first give each style the content's RGB mean and covariance) or post (the"
+        " output's luminance with the content's chroma); jaxnst.color",
+        default="none",
+    )
+    histogram_mode: Literal["pca", "cholesky", "sym", "ot"] = _help(
+        "the linear map of --preserve-color histogram: pca (principal axes onto principal axes),"
+        " cholesky, sym (symmetric square roots, image analogies) or ot (the least change)",
+        default="pca",
+    )
     gram_norm: Literal["chw", "hw"] = _help("Gram divisor: C*H*W (Johnson) or H*W (Gatys)", default="chw")
     tv_kind: Literal["l2", "l1"] = _help("total variation: squared (l2) or absolute (l1) differences", default="l2")
     optimizer: Literal["adam", "lbfgs"] = _help("optimiser over the pixels", default="adam")

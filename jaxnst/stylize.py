@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnst import color
 from jaxnst.config import INIT_CHOICES, Config, scale_schedule, validate
 from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Problem, State, blocks, compiled_engine, output, rescale
 from jaxnst.errors import JaxnstError
@@ -153,7 +154,8 @@ def stylize(
     Runs ``config.steps`` steps of ``config.optimizer``, ``every`` steps per
     dispatch, calling ``callback(Progress)`` after each block and at the end.
     Returns the image (``engine.output``: with ``config.ema``, the moving average of
-    the iterates), (H, W, 3) in [0, 1].
+    the iterates), (H, W, 3) in [0, 1]. ``config.preserve_color`` keeps the content's
+    colours (``jaxnst.color``): the images it reports and returns are the finished ones.
 
     With ``config.min_size`` it runs coarse to fine, the scales of
     ``config.scale_schedule`` up to the content's long side: at each, the content
@@ -178,8 +180,12 @@ def stylize(
     if not styles:
         raise JaxnstError("no style image: give at least one")
     place = place or (lambda a: a)
-    content = place(as_batch(content, "content"))
-    styles = [as_batch(s, "style") for s in styles]
+    original = place(as_batch(content, "content"))  # its colours, for ``preserve_color``
+    content, styles = color.prepare(original, [as_batch(s, "style") for s in styles], mode=cfg.preserve_color,
+                                    histogram_mode=cfg.histogram_mode)  # fmt: skip
+    if init_image is not None and cfg.preserve_color == "luminance":
+        init_image = color.luminance(as_batch(init_image, "init image"))
+    finish = lambda img: color.finish(jnp.clip(img, 0.0, 1.0), original[0], mode=cfg.preserve_color)  # noqa: E731
     # The scales end at the content's long side, whatever size it was loaded at.
     sized = dataclasses.replace(cfg, size=max(content.shape[1:3]))
     check_image_sizes(sized, [content.shape], [s.shape for s in styles])
@@ -210,8 +216,9 @@ def stylize(
 
         def report(block: Block, done: bool):
             if callback is not None:
-                img = jnp.clip(output(block.state)[0], 0.0, 1.0)
-                terms_fn = lambda: {k: float(v) for k, v in engine.terms(img[None], problem).items()}  # noqa: B023, E731
+                raw = jnp.clip(output(block.state), 0.0, 1.0)  # what the losses see; ``img``: what the user sees
+                img = finish(raw[0])
+                terms_fn = lambda: {k: float(v) for k, v in engine.terms(raw, problem).items()}  # noqa: B023, E731
                 reason = STOP_REASONS[int(block.stop)] if done else ""
                 p = Progress(int(block.step), steps, float(block.loss), img, time.perf_counter() - t0, done,  # noqa: B023
                              reason, terms_fn, block.state, int(block.stop), k, len(schedule))  # noqa: B023  # fmt: skip
@@ -227,7 +234,7 @@ def stylize(
             break
     if not done:  # nothing left to do at the last scale: no steps asked for, or a continued run already done
         report(Block(state, *(np.asarray(a) for a in (state.step, state.stop, state.loss)), True), True)
-    return jnp.clip(output(state)[0], 0.0, 1.0)
+    return finish(output(state)[0])
 
 
 _rescale = jax.jit(rescale, static_argnums=(1, 2))
