@@ -73,6 +73,11 @@ class Config:
     style_blend_weights: tuple[float, ...] | None = _help(
         "relative weights of several style images, comma-separated (None: equal)", default=None
     )
+    split_layer: str = _help(
+        "with coarse styles (--style-coarse): the style layers up to this one match the style images, the"
+        " deeper ones the coarse styles",
+        default="relu3_1",
+    )
     preserve_color: Literal["none", "luminance", "histogram", "post"] = _help(
         "keep the content's colours: luminance (transfer luminance only, then the content's chroma),"
         " histogram (first give each style the content's RGB mean and covariance) or post (the"
@@ -206,7 +211,7 @@ def validate(cfg: Config) -> Config:
     for name in ("content_weight", "style_weight", "tv_weight"):
         need(getattr(cfg, name) >= 0, name, f"{getattr(cfg, name)} must be >= 0")
     need(cfg.content_layers or cfg.style_layers, "style_layers", "and content_layers are both empty: give a layer")
-    check_taps(cfg.model, cfg.content_layers + cfg.style_layers)
+    check_taps(cfg.model, (*cfg.content_layers, *cfg.style_layers, cfg.split_layer))
     for name, layers in (("content_layer_weights", cfg.content_layers), ("style_layer_weights", cfg.style_layers)):
         values = getattr(cfg, name)
         if values is not None:

@@ -22,7 +22,21 @@ def _accum_dtype(x: jax.Array):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def gram(features: jax.Array, *, norm: str = "chw", precision=None) -> jax.Array:
+def _area(features: jax.Array, where: jax.Array | None):
+    """The positions' weights as (N, H, W, 1) (or None) and their sum per image, (N, 1, 1)."""
+    if where is None:
+        return None, jnp.asarray(features.shape[1] * features.shape[2], _accum_dtype(features))
+    m = where.astype(_accum_dtype(features)).reshape(*where.shape[:3], 1)
+    # An empty region (a small mask at a deep layer) gets zero statistics, not 0/0.
+    return m, jnp.maximum(jnp.sum(m, axis=(1, 2)), jnp.finfo(m.dtype).tiny)[..., None]
+
+
+def _weighted_mean(x: jax.Array, m, area) -> jax.Array:
+    """Mean over positions (N, H, W, C) -> (N, C), weighted by ``m`` (``_area``)."""
+    return jnp.mean(x, axis=(1, 2)) if m is None else jnp.sum(x * m, axis=(1, 2)) / area[..., 0]
+
+
+def gram(features: jax.Array, *, norm: str = "chw", precision=None, where: jax.Array | None = None) -> jax.Array:
     """Gram matrices of NHWC feature maps: (N, H, W, C) -> (N, C, C).
 
     .. math:: G_{cd} = \\frac{1}{Z} \\sum_{h,w} F_{hwc} F_{hwd}
@@ -34,16 +48,22 @@ def gram(features: jax.Array, *, norm: str = "chw", precision=None) -> jax.Array
     factor ``1/4``. ``precision`` is the ``lax.Precision`` of the products (``None``:
     JAX's default, which on GPUs is TensorFloat-32 for float32 inputs).
 
+    ``where`` (N, H, W), weights >= 0 of the positions (a region's mask at this layer's
+    resolution), makes it the Gram of that region: ``sum_hw m F F^T`` with ``H*W`` replaced by
+    ``sum_hw m``, the region's area. This and the other statistics' ``where`` are Gatys et al.
+    2017's guided statistics, normalised by area so that the region's size does not change the loss.
+
     >>> gram(jnp.ones((1, 2, 2, 3)), norm="hw")[0]
     Array([[1., 1., 1.], [1., 1., 1.], [1., 1., 1.]], dtype=float32)
     """
-    _, h, w, c = features.shape
-    z = {"chw": c * h * w, "hw": h * w}[norm]
+    c = features.shape[-1]
+    m, area = _area(features, where)
+    z = {"chw": c * area, "hw": area}[norm]
     acc = _accum_dtype(features)
     # Asking for float32 output from float32 inputs made XLA:CPU pick a slower dot.
     g = jnp.einsum(
         "nhwc,nhwd->ncd",
-        features,
+        features if m is None else features * m.astype(features.dtype),
         features,
         preferred_element_type=None if acc == features.dtype else acc,
         precision=precision,
@@ -63,7 +83,7 @@ def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(diff), axis=(1, 2, 3))
 
 
-def mean_std(features: jax.Array, *, eps: float = 1e-5) -> tuple[jax.Array, jax.Array]:
+def mean_std(features: jax.Array, *, eps: float = 1e-5, where: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Per-channel mean and standard deviation over positions: (N, H, W, C) -> ((N, C), (N, C)).
 
     .. math:: \\mu_c = \\operatorname{mean}_{hw} F_{hwc}, \\qquad
@@ -74,14 +94,16 @@ def mean_std(features: jax.Array, *, eps: float = 1e-5) -> tuple[jax.Array, jax.
     al.'s "Demystifying Neural Style Transfer" (BN matching): it keeps each
     channel's first two moments and none of the correlations between channels
     that a Gram holds. ``eps`` keeps the gradient finite where a channel is constant.
+    ``where`` weights the positions (``gram``).
 
     >>> mean, std = mean_std(jnp.ones((1, 2, 2, 3)))
     >>> mean[0], std[0]
     (Array([1., 1., 1.], dtype=float32), Array([0.00316228, 0.00316228, 0.00316228], dtype=float32))
     """
     x = features.astype(_accum_dtype(features))
-    mean = jnp.mean(x, axis=(1, 2))
-    var = jnp.mean(jnp.square(x - mean[:, None, None, :]), axis=(1, 2))
+    m, area = _area(x, where)
+    mean = _weighted_mean(x, m, area)
+    var = _weighted_mean(jnp.square(x - mean[:, None, None, :]), m, area)
     return mean, jnp.sqrt(var + eps)
 
 
@@ -108,7 +130,7 @@ class GaussianMoments(NamedTuple):
     mean_outer: jax.Array  # mu mu^T
 
 
-def gaussian_moments(features: jax.Array, *, precision=None) -> GaussianMoments:
+def gaussian_moments(features: jax.Array, *, precision=None, where: jax.Array | None = None) -> GaussianMoments:
     """The mean and covariance of feature vectors over positions, and the mean's outer product:
     (N, H, W, C) -> ``GaussianMoments``.
 
@@ -120,10 +142,11 @@ def gaussian_moments(features: jax.Array, *, precision=None) -> GaussianMoments:
     of the raw first and second moments, as crowsonkb/style-transfer-pytorch blends them.
     The covariance is centred before the product: from the raw second moment, ReLU features
     whose means dwarf their spread lose their covariance to float32 cancellation.
+    ``where`` weights the positions (``gram``).
     """
     x = features.astype(_accum_dtype(features))
-    mean = jnp.mean(x, axis=(1, 2))
-    cov = gram(x - mean[:, None, None, :], norm="hw", precision=precision)
+    mean = _weighted_mean(x, *_area(x, where))
+    cov = gram(x - mean[:, None, None, :], norm="hw", precision=precision, where=where)
     return GaussianMoments(mean, cov, mean[:, :, None] * mean[:, None, :])
 
 
@@ -174,7 +197,7 @@ def w2_distance(moments: GaussianMoments, target: W2Target, *, method: str = sqr
 
 
 class StyleStatistic(NamedTuple):
-    """A style statistic: ``statistic(features, precision=)`` of feature maps (N, H, W, C) returns
+    """A style statistic: ``statistic(features, precision=, where=)`` of feature maps (N, H, W, C) returns
     a pytree of (N, ...) arrays; targets blend several style images as the weighted mean of each
     leaf; ``prepare`` turns the blended value into the target once; ``distance(statistic,
     target)`` is (N,)."""
@@ -186,7 +209,7 @@ class StyleStatistic(NamedTuple):
 
 STYLE_STATISTICS = {
     "gram": StyleStatistic(gram),  # also takes ``norm``
-    "mean_std": StyleStatistic(lambda features, precision=None: mean_std(features)),
+    "mean_std": StyleStatistic(lambda features, precision=None, where=None: mean_std(features, where=where)),
     "w2": StyleStatistic(gaussian_moments, w2_distance, w2_target),
 }
 

@@ -21,14 +21,20 @@ from jaxnst import losses
 from jaxnst.config import Config, style_layer_weights
 from jaxnst.errors import JaxnstError
 from jaxnst.ops import ops_for_run
-from jaxnst.vgg import Network, Weights
+from jaxnst.vgg import Network, Weights, layer_names, mask_at
 
 
 class Targets(NamedTuple):
-    """What the image is pulled towards: content features and (blended) style statistics."""
+    """What the image is pulled towards: content features and (blended) style statistics.
+
+    With ``regions`` (``make_targets``' ``content_masks``), region ``k`` of the image matches style
+    ``k``: each style leaf has a leading region axis, and ``regions[tap]`` holds the regions' masks
+    at that tap's resolution, (K, 1, h, w).
+    """
 
     content: dict[str, jax.Array]  # tap -> (1, H, W, C)
     style: dict[str, Any]  # tap -> the prepared style statistic: a Gram (1, C, C), a (mean, std) pair, a W2Target...
+    regions: dict[str, jax.Array] | None = None
 
 
 def _layer_weights(layers: tuple[str, ...], values: tuple[float, ...] | None) -> dict[str, jax.Array]:
@@ -90,11 +96,11 @@ class LossSpec:
         """
         return dataclasses.replace(self, network=dataclasses.replace(self.network, ops="lax"))
 
-    def statistic(self, f: jax.Array):
-        """The style statistic of feature maps ``f`` (N, H, W, C)."""
+    def statistic(self, f: jax.Array, where: jax.Array | None = None):
+        """The style statistic of feature maps ``f`` (N, H, W, C), of the positions ``where`` weights (N, H, W)."""
         fn = losses.STYLE_STATISTICS[self.style_statistic].statistic
         norm = {"norm": self.gram_norm} if fn is losses.gram else {}
-        return fn(f, precision=self.network.matmul_precision, **norm)
+        return fn(f, precision=self.network.matmul_precision, where=where, **norm)
 
     @property
     def distance(self) -> Callable:
@@ -110,12 +116,28 @@ class LossSpec:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
 
 
+def split_layers(layers: tuple[str, ...], split_layer: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``layers`` up to ``split_layer`` in the network's order (fine structure) and those after it (coarse).
+
+    >>> split_layers(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "relu3_1")
+    (('relu1_1', 'relu2_1', 'relu3_1'), ('relu4_1', 'relu5_1'))
+    """
+    order = layer_names("vgg19")  # VGG16's taps are a subsequence of VGG19's
+    at = order.index(split_layer)
+    return tuple(n for n in layers if order.index(n) <= at), tuple(n for n in layers if order.index(n) > at)
+
+
 def make_targets(
     weights: Weights,
     content: jax.Array | None,
     styles: list[jax.Array],
     spec: LossSpec,
     blend: tuple[float, ...] | None = None,
+    *,
+    coarse_styles: list[jax.Array] | None = None,
+    split_layer: str = Config.split_layer,
+    content_masks: list[jax.Array] | None = None,
+    style_masks: list[jax.Array | None] | None = None,
 ) -> Targets:
     """Content features of ``content`` (1, H, W, 3) and the blended style statistics of ``styles``.
 
@@ -126,14 +148,40 @@ def make_targets(
     shapes and ``spec``): run op by op, the network's hundreds of small
     operations would each be compiled on their own. It uses
     ``spec.forward_only``: nothing here is differentiated.
+
+    With ``coarse_styles`` the style layers after ``split_layer`` (``split_layers``) take their
+    targets from those images (blended equally) and only the layers up to it from ``styles``:
+    fine structure from one painting, coarse from another (Gatys et al. 2017).
+
+    With ``content_masks`` (one per style: weights in [0, 1] of the content's positions, (1, H, W))
+    region ``k`` of the image takes the style of ``styles[k]`` (``Targets.regions``); ``style_masks``
+    (one per style, or None for the whole image; (1, H, W) at the style's size) pick the part of
+    each style image its statistic is taken from. The objective weighs each region's distance by
+    its share of the image.
     """
+    if content_masks is not None:
+        if blend is not None:
+            raise JaxnstError("style_blend_weights with content masks: each region takes one style, unblended")
+        if coarse_styles or (style_masks is not None and len(style_masks) != len(styles)):
+            raise JaxnstError("regions take one style each: give one style (and style mask) per content mask")
+        if len(content_masks) != len(styles):
+            raise JaxnstError(f"{len(content_masks)} content masks for {len(styles)} style images: give one per style")
+        style_masks = [None] * len(styles) if style_masks is None else list(style_masks)
+        return _regional_targets(weights, content, list(styles), style_masks, list(content_masks), spec.forward_only)
     blend = (1.0,) * len(styles) if blend is None else tuple(float(b) for b in blend)
     if len(blend) != len(styles):
         raise JaxnstError(
             f"{len(blend)} style_blend_weights for {len(styles)} style images: give one per style",
             "style_blend_weights",
         )
-    return _targets(weights, content, list(styles), spec.forward_only, blend)
+    spec = spec.forward_only
+    if not coarse_styles:
+        return _targets(weights, content, list(styles), spec, blend)
+    fine, coarse = split_layers(spec.style_layers, split_layer)
+    targets = _targets(weights, content, list(styles), dataclasses.replace(spec, style_layers=fine), blend)
+    deep = dataclasses.replace(spec, content_layers=(), style_layers=coarse)
+    deep_style = _targets(weights, None, list(coarse_styles), deep, (1.0,) * len(coarse_styles)).style
+    return Targets(targets.content, {**targets.style, **deep_style})
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "blend"))
@@ -147,6 +195,35 @@ def _targets(weights: Weights, content, styles: list, spec: LossSpec, blend: tup
             stat = jax.tree.map(lambda a: (b / total) * a, spec.statistic(f))  # noqa: B023
             style[name] = jax.tree.map(jnp.add, style[name], stat) if name in style else stat
     return Targets(feats, {name: spec.prepare(stat) for name, stat in style.items()})
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _regional_targets(weights: Weights, content, styles: list, style_masks: list, content_masks: list, spec: LossSpec):
+    feats = spec.features(weights, content, spec.content_layers) if spec.content_layers and content is not None else {}
+    per_style = []
+    for s, m in zip(styles, style_masks, strict=True):
+        sf = spec.features(weights, s, spec.style_layers)
+        per_style.append(
+            {n: spec.prepare(spec.statistic(f, None if m is None else mask_at(m, n))) for n, f in sf.items()}
+        )
+    style = {n: jax.tree.map(lambda *a: jnp.stack(a), *(t[n] for t in per_style)) for n in spec.style_layers}
+    masks = jnp.stack(content_masks)
+    return Targets(feats, style, {n: mask_at(masks, n) for n in spec.style_layers})
+
+
+def regional_style_loss(feats: dict[str, jax.Array], targets: Targets, layer_weights, spec: LossSpec) -> jax.Array:
+    """The style term with ``targets.regions``: per layer, each region's statistic (``where`` its mask)
+    against its style's target, weighted by the region's share of the layer's positions; (N,).
+
+    With masks that are all ones, or complementary regions of the same style whose features have
+    the same statistics, it equals the plain style term."""
+    total = 0.0
+    for n in spec.style_layers:
+        masks = targets.regions[n]  # (K, N, h, w)
+        one = lambda m, t: spec.distance(spec.statistic(feats[n], m), t)  # noqa: B023, E731
+        share = jnp.mean(masks, axis=(-2, -1))  # (K, N)
+        total = total + layer_weights[n] * jnp.sum(share * jax.vmap(one)(masks, targets.style[n]), axis=0)
+    return total
 
 
 def objective(
@@ -166,8 +243,13 @@ def objective(
         (lw.content_layers[n] * losses.content_loss(feats[n], targets.content[n]) for n in spec.content_layers),
         jnp.zeros(()),
     )
-    stats = {n: spec.statistic(feats[n]) for n in spec.style_layers}
-    s = losses.style_loss(stats, targets.style, lw.style_layers, distance=spec.distance) if stats else jnp.zeros(())
+    if targets.regions is not None:
+        s = regional_style_loss(feats, targets, lw.style_layers, spec)
+    elif spec.style_layers:
+        stats = {n: spec.statistic(feats[n]) for n in spec.style_layers}
+        s = losses.style_loss(stats, targets.style, lw.style_layers, distance=spec.distance)
+    else:
+        s = jnp.zeros(())
     tv = losses.tv_loss(image, kind=spec.tv_kind)
     total = lw.content * c + lw.style * s + lw.tv * tv
     return jnp.sum(total), {"content": jnp.sum(c), "style": jnp.sum(s), "tv": jnp.sum(tv)}

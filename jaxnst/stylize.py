@@ -83,6 +83,21 @@ def as_batch(a, what: str) -> jax.Array:
     return a
 
 
+def as_mask(m, image_shape: tuple[int, ...], what: str) -> jax.Array:
+    """A mask (H, W) or (1, H, W) of weights in [0, 1] for an image of ``image_shape`` (..., H, W, 3),
+    as (1, H, W) float32; else a ``JaxnstError`` naming ``what``."""
+    m = jnp.asarray(m, jnp.float32)
+    m = m[None] if m.ndim == 2 else m
+    if m.ndim != 3 or m.shape[0] != 1 or m.shape[1:] != tuple(image_shape[-3:-1]):
+        raise JaxnstError(f"a {what} of shape {m.shape} for an image of {image_shape[-3:-1]}: give (H, W) of its image")
+    return m
+
+
+def resize_mask(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
+    """A (1, H, W) mask at ``hw``, averaged over the pixels it shrinks (antialiased)."""
+    return m if m.shape[1:] == tuple(hw) else jax.image.resize(m, (1, *hw), "linear", antialias=True)
+
+
 def initial_image(cfg: Config, content: jax.Array, styles: Sequence[jax.Array], init_image=None) -> jax.Array:
     """The start image (1, H, W, 3) named by ``cfg.init`` (``config.INIT_CHOICES``) or ``init_image``.
 
@@ -146,6 +161,9 @@ def stylize(
     init_image=None,
     place: Callable[[jax.Array], jax.Array] | None = None,
     state: State | None = None,
+    coarse_styles: Sequence | None = None,
+    content_masks: Sequence | None = None,
+    style_masks: Sequence | None = None,
 ) -> jax.Array:
     """Gatys style transfer: an image with the content of ``content`` and the style of ``styles``.
 
@@ -167,6 +185,13 @@ def stylize(
     for, instead of starting one; with the same arguments the result is that of the
     uninterrupted run.
 
+    ``coarse_styles`` (images like ``styles``) give the targets of the style layers after
+    ``config.split_layer``: fine structure from ``styles``, coarse from these (``make_targets``).
+
+    ``content_masks`` (one per style; (H, W) weights in [0, 1] at the content's shape) paint
+    region ``k`` in the style of ``styles[k]``; ``style_masks`` (one per style, each None or at
+    its style's shape) take each style's statistics from a part of it (``make_targets``).
+
     ``place`` puts an image-shaped (1, H, W, 3) array on devices (e.g.
     ``jax.device_put(x, sharding)``); it is applied to the content and to the
     start image, and the targets, optimiser state and loop follow their
@@ -181,16 +206,28 @@ def stylize(
         raise JaxnstError("no style image: give at least one")
     place = place or (lambda a: a)
     original = place(as_batch(content, "content"))  # its colours, for ``preserve_color``
-    content, styles = color.prepare(original, [as_batch(s, "style") for s in styles], mode=cfg.preserve_color,
-                                    histogram_mode=cfg.histogram_mode)  # fmt: skip
+    n = len(styles)
+    content_masks = (
+        None if content_masks is None else [as_mask(m, original.shape, "content mask") for m in content_masks]
+    )
+    if style_masks is not None:
+        if len(style_masks) != n:
+            raise JaxnstError(
+                f"{len(style_masks)} style masks for {n} style images: give one per style (None: all of it)"
+            )
+        style_masks = [None if m is None else as_mask(m, as_batch(s, "style").shape, "style mask")
+                       for m, s in zip(style_masks, styles, strict=True)]  # fmt: skip
+    every_style = [as_batch(s, "style") for s in (*styles, *(coarse_styles or ()))]
+    content, every_style = color.prepare(original, every_style, mode=cfg.preserve_color,
+                                         histogram_mode=cfg.histogram_mode)  # fmt: skip
     if init_image is not None and cfg.preserve_color == "luminance":
         init_image = color.luminance(as_batch(init_image, "init image"))
     finish = lambda img: color.finish(jnp.clip(img, 0.0, 1.0), original[0], mode=cfg.preserve_color)  # noqa: E731
     # The scales end at the content's long side, whatever size it was loaded at.
     sized = dataclasses.replace(cfg, size=max(content.shape[1:3]))
-    check_image_sizes(sized, [content.shape], [s.shape for s in styles])
+    check_image_sizes(sized, [content.shape], [s.shape for s in every_style])
     schedule = scale_schedule(sized)
-    shapes = scale_shapes(sized, content.shape[1:3], [s.shape[1:3] for s in styles])
+    shapes = scale_shapes(sized, content.shape[1:3], [s.shape[1:3] for s in every_style])
     resize = lambda a, hw: a if a.shape[1:3] == hw else jax.image.resize(a, (1, *hw, 3), "linear")  # noqa: E731
     first = 0
     if state is not None:  # the scale it was saved at, told by its shape
@@ -204,9 +241,16 @@ def stylize(
     for k in range(first, len(schedule)):
         (hw, style_hws), steps = shapes[k], schedule[k][1]
         content_k = place(resize(content, hw))
-        styles_k = [resize(s, shw) for s, shw in zip(styles, style_hws, strict=True)]
+        every_k = [resize(s, shw) for s, shw in zip(every_style, style_hws, strict=True)]
+        styles_k = every_k[:n]
         spec = LossSpec.from_config(dataclasses.replace(cfg, steps=steps), hw[0] * hw[1])
-        targets = make_targets(weights, content_k, styles_k, spec, cfg.style_blend_weights)
+        masks_k = None if content_masks is None else [resize_mask(m, hw) for m in content_masks]
+        style_masks_k = None if style_masks is None else [
+            None if m is None else resize_mask(m, s.shape[1:3]) for m, s in zip(style_masks, styles_k, strict=True)
+        ]  # fmt: skip
+        targets = make_targets(weights, content_k, styles_k, spec, cfg.style_blend_weights,
+                               coarse_styles=every_k[n:], split_layer=cfg.split_layer,
+                               content_masks=masks_k, style_masks=style_masks_k)  # fmt: skip
         problem = Problem(weights, targets, LossWeights.from_config(cfg))
         engine = compiled_engine(spec, cfg.optimizer)
         if state is None:

@@ -56,6 +56,17 @@ def tap_stride(tap: str) -> int:
     return 2 ** (block if tap.startswith("pool") else block - 1)
 
 
+def mask_at(mask: jax.Array, tap: str) -> jax.Array:
+    """A mask of the input's positions (..., H, W) brought to ``tap``'s maps: each pooling before the
+    tap averages it over the 2x2 blocks the pooling reads (dropping an odd last row or column, as
+    the pooling does), so the result has the tap's height and width and a region's share of them.
+    """
+    for _ in range(tap_stride(tap).bit_length() - 1):
+        h, w = mask.shape[-2] // 2, mask.shape[-1] // 2
+        mask = mask[..., : 2 * h, : 2 * w].reshape(*mask.shape[:-2], h, 2, w, 2).mean(axis=(-3, -1))
+    return mask
+
+
 def check_image_size(shape: tuple[int, ...], taps: Iterable[str], what: str, field: str | None = None) -> None:
     """Raises ``JaxnstError`` unless an image of ``shape`` (..., H, W, 3) leaves every tap's maps at
     least one pixel (and the image two, for total variation); the message says to enlarge ``field``

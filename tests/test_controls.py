@@ -1,0 +1,127 @@
+"""Perceptual controls (Gatys et al. 2017): fine and coarse structure from different styles, regions."""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+import jaxnst
+from jaxnst.optimize import LossSpec, make_targets
+
+BASE = jaxnst.Config(size=32, steps=3, min_size=None, style_layers=("relu1_1", "relu2_1", "relu3_1"),
+                     content_layers=("relu2_1",))  # fmt: skip
+
+
+def pictures(rng, *shapes):
+    return [rng.uniform(0, 1, (*s, 3)).astype(np.float32) for s in shapes]
+
+
+def test_fine_and_coarse_styles_split_the_layers(vgg19, rng):
+    content, a, b = (x[None] for x in pictures(rng, (32, 32), (32, 24), (24, 32)))
+    spec = LossSpec.from_config(BASE)
+    split = make_targets(vgg19, content, [a], spec, coarse_styles=[b], split_layer="relu2_1")
+    only_a, only_b = make_targets(vgg19, content, [a], spec), make_targets(vgg19, content, [b], spec)
+    assert set(split.style) == set(BASE.style_layers)
+    for name, want in [("relu1_1", only_a), ("relu2_1", only_a), ("relu3_1", only_b)]:
+        jax.tree.map(np.testing.assert_array_equal, split.style[name], want.style[name])
+    jax.tree.map(np.testing.assert_array_equal, split.content, only_a.content)
+
+
+def test_fine_equal_to_coarse_is_the_single_style_run(vgg19, rng):
+    content, a = pictures(rng, (32, 32), (32, 24))
+    cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2)  # two scales: the coarse style shrinks too
+    want = jaxnst.stylize(content, [a], vgg19, cfg)
+    np.testing.assert_array_equal(jaxnst.stylize(content, [a], vgg19, cfg, coarse_styles=[a]), want)
+
+
+def np_masked_gram(f, m, norm):
+    f, m = np.asarray(f, np.float64)[0], np.asarray(m, np.float64)[0]
+    z = m.sum() * (f.shape[-1] if norm == "chw" else 1)
+    return np.einsum("hwc,hw,hwd->cd", f, m, f) / z
+
+
+def test_masked_statistics_match_numpy_and_ignore_what_is_outside(rng):
+    f = rng.standard_normal((1, 6, 5, 4)).astype(np.float32)
+    m = (rng.uniform(0, 1, (1, 6, 5)) * (rng.uniform(0, 1, (1, 6, 5)) > 0.4)).astype(np.float32)
+    for norm in ("chw", "hw"):
+        np.testing.assert_allclose(jaxnst.losses.gram(f, norm=norm, where=m)[0], np_masked_gram(f, m, norm), rtol=1e-5)
+        np.testing.assert_allclose(
+            jaxnst.losses.gram(f, norm=norm, where=np.ones((1, 6, 5))), jaxnst.losses.gram(f, norm=norm), rtol=1e-6
+        )
+    mean, std = jaxnst.losses.mean_std(f, where=m)
+    w = m[0, ..., None] / m.sum()
+    np.testing.assert_allclose(mean[0], (f[0] * w).sum((0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(std[0], np.sqrt((w * (f[0] - mean[0]) ** 2).sum((0, 1)) + 1e-5), rtol=1e-5)
+    g = jaxnst.losses.gaussian_moments(f, where=m)
+    np.testing.assert_allclose(
+        g.cov[0], np_masked_gram(f - np.asarray(g.mean)[:, None, None], m, "hw"), rtol=1e-4, atol=1e-6
+    )
+    ones = jaxnst.losses.gaussian_moments(f, where=np.ones((1, 6, 5)))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ones, jaxnst.losses.gaussian_moments(f)
+    )
+    # Features where the mask is zero do not enter.
+    changed = np.where(m[..., None] > 0, f, 100 * rng.standard_normal(f.shape)).astype(np.float32)
+    for stat in (lambda x: jaxnst.losses.gram(x, where=m), lambda x: jaxnst.losses.gaussian_moments(x, where=m)):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stat(changed), stat(f))
+
+
+def test_mask_at_has_each_taps_shape(vgg19, rng):
+    x = rng.uniform(0, 1, (1, 37, 29, 3)).astype(np.float32)
+    taps = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "pool4")
+    feats = jaxnst.features(vgg19, x, taps)
+    m = rng.uniform(0, 1, (1, 37, 29)).astype(np.float32)
+    for t in taps:
+        assert jaxnst.vgg.mask_at(m, t).shape == feats[t].shape[:3]
+    np.testing.assert_allclose(jaxnst.vgg.mask_at(m, "relu2_1")[0, 3, 5], m[0, 6:8, 10:12].mean(), rtol=1e-6)
+
+
+def test_complementary_regions_of_one_style_with_equal_statistics_equal_the_plain_loss(rng):
+    """Left and right halves whose features are mirror images (the same positions, permuted) have the
+    whole image's statistics: weighted by their shares, the two regions' distances are the plain one."""
+    from jaxnst.optimize import LossWeights, Targets, regional_style_loss
+
+    half = rng.standard_normal((1, 4, 3, 8)).astype(np.float32)
+    feats = np.concatenate([half, half[:, :, ::-1]], axis=2)  # (1, 4, 6, 8)
+    style = rng.standard_normal((1, 5, 7, 8)).astype(np.float32)
+    left = np.zeros((1, 4, 6), np.float32)
+    left[..., :3] = 1
+    for statistic in ("gram", "w2", "mean_std"):
+        spec = LossSpec(("relu1_1",), ("relu1_1",), style_statistic=statistic)
+        target = spec.prepare(spec.statistic(style))
+        lw = LossWeights.from_config(jaxnst.Config(style_layers=("relu1_1",), content_layers=("relu1_1",)))
+        plain = jaxnst.losses.style_loss({"relu1_1": spec.statistic(feats)}, {"relu1_1": target}, lw.style_layers,
+                                         distance=spec.distance)  # fmt: skip
+        stacked = jax.tree.map(lambda a: np.stack([a, a]), target)
+        regions = Targets({}, {"relu1_1": stacked}, {"relu1_1": np.stack([left, 1 - left])})
+        got = regional_style_loss({"relu1_1": feats}, regions, lw.style_layers, spec)
+        np.testing.assert_allclose(got, plain, rtol=2e-4, err_msg=statistic)
+        whole = Targets({}, {"relu1_1": jax.tree.map(lambda a: a[None], target)}, {"relu1_1": np.ones((1, 1, 4, 6))})
+        np.testing.assert_allclose(regional_style_loss({"relu1_1": feats}, whole, lw.style_layers, spec), plain,
+                                   rtol=1e-5, err_msg=statistic)  # fmt: skip
+
+
+def test_an_all_ones_content_mask_is_the_unmasked_run(vgg19, rng):
+    content, a = pictures(rng, (32, 32), (32, 24))
+    for statistic in ("gram", "w2"):
+        cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, style_statistic=statistic)
+        want = jaxnst.stylize(content, [a], vgg19, cfg)
+        got = jaxnst.stylize(content, [a], vgg19, cfg, content_masks=[np.ones((32, 32))])
+        # The same sums in another order (a weighted sum over the area, not a mean): float rounding, which
+        # Adam's normalised steps carry into the pixels.
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=statistic)
+
+
+def test_two_regions_take_their_own_styles(vgg19, rng):
+    """Each region's style loss falls when the region is painted; a style mask picks part of a style."""
+    content, a, b = pictures(rng, (32, 32), (32, 32), (32, 32))
+    b = b * 0.2  # a dark style
+    top = np.zeros((32, 32), np.float32)
+    top[:16] = 1
+    cfg = dataclasses.replace(BASE, steps=40, content_weight=0.0, style_weight=1e3, tv_weight=0.0)
+    out = np.asarray(jaxnst.stylize(content, [a, b], vgg19, cfg, content_masks=[top, 1 - top]))
+    assert out[20:].mean() < out[:12].mean() - 0.1, (out[:12].mean(), out[20:].mean())  # the bottom went dark
+    half = np.zeros((32, 32), np.float32)
+    half[:, 16:] = 1
+    masked = jaxnst.stylize(content, [a, b], vgg19, cfg, content_masks=[top, 1 - top], style_masks=[None, half])
+    assert np.abs(np.asarray(masked) - out).max() > 1e-3  # the style mask changed the bottom's target
