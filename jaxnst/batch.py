@@ -42,7 +42,16 @@ from jaxnst.config import Config, scale_schedule, validate
 from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Engine, Problem, blocks, make_engine, output, rescale
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
-from jaxnst.stylize import as_batch, check_arch, check_image_sizes, initial_image, scaled_hw, stylize
+from jaxnst.stylize import (
+    as_batch,
+    as_mask,
+    check_arch,
+    check_image_sizes,
+    initial_image,
+    resize_mask,
+    scaled_hw,
+    stylize,
+)
 from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the
@@ -108,20 +117,21 @@ class BatchProgress:
 
 
 @functools.lru_cache(maxsize=16)
-def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh) -> Engine:
+def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool = False) -> Engine:
     """``jaxnst.engine.make_engine`` under ``vmap``, jitted.
 
     Per item (axis 0): the ``State`` (image (B, 1, H, W, 3), optimiser state,
     counters), steps ``n`` and ``tol``, content targets, style statistics unless
     ``shared_style``, and ``LossWeights``. Shared (no axis): the VGG weights, and
-    the style statistics when ``shared_style``. Every output keeps its batch axis
+    the style statistics when ``shared_style``; with ``regions``, the targets' region masks per
+    item too. Every output keeps its batch axis
     on ``mesh``: left to itself the partitioner may return small per-item leaves
     (Adam's step count, learning rate) replicated, and the next block would then
     compile again for the new input sharding. Cached, so equal (shape, batch
     size) reuse one program.
     """
     e = make_engine(spec, optimizer)
-    problem_axes = Problem(None, Targets(0, None if shared_style else 0), 0)
+    problem_axes = Problem(None, Targets(0, None if shared_style else 0, 0 if regions else None), 0)
     run = jax.vmap(e.run, in_axes=(0, problem_axes, 0, 0))
     terms = jax.vmap(e.terms, in_axes=(0, problem_axes))
     per_item = NamedSharding(mesh, P(mesh.axis_names[0]))
@@ -134,8 +144,10 @@ def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mes
 
 class _Item(NamedTuple):
     content: jax.Array  # as given: (H, W, 3) or (1, H, W, 3)
-    style: tuple  # the style images, blended
+    style: tuple  # the style images, blended (or, with masks, one per region)
     cfg: Config
+    masks: tuple | None = None  # content masks (1, H, W), one per style
+    style_masks: tuple | None = None  # per style None or (1, H, W)
 
 
 def _put(tree, sharding: NamedSharding):
@@ -194,6 +206,8 @@ def stylize_batch(
     batch_size: int | None = None,
     mesh: Mesh | None = None,
     init_image=None,
+    content_masks: Sequence | None = None,
+    style_masks: Sequence | None = None,
 ) -> list[np.ndarray]:
     """Style transfer of many items at once: ``jaxnst.stylize`` under ``jax.vmap``.
 
@@ -222,6 +236,10 @@ def stylize_batch(
     Item for item, the result equals ``stylize`` with the same arguments (to
     float rounding) when the contents are already bucket-shaped.
 
+    ``content_masks`` (and ``style_masks``), given once or per item, are each item's
+    regions as in ``stylize``: a list of masks, one per style of the item; every item then
+    has the same number of regions.
+
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> cfgs = [jaxnst.Config(steps=10, style_weight=v) for v in (1e2, 1e3, 1e4)]
     >>> outs = jaxnst.stylize_batch([content], [style], w, cfgs)   # a sweep: 3 images
@@ -239,7 +257,10 @@ def stylize_batch(
     if batch_size is not None and batch_size < 1:
         raise JaxnstError(f"batch_size {batch_size} must be >= 1", "batch_size")
     items, originals, prepared = [], [], {}
-    for c, s, cfg in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs, strict=True):
+    cmasks = [None] * n if content_masks is None else _broadcast(content_masks, n, "content masks")
+    smasks = [None] * n if style_masks is None else _broadcast(style_masks, n, "style masks")
+    for c, s, cfg, cm, sm in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs, cmasks,
+                                 smasks, strict=True):  # fmt: skip
         style = tuple(s) if isinstance(s, (list, tuple)) else (s,)
         if not style:
             raise JaxnstError("an item with no style image: give at least one")
@@ -251,7 +272,9 @@ def stylize_batch(
                                        mode=cfg.preserve_color, histogram_mode=cfg.histogram_mode)  # fmt: skip
                 prepared[key] = pc[0], tuple(x[0] for x in ps)
             c, style = prepared[key]
-        items.append(_Item(c, style, cfg))
+        items.append(_Item(c, style, cfg, *_item_masks(cm, sm, c, style)))
+    if len({None if it.masks is None else len(it.masks) for it in items}) > 1:
+        raise JaxnstError("items with different numbers of regions: give every item as many content masks")
 
     mesh = device_mesh() if mesh is None else mesh
     ndev = mesh.devices.size
@@ -278,6 +301,34 @@ def stylize_batch(
                 original = as_batch(originals[i], "content")[0]
                 outputs[i] = np.asarray(color.finish(o, original, mode=items[i].cfg.preserve_color))
     return outputs
+
+
+def _item_masks(content_masks, style_masks, content, styles) -> tuple:
+    if content_masks is None:
+        if style_masks is not None:
+            raise JaxnstError("style masks without content masks: give one content mask per style too")
+        return None, None
+    if len(content_masks) != len(styles) or (style_masks is not None and len(style_masks) != len(styles)):
+        raise JaxnstError(f"{len(content_masks)} content masks for {len(styles)} style images: give one per style")
+    shape = as_batch(content, "content").shape
+    cm = tuple(as_mask(m, shape, "content mask") for m in content_masks)
+    sm = tuple(None if m is None else as_mask(m, as_batch(s, "style").shape, "style mask")
+               for m, s in zip(style_masks or [None] * len(styles), styles, strict=True))  # fmt: skip
+    return cm, sm
+
+
+def _regional_target(it, hw, hw_k, ratio, spec, weights, cache) -> Targets:
+    """An item's targets with regions: its content and masks brought to ``hw`` then ``hw_k``, its styles
+    and their masks shrunk by ``ratio``."""
+    key = ("regions", id(it.content), tuple(map(id, it.style)), tuple(map(id, it.masks)), hw, hw_k, ratio)
+    if key not in cache:
+        c = _resize(_resize(as_batch(it.content, "content"), hw), hw_k)
+        masks = [resize_mask(resize_mask(m, hw), hw_k) for m in it.masks]
+        styles = _scaled_styles(it, ratio)
+        style_masks = [None if m is None else resize_mask(m, s.shape[1:3])
+                       for m, s in zip(it.style_masks, styles, strict=True)]  # fmt: skip
+        cache[key] = make_targets(weights, c, styles, spec, content_masks=masks, style_masks=style_masks)
+    return cache[key]
 
 
 def _scaled_styles(it, ratio: float) -> list[jax.Array]:
@@ -316,7 +367,8 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
     put = lambda a: _put(jnp.asarray(a), per_item)  # noqa: E731
     tol = _put(jnp.asarray([it.cfg.tol for it in rows], jnp.float32), per_item)
     loss_weights = _put(_stack([LossWeights.from_config(it.cfg) for it in rows]), per_item)
-    shared = len({(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}) == 1
+    regions = items[0].masks is not None
+    shared = not regions and len({(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}) == 1
     done_before = np.zeros(len(rows), np.int64)  # steps taken at earlier scales
     state, t0 = None, time.perf_counter()
 
@@ -351,13 +403,18 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
         # use plain lax kernels whatever the spec, so the cache serves every bucket.
         spec = LossSpec.from_config(dataclasses.replace(cfg0, steps=int(steps.max())), hw_k[0] * hw_k[1])
         contents = [_content_target(it, hw, hw_k, spec, weights, cache) for it in rows]
-        style = (_style_target(items[0], ratio, spec, weights, cache) if shared
-                 else _stack([_style_target(it, ratio, spec, weights, cache) for it in rows]))  # fmt: skip
-        targets = Targets(
-            _put(_stack([f for _, f in contents]), per_item), _put(style, replicated if shared else per_item)
-        )
+        if regions:
+            targets = _put(
+                _stack([_regional_target(it, hw, hw_k, ratio, spec, weights, cache) for it in rows]), per_item
+            )
+        else:
+            style = (_style_target(items[0], ratio, spec, weights, cache) if shared
+                     else _stack([_style_target(it, ratio, spec, weights, cache) for it in rows]))  # fmt: skip
+            targets = Targets(
+                _put(_stack([f for _, f in contents]), per_item), _put(style, replicated if shared else per_item)
+            )
         problem = Problem(_put(weights, replicated), targets, loss_weights)
-        engine = batched_engine(spec, cfg0.optimizer, shared, mesh)
+        engine = batched_engine(spec, cfg0.optimizer, shared, mesh, regions)
         if state is None:
             starts = [
                 initial_image(it.cfg, c, _scaled_styles(it, ratio), init_image)

@@ -50,6 +50,17 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     return np.asarray(img, np.float32) / 255.0
 
 
+def load_mask(path: str | os.PathLike, hw: tuple[int, int], what: str = "mask") -> np.ndarray:
+    """Reads a region mask for an image of ``hw`` = (height, width): float32 (H, W) in [0, 1], white
+    = inside, gray = partly (colour images count by their luminance, transparency as white). It is
+    resized to ``hw``; a mask of another aspect ratio (beyond 2 %) is a ``JaxnstError``."""
+    img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)).convert("L"))
+    (w, h), (hh, ww) = img.size, hw
+    if abs((w / h) / (ww / hh) - 1) > 0.02:
+        raise JaxnstError(f"{what} {path} is {w}x{h} px but its image is {ww}x{hh}: give a mask of the image's shape")
+    return np.asarray(img.resize((ww, hh), Image.Resampling.BILINEAR), np.float32) / 255.0
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file as ``load_image`` would see it (after EXIF
     orientation), read from its header without decoding the pixels."""

@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 import jaxnst
 from jaxnst.optimize import LossSpec, make_targets
@@ -125,3 +126,89 @@ def test_two_regions_take_their_own_styles(vgg19, rng):
     half[:, 16:] = 1
     masked = jaxnst.stylize(content, [a, b], vgg19, cfg, content_masks=[top, 1 - top], style_masks=[None, half])
     assert np.abs(np.asarray(masked) - out).max() > 1e-3  # the style mask changed the bottom's target
+
+
+FAST = ["--weights", "random", "--size", "32", "--min-size", "none", "--steps", "3", "--content-layers", "relu2_1",
+        "--style-layers", "relu1_1,relu2_1", "--quiet"]  # fmt: skip
+
+
+def cli(argv, capsys):
+    from jaxnst.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_cli_controls_and_reproduce(images_dir, tmp_path, capsys):
+    """Masks, coarse styles and colour from the command line; `jaxnst reproduce` gives them back."""
+    from PIL import Image
+
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, :30] = 255
+    Image.fromarray(mask).save(tmp_path / "left.png")
+    Image.fromarray(255 - mask).save(tmp_path / "right.png")
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8)[None] * 4, (40, 1))).save(tmp_path / "ramp.png")  # 1.6:1
+    content, a, b = images_dir / "coffee.png", images_dir / "the_scream.jpg", images_dir / "starry_night.jpg"
+    runs = {
+        "masks": [content, a, b, "--content-masks", tmp_path / "left.png", tmp_path / "right.png",
+                  "--style-masks", "none", tmp_path / "ramp.png"],
+        "coarse": [content, a, "--style-coarse", b, "--split-layer", "relu1_1", "--preserve-color", "luminance"],
+    }  # fmt: skip
+    for name, argv in runs.items():
+        out = tmp_path / f"{name}.png"
+        code, err = cli([*argv, *FAST, "-o", out], capsys)
+        assert code == 0, err
+        code, err = cli(["reproduce", out], capsys)
+        assert code == 0 and "same pixels" in err, err
+    plain = tmp_path / "plain.png"
+    assert cli([content, a, *FAST, "-o", plain], capsys)[0] == 0
+    assert not np.array_equal(np.asarray(Image.open(plain)), np.asarray(Image.open(tmp_path / "coarse.png")))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--content-masks", "M"], "1 --content-masks for 2 style images: give one per style"),
+        (["--style-masks", "M", "M"], "--style-masks without --content-masks"),
+        (["--content-masks", "M", "M", "--style-blend-weights", "1,2"], "--style-blend-weights with --content-masks"),
+        (
+            ["--content-masks", "M", "M", "--style-masks", "nothere.png", "none"],
+            "style mask nothere.png does not exist",
+        ),
+        (["--content-masks", "TALL", "M"], "content mask"),
+        (["--split-layer", "relu9_1"], "unknown vgg19 layer relu9_1"),
+        (["--preserve-color", "colour"], "invalid choice"),
+    ],
+)
+def test_bad_controls_exit_2_with_one_line(images_dir, tmp_path, capsys, extra, message):
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(tmp_path / "m.png")
+    Image.fromarray(np.full((90, 20), 255, np.uint8)).save(tmp_path / "tall.png")
+    extra = [{"M": tmp_path / "m.png", "TALL": tmp_path / "tall.png"}.get(e, e) for e in extra]
+    out = tmp_path / "out.png"
+    argv = [images_dir / "coffee.png", images_dir / "the_scream.jpg", images_dir / "starry_night.jpg", *FAST, "-o", out]
+    try:
+        code, err = cli([*argv, *extra], capsys)
+    except SystemExit as e:  # argparse's own errors
+        code, err = e.code, capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert not out.exists()
+
+
+def test_batch_items_with_regions_equal_single_runs(vgg19, rng):
+    """Multi-scale, W2, two regions per item, a style mask on one: each item is its single run."""
+    contents = pictures(rng, (32, 32), (32, 32))
+    a, b = pictures(rng, (32, 24), (24, 32))
+    top = np.zeros((32, 32), np.float32)
+    top[:14] = 1
+    left = np.zeros((24, 32), np.float32)
+    left[:, :16] = 1
+    cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, steps=2)
+    configs = [cfg, dataclasses.replace(cfg, style_weight=1e2)]
+    masks = [[top, 1 - top], [1 - top, top]]
+    outs = jaxnst.stylize_batch(contents, [[a, b]], vgg19, configs, multiple=8, content_masks=masks,
+                                style_masks=[[None, left]])  # fmt: skip
+    for c, m, cf, out in zip(contents, masks, configs, outs, strict=True):
+        want = jaxnst.stylize(c, [a, b], vgg19, cf, content_masks=m, style_masks=[None, left])
+        np.testing.assert_allclose(out, want, atol=1e-5)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from jaxnst.cli.common import Parser, config_argv, say
-from jaxnst.cli.stylize import build_parser, run_stylize
+from jaxnst.cli.stylize import build_parser, control_argv, run_stylize
 from jaxnst.errors import JaxnstError
 
 
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
             "again (its record lists the settings); a single run would differ"
         )
     out = Path(args.output) if args.output else image.with_name(f"{image.stem}_reproduced.png")
-    run_argv = [rec["content"], *rec["styles"], "-o", str(out), "--weights", rec["weights"]]
+    run_argv = [rec["content"], *rec["styles"], "-o", str(out), "--weights", rec["weights"], *control_argv(rec)]
     run_argv += config_argv(rec["config"]) + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
     run_stylize(build_parser().parse_args(run_argv))
     new = read_record(out)

@@ -46,6 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("content", help="content image (PNG/JPEG/...)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
     p.add_argument("-o", "--output", default="out.png", metavar="PATH", help="output PNG or JPEG (default: out.png)")
+    p.add_argument(
+        "--style-coarse",
+        nargs="+",
+        metavar="STYLE",
+        default=None,
+        help="take the coarse structure from these images: the style layers after --split-layer match them, "
+        "the layers up to it the style image(s)",
+    )
+    p.add_argument(
+        "--content-masks",
+        nargs="+",
+        metavar="MASK",
+        default=None,
+        help="paint regions in different styles: one mask per style image, in order (grayscale, white = the "
+        "region of that style, gray = partly; the content's aspect ratio)",
+    )
+    p.add_argument(
+        "--style-masks",
+        nargs="+",
+        metavar="MASK",
+        default=None,
+        help="with --content-masks: per style image a mask of the part its region copies, or none for all of it",
+    )
     add_weights_flag(p)
     add_config_flags(p)
     p.add_argument(
@@ -115,6 +138,38 @@ def _auto_size(args: argparse.Namespace) -> int:
             f"of {free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most; the run takes about {minutes:.0f} min here)"
         )
     return size
+
+
+# The perceptual controls' flags: the record keeps their absolute paths, so that `jaxnst reproduce` can give them again.
+CONTROL_FLAGS = {"style_coarse": "--style-coarse", "content_masks": "--content-masks", "style_masks": "--style-masks"}
+
+
+def _control_record(args: argparse.Namespace) -> dict:
+    paths = lambda v: [m if m == "none" else str(Path(m).resolve()) for m in v]  # noqa: E731
+    return {name: paths(getattr(args, name)) for name in CONTROL_FLAGS if getattr(args, name)}
+
+
+def control_argv(record: dict) -> list[str]:
+    """The flags of the perceptual controls in a run record (``_control_record``)."""
+    return [a for name, flag in CONTROL_FLAGS.items() if name in record for a in (flag, *record[name])]
+
+
+def _check_controls(args: argparse.Namespace, blend) -> None:
+    n = len(args.styles)
+    if args.style_masks and not args.content_masks:
+        raise JaxnstError("--style-masks without --content-masks: give one content mask per style image too")
+    if args.content_masks:
+        if len(args.content_masks) != n:
+            raise JaxnstError(f"{len(args.content_masks)} --content-masks for {n} style images: give one per style")
+        if args.style_masks and len(args.style_masks) != n:
+            raise JaxnstError(f"{len(args.style_masks)} --style-masks for {n} style images: give one per style "
+                              "(none for all of a style)")  # fmt: skip
+        if args.style_coarse or blend is not None:
+            flag = "--style-coarse" if args.style_coarse else "--style-blend-weights"
+            raise JaxnstError(f"{flag} with --content-masks: each region takes one style image; drop one of them")
+    for m in args.style_masks or ():
+        if m != "none" and not Path(m).exists():
+            raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
 
 
 def _check_styles_are_not_the_output(styles: list[str], out: Path) -> None:
@@ -209,7 +264,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst._files import atomic_path
     from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
     from jaxnst.engine import STOP_NONFINITE
-    from jaxnst.image import check_output_path, load_image, save_image
+    from jaxnst.image import check_output_path, load_image, load_mask, save_image
     from jaxnst.stylize import check_image_sizes, scale_shapes, stylize
     from jaxnst.weights import weights_digest
 
@@ -221,6 +276,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     blend = cfg.style_blend_weights if cfg else None
     if blend is not None and len(blend) != len(args.styles):
         raise JaxnstError(f"{len(blend)} --style-blend-weights for {len(args.styles)} style images: give one per style")
+    _check_controls(args, blend)
     out = check_output_path(args.output)
     _check_styles_are_not_the_output(args.styles, out)
     ckpt = out.with_suffix(".ckpt.npz")
@@ -234,6 +290,9 @@ def run_stylize(args: argparse.Namespace) -> None:
         return [snapshot(k) for k in range(args.save_every, total, args.save_every)] if args.save_every else []
 
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
+    inputs.update({f"coarse style {s}": s for s in args.style_coarse or ()})
+    inputs.update({f"content mask {m}": m for m in args.content_masks or ()})
+    inputs.update({f"style mask {m}": m for m in args.style_masks or () if m != "none"})
     inputs["init image"] = args.init if args.init not in INIT_CHOICES else None
     if inputs["init image"] and not Path(args.init).exists():
         raise JaxnstError(f"--init {args.init}: give {', '.join(INIT_CHOICES)}, or the path of an image file")
@@ -254,15 +313,23 @@ def run_stylize(args: argparse.Namespace) -> None:
     content = load_image(args.content, cfg.size)
     h, w, _ = content.shape
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
+    coarse = [load_image(s, style_size(cfg)) for s in args.style_coarse or ()]
+    content_masks = [load_mask(m, (h, w), "content mask") for m in args.content_masks] if args.content_masks else None
+    style_masks = None
+    if args.style_masks:
+        style_masks = [None if m == "none" else load_mask(m, s.shape[:2], "style mask")
+                       for m, s in zip(args.style_masks, styles, strict=True)]  # fmt: skip
     init_image = None
     if cfg.init not in INIT_CHOICES:
         init_image = load_image(cfg.init)
-    check_image_sizes(cfg, [content.shape], [s.shape for s in styles])  # before the bar, not inside stylize
+    check_image_sizes(cfg, [content.shape], [s.shape for s in styles + coarse])  # before the bar, not inside stylize
     weights = weights_from_args(args, cfg)
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     # Hashing the weights takes a moment: only when a record is written.
     record = functools.cache(
-        lambda: run_record(args.content, args.styles, args.weights, weights_digest(weights.params), cfg, out)
+        lambda: run_record(
+            args.content, args.styles, args.weights, weights_digest(weights.params), cfg, out, **_control_record(args)
+        )  # fmt: skip
     )
     schedule = scale_schedule(cfg)
     total = sum(n for _, n in schedule)
@@ -360,7 +427,8 @@ def run_stylize(args: argparse.Namespace) -> None:
     try:
         with stop_requests() as stop:
             image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image,
-                            state=state)  # fmt: skip
+                            state=state, coarse_styles=coarse, content_masks=content_masks,
+                            style_masks=style_masks)  # fmt: skip
     except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
