@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnst import sqrtm
+from jaxnst.config import Config
 
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
 RGB_TO_YIQ = _YIQ.astype(np.float32)
@@ -76,7 +77,7 @@ def _eig(cov: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.maximum(w, COV_EPS), v
 
 
-def color_transform(style_cov: jax.Array, content_cov: jax.Array, mode: str = "pca") -> jax.Array:
+def color_transform(style_cov: jax.Array, content_cov: jax.Array, mode: str = Config.histogram_mode) -> jax.Array:
     """A 3x3 ``A`` with ``A style_cov A^T = content_cov`` (both symmetric positive definite):
 
     * ``pca``: ``V_c D_c^1/2 D_s^-1/2 V_s^T``, the principal axes of the style's colours turned
@@ -102,7 +103,7 @@ def color_transform(style_cov: jax.Array, content_cov: jax.Array, mode: str = "p
     raise ValueError(f"unknown histogram mode {mode!r}: use pca, cholesky, sym or ot")
 
 
-def match_histogram(style: jax.Array, content: jax.Array, mode: str = "pca") -> jax.Array:
+def match_histogram(style: jax.Array, content: jax.Array, mode: str = Config.histogram_mode) -> jax.Array:
     """``style`` (..., 3) mapped linearly to the RGB mean and covariance of ``content`` (``color_transform``'s
     ``mode``). Not clipped: clipping would move the moments again, and the network takes any values."""
     (ms, cs), (mc, cc) = _moments(style), _moments(content)
@@ -111,7 +112,7 @@ def match_histogram(style: jax.Array, content: jax.Array, mode: str = "pca") -> 
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "histogram_mode"))
-def prepare(content: jax.Array, styles: list[jax.Array], mode: str, histogram_mode: str = "pca"):
+def prepare(content: jax.Array, styles: list[jax.Array], mode: str, histogram_mode: str = Config.histogram_mode):
     """``(content, styles)`` as the transfer sees them under ``preserve_color=mode``."""
     if mode == "luminance":
         return luminance(content), [match_luminance(s, content) for s in styles]

@@ -86,8 +86,8 @@ class Config:
     )
     histogram_mode: Literal["pca", "cholesky", "sym", "ot"] = _help(
         "the linear map of --preserve-color histogram: pca (principal axes onto principal axes),"
-        " cholesky, sym (symmetric square roots, image analogies) or ot (the least change)",
-        default="pca",
+        " cholesky, sym (symmetric square roots, image analogies) or ot (moves the pixels least; docs/controls.md)",
+        default="ot",
     )
     gram_norm: Literal["chw", "hw"] = _help("Gram divisor: C*H*W (Johnson) or H*W (Gatys)", default="chw")
     tv_kind: Literal["l2", "l1"] = _help("total variation: squared (l2) or absolute (l1) differences", default="l2")

@@ -294,6 +294,7 @@ SUBCOMMANDS: dict[str, str] = {
     "batch": "jaxnst.cli.batch",
     "estimate": "jaxnst.cli.estimate",
     "reproduce": "jaxnst.cli.reproduce",
+    "serve": "jaxnst.cli.serve",
 }
 
 

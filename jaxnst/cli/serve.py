@@ -1,0 +1,56 @@
+"""``jaxnst serve``: the local web page (``jaxnst.web``), on 127.0.0.1 unless ``--host`` opens it."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from jaxnst.cli.common import Parser, add_weights_flag, device_name, enable_compilation_cache, say, weights_from_args
+from jaxnst.config import Config
+from jaxnst.errors import JaxnstError
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def main(argv: list[str]) -> int:
+    p = Parser(prog="jaxnst serve", description="A local web page: upload images, start runs, watch them paint.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    p.add_argument("--runs", default=None, metavar="DIR", help="where runs and results are kept (default: "
+                   "$JAXNST_HOME/runs); a restarted server lists the finished ones")  # fmt: skip
+    p.add_argument("--model", default=Config.model, choices=("vgg19", "vgg16"), help="VGG architecture")
+    p.add_argument("--quiet", action="store_true", help="print only errors and the address")
+    add_weights_flag(p)
+    args = p.parse_args(argv)
+    try:
+        import uvicorn
+
+        from jaxnst.web.app import make_app
+    except ImportError as e:
+        raise JaxnstError(
+            f'jaxnst serve needs the web extra ({e.name} is missing): pip install "jaxnst[web]"'
+        ) from None
+    from jaxnst.web.runs import Runner, run_folder_default
+
+    if not 0 < args.port < 65536:
+        raise JaxnstError(f"--port {args.port} must be between 1 and 65535")
+    with socket.socket() as s:  # a taken port is a one-line error, before the weights load
+        try:
+            s.bind((args.host, args.port))
+        except OSError as e:
+            raise JaxnstError(f"cannot listen on {args.host}:{args.port} ({e.strerror}): give another --port") from None
+    if not is_loopback(args.host):
+        say(f"warning: --host {args.host} lets other machines reach this page and run jobs on this computer; "
+            "there is no login")  # fmt: skip
+    enable_compilation_cache()
+    cfg = Config(model=args.model)
+    weights = weights_from_args(args, cfg)
+    runner = Runner(args.runs or run_folder_default(), weights, device_name())
+    say(f"jaxnst serve: open http://{args.host}:{args.port}/ (runs kept in {runner.folder}; Ctrl-C stops)")
+    uvicorn.run(make_app(runner), host=args.host, port=args.port, log_level="warning")
+    return 0

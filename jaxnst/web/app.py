@@ -1,0 +1,140 @@
+"""The web page's HTTP side, on Starlette (``pip install "jaxnst[web]"``).
+
+Starlette because it is small, typed and maintained, has multipart uploads, streaming responses for
+server-sent events and a test client that needs no browser, and runs under uvicorn with no other
+service; the page needs nothing more. Progress goes to the page as server-sent events (one-way, plain
+HTTP, reconnecting by themselves), not WebSockets. Routes:
+
+* ``GET /`` the page; ``GET /api/runs`` every run; ``POST /api/runs`` a new one (multipart:
+  ``content``, ``styles``, the settings of ``jaxnst.web.runs.SETTINGS``, ``sweep_field``/``sweep_values``)
+* ``GET /api/runs/{id}`` one run; ``GET /api/runs/{id}/events`` its progress as server-sent events
+* ``GET /api/runs/{id}/image/{k}`` the current image ``k``; ``GET /api/runs/{id}/result/{k}`` the PNG
+* ``POST /api/runs/{id}/stop``
+
+Files are only ever named by a run id (12 hex digits) and an image number: nothing from a request
+becomes a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from jaxnst.errors import JaxnstError
+from jaxnst.web.runs import FINAL, MAX_UPLOAD_BYTES, Runner
+
+
+def make_app(runner: Runner) -> Starlette:
+    """The Starlette app serving ``runner``'s runs."""
+    page = resources.files("jaxnst.web").joinpath("page.html").read_text(encoding="utf-8")
+
+    def found(request: Request):
+        run = runner.get(request.path_params["run_id"])
+        if run is None:
+            return None, JSONResponse({"error": "no such run"}, status_code=404)
+        return run, None
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page.replace("{{device}}", runner.device))
+
+    async def list_runs(request: Request) -> Response:
+        runs = sorted(list(runner.runs.values()), key=lambda r: r.created, reverse=True)
+        return JSONResponse({"runs": [r.summary() for r in runs], "device": runner.device})
+
+    async def create(request: Request) -> Response:
+        try:
+            async with request.form(max_files=8, max_fields=40, max_part_size=MAX_UPLOAD_BYTES + 1) as form:
+                files = [v for v in form.getlist("styles") if hasattr(v, "read")]
+                content = form.get("content")
+                if not hasattr(content, "read"):
+                    raise JaxnstError("no content image: choose one")
+                uploads = [(f.filename or "upload", await f.read()) for f in (content, *files)]
+                fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            run = await asyncio.to_thread(runner.submit, uploads[0], uploads[1:], fields)
+        except JaxnstError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except Exception as e:  # a malformed or too large multipart body: Starlette says which
+            detail = getattr(e, "detail", None) or str(e)
+            return JSONResponse({"error": f"the upload could not be read: {detail}"}, status_code=400)
+        return JSONResponse(run.summary(), status_code=201)
+
+    async def one(request: Request) -> Response:
+        run, missing = found(request)
+        return missing or JSONResponse(run.summary())
+
+    async def events(request: Request) -> Response:
+        run, missing = found(request)
+        if missing:
+            return missing
+
+        async def stream():
+            version = -1
+            while True:
+                current = await asyncio.to_thread(runner.wait, run.id, version, 10.0)
+                if current.version != version:
+                    version = current.version
+                    yield f"data: {json.dumps(current.summary())}\n\n"
+                else:
+                    yield ": still here\n\n"  # a comment keeps proxies and the browser from timing out
+                if current.status in FINAL or await request.is_disconnected():
+                    return
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    def image_number(request: Request, run) -> int | None:
+        try:
+            k = int(request.path_params["k"])
+        except ValueError:
+            return None
+        return k if 0 <= k < len(run.labels) else None
+
+    async def image(request: Request) -> Response:
+        run, missing = found(request)
+        if missing:
+            return missing
+        k = image_number(request, run)
+        if k is None:
+            return JSONResponse({"error": "no such image"}, status_code=404)
+        if k < len(run.images):
+            return Response(run.images[k], media_type="image/png", headers={"Cache-Control": "no-store"})
+        path = runner.result(run, k)
+        if path is None:
+            return JSONResponse({"error": "no image yet"}, status_code=404)
+        return FileResponse(path, media_type="image/png")
+
+    async def result(request: Request) -> Response:
+        run, missing = found(request)
+        if missing:
+            return missing
+        k = image_number(request, run)
+        path = None if k is None else runner.result(run, k)
+        if path is None:
+            return JSONResponse({"error": "no result yet"}, status_code=404)
+        label = f"_{run.labels[k]}" if run.labels[k] else ""
+        return FileResponse(path, media_type="image/png", filename=f"jaxnst_{run.id}{label}.png")
+
+    async def stop(request: Request) -> Response:
+        run, missing = found(request)
+        if missing:
+            return missing
+        runner.stop(run.id)
+        return JSONResponse(run.summary())
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/runs", list_runs, methods=["GET"]),
+            Route("/api/runs", create, methods=["POST"]),
+            Route("/api/runs/{run_id}", one),
+            Route("/api/runs/{run_id}/events", events),
+            Route("/api/runs/{run_id}/image/{k}", image),
+            Route("/api/runs/{run_id}/result/{k}", result),
+            Route("/api/runs/{run_id}/stop", stop, methods=["POST"]),
+        ]
+    )

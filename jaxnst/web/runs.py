@@ -1,0 +1,291 @@
+"""Runs started from the web page: a queue, one engine run at a time, results kept in a folder.
+
+No web library here: ``jaxnst.web.app`` serves a ``Runner`` over HTTP. Each run is a folder
+``RUNS/<id>/`` holding its uploads (named by jaxnst, never by the request), ``run.json`` (settings
+and status, written atomically) and ``result_<k>.png`` per image (written atomically, with the run's
+record in a text chunk as the CLI writes it). A new ``Runner`` on the same folder lists the runs
+that finished; those a stopped server left queued or running are marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import queue
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jaxnst import __version__
+from jaxnst._files import atomic_path
+from jaxnst.batch import PER_ITEM, grid_configs, stylize_batch
+from jaxnst.config import Config, style_size, validate
+from jaxnst.errors import JaxnstError
+from jaxnst.image import load_image, save_image
+
+# The settings the page offers: name -> type. Everything else keeps its default.
+SETTINGS: dict[str, type] = {
+    "size": int,
+    "steps": int,
+    "initial_steps": int,
+    "min_size": int,
+    "style_weight": float,
+    "content_weight": float,
+    "style_statistic": str,
+    "preserve_color": str,
+    "seed": int,
+}
+MAX_UPLOAD_BYTES = 40 * 2**20
+MAX_STYLES = 4
+FINAL = ("done", "stopped", "failed", "interrupted")
+RUN_ID = re.compile(r"[0-9a-f]{12}")
+
+
+class _Stopped(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Run:
+    """A run's settings and live state; ``version`` grows with every change."""
+
+    id: str
+    folder: Path
+    settings: dict
+    sweep: dict  # {} or {field: [values]}: one image per value, one batch
+    status: str = "queued"
+    message: str = ""
+    step: int = 0
+    steps: int = 0
+    scale: int = 0
+    scales: int = 1
+    shape: tuple = ()
+    eta: float | None = None
+    losses: list = dataclasses.field(default_factory=list)  # [step, [loss per image]]
+    images: list = dataclasses.field(default_factory=list)  # the current PNGs, bytes
+    labels: list = dataclasses.field(default_factory=list)
+    version: int = 0
+    created: float = dataclasses.field(default_factory=time.time)
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def summary(self) -> dict:
+        keys = ("id", "settings", "sweep", "status", "message", "step", "steps", "scale", "scales", "eta", "labels",
+                "version", "created")  # fmt: skip
+        out = {k: getattr(self, k) for k in keys}
+        out["shape"] = list(self.shape)
+        out["images"] = len(self.labels)
+        out["losses"] = self.losses[-200:]
+        return out
+
+
+def parse_settings(form: dict[str, str]) -> tuple[dict, dict]:
+    """The page's fields as (settings, sweep), checked by ``config.validate``; else a ``JaxnstError``."""
+    settings = {}
+    for name, kind in SETTINGS.items():
+        value = str(form.get(name, "")).strip()
+        if value == "":
+            continue
+        if value.lower() == "none" and name in ("min_size", "initial_steps"):
+            settings[name] = None
+            continue
+        try:
+            settings[name] = kind(value)
+        except ValueError:
+            raise JaxnstError(f"{name.replace('_', ' ')} {value!r} is not a {kind.__name__}") from None
+    sweep = {}
+    field = str(form.get("sweep_field", "")).strip()
+    if field:
+        if field not in PER_ITEM or field not in SETTINGS:
+            raise JaxnstError(f"cannot sweep {field}: sweep one of style_weight, content_weight, steps, seed")
+        raw = [v for v in re.split(r"[,\s]+", str(form.get("sweep_values", ""))) if v]
+        if not 2 <= len(raw) <= 3:
+            raise JaxnstError("give two or three sweep values, e.g. 0.3, 1, 3")
+        try:
+            sweep[field] = [SETTINGS[field](v) for v in raw]
+        except ValueError:
+            raise JaxnstError(f"sweep values {', '.join(raw)} are not numbers") from None
+    base = validate(dataclasses.replace(Config(), **settings))
+    for _, cfg in grid_configs(base, sweep):
+        validate(cfg)
+    return settings, sweep
+
+
+class Runner:
+    """The queue of runs of one server process, and the worker thread that runs them one at a time.
+
+    ``weights`` is the VGG to use (loaded once); ``device`` names where runs go, for the page.
+    """
+
+    def __init__(self, folder: str | Path, weights, device: str = ""):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.weights, self.device = weights, device
+        self.runs: dict[str, Run] = {}
+        self._changed = threading.Condition()
+        self._queue: queue.Queue[Run | None] = queue.Queue()
+        self._load_finished()
+        self._thread = threading.Thread(target=self._work, name="jaxnst-runs", daemon=True)
+        self._thread.start()
+
+    # -- what the app calls -------------------------------------------------------------------
+
+    def submit(self, content: tuple[str, bytes], styles: list[tuple[str, bytes]], form: dict[str, str]) -> Run:
+        """A new queued run of ``content`` and ``styles`` ((filename, bytes) each) with the page's
+        ``form`` fields. Every upload is read as an image here, so a bad one fails now, with a message."""
+        settings, sweep = parse_settings(form)
+        if not styles:
+            raise JaxnstError("no style image: give at least one")
+        if len(styles) > MAX_STYLES:
+            raise JaxnstError(f"{len(styles)} style images: give at most {MAX_STYLES}")
+        run = Run(uuid.uuid4().hex[:12], Path(), settings, sweep)
+        run.folder = self.folder / run.id
+        (run.folder / "inputs").mkdir(parents=True)
+        try:
+            for i, (name, data) in enumerate([content, *styles]):
+                what = "the content image" if i == 0 else f"style image {i}"
+                if len(data) > MAX_UPLOAD_BYTES:
+                    raise JaxnstError(f"{what} ({name}) is {len(data) / 2**20:.0f} MiB: give one of at most 40 MiB")
+                if not data:
+                    raise JaxnstError(f"{what} ({name}) is empty")
+                path = run.folder / "inputs" / (f"content{i}" if i == 0 else f"style{i}")
+                path.write_bytes(data)
+                try:
+                    load_image(path, 16)  # every check of the CLI's loader: format, size, decompression bombs
+                except JaxnstError as e:
+                    raise JaxnstError(f"{what} ({name}): {e}") from None
+        except JaxnstError:
+            for f in (run.folder / "inputs").iterdir():
+                f.unlink()
+            (run.folder / "inputs").rmdir()
+            run.folder.rmdir()
+            raise
+        run.labels = [f"{k}={v:g}" for k, vs in sweep.items() for v in vs] or [""]
+        with self._changed:
+            self.runs[run.id] = run
+            self._save(run)
+        self._queue.put(run)
+        return run
+
+    def get(self, run_id: str) -> Run | None:
+        return self.runs.get(run_id) if RUN_ID.fullmatch(run_id) else None
+
+    def stop(self, run_id: str) -> Run | None:
+        """Asks a run to stop at the end of its current block (a queued one never starts); it keeps its image."""
+        run = self.get(run_id)
+        if run is not None and run.status in ("queued", "running"):
+            run.stop.set()
+            if run.status == "queued":
+                self._set(run, status="stopped", message="stopped before it started")
+        return run
+
+    def wait(self, run_id: str, version: int, timeout: float) -> Run | None:
+        """The run once its ``version`` is past ``version`` (or after ``timeout`` seconds)."""
+        with self._changed:
+            self._changed.wait_for(lambda: (r := self.runs.get(run_id)) is None or r.version > version, timeout)
+            return self.runs.get(run_id)
+
+    def result(self, run: Run, k: int) -> Path | None:
+        path = run.folder / f"result_{k}.png"
+        return path if 0 <= k < len(run.labels) and path.is_file() else None
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def _set(self, run: Run, **changes) -> None:
+        with self._changed:
+            for k, v in changes.items():
+                setattr(run, k, v)
+            run.version += 1
+            if "status" in changes:
+                self._save(run)
+            self._changed.notify_all()
+
+    def _save(self, run: Run) -> None:
+        record = {k: v for k, v in run.summary().items() if k not in ("losses", "version", "images")}
+        with atomic_path(run.folder / "run.json") as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+
+    def _load_finished(self) -> None:
+        for path in sorted(self.folder.glob("*/run.json")):
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not RUN_ID.fullmatch(str(rec.get("id", ""))) or path.parent.name != rec["id"]:
+                continue
+            run = Run(rec["id"], path.parent, rec.get("settings", {}), rec.get("sweep", {}))
+            for k in ("status", "message", "step", "steps", "scale", "scales", "labels", "created"):
+                if k in rec:
+                    setattr(run, k, rec[k])
+            run.shape = tuple(rec.get("shape", ()))
+            if run.status not in FINAL:
+                run.status, run.message = "interrupted", "the server stopped during this run"
+                self._save(run)
+            self.runs[run.id] = run
+
+    def _work(self) -> None:
+        while (run := self._queue.get()) is not None:
+            if run.stop.is_set():
+                continue
+            try:
+                self._run(run)
+            except _Stopped:
+                self._set(run, status="stopped", message=f"stopped at step {run.step}")
+            except JaxnstError as e:
+                self._set(run, status="failed", message=str(e))
+            except Exception as e:  # the server goes on; the page shows what went wrong
+                self._set(run, status="failed", message=f"{type(e).__name__}: {e}")
+
+    def _run(self, run: Run) -> None:
+        base = dataclasses.replace(Config(), **run.settings)
+        configs = [cfg for _, cfg in grid_configs(base, run.sweep)]
+        content = load_image(run.folder / "inputs" / "content0", base.size)
+        styles = sorted((run.folder / "inputs").glob("style*"))
+        styles = [load_image(s, style_size(base)) for s in styles]
+        self._set(run, status="running", message=f"compiling on {self.device}", shape=content.shape[:2])
+        first: dict = {}
+
+        def callback(p) -> None:
+            step, steps = min(p.step), max(p.steps)
+            images = [_png(im) for im in p.outputs()]
+            eta = None
+            if "t" in first and step > first["step"]:
+                eta = (p.elapsed - first["t"]) / (step - first["step"]) * (steps - step)
+            first.setdefault("t", p.elapsed)
+            first.setdefault("step", step)
+            losses = [*run.losses, [step, [round(v, 6) for v in p.loss]]]
+            self._set(run, step=step, steps=steps, scale=p.scale, scales=p.scales, eta=eta, images=images,
+                      losses=losses, message=f"{p.shape[1]}x{p.shape[0]} px on {self.device}")  # fmt: skip
+            if run.stop.is_set() and not p.done:
+                self._write_results(run, configs, p.outputs())
+                raise _Stopped
+
+        outs = stylize_batch([content], [styles], self.weights, configs, callback=callback, every=5, multiple=None)
+        self._write_results(run, configs, outs)
+        self._set(run, status="done", message=f"done in {run.step} steps on {self.device}")
+
+    def _write_results(self, run: Run, configs: list[Config], images) -> None:
+        for k, (cfg, im) in enumerate(zip(configs, images, strict=True)):
+            record = {"jaxnst": __version__, "command": "serve", "run": run.id, "device": self.device,
+                      "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}  # fmt: skip
+            save_image(np.asarray(im), run.folder / f"result_{k}.png", text={"jaxnst": json.dumps(record)})
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.round(np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def run_folder_default() -> Path:
+    from jaxnst.hub import cache_dir
+
+    return cache_dir() / "runs"

@@ -1,0 +1,159 @@
+"""The web page's server, through Starlette's test client (no browser): runs, progress, stop, queue,
+sweeps, bad uploads, paths, restarts."""
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette.testclient")  # the web extra and httpx2: pip install -e ".[dev]"
+from starlette.testclient import TestClient  # noqa: E402
+
+from jaxnst.web.app import make_app  # noqa: E402
+from jaxnst.web.runs import Runner  # noqa: E402
+
+FAST = {"size": "32", "steps": "3", "min_size": "none", "style_statistic": "gram"}
+
+
+@pytest.fixture
+def server(tmp_path, vgg19):
+    runner = Runner(tmp_path / "runs", vgg19, "cpu (test)")
+    with TestClient(make_app(runner)) as client:
+        yield runner, client
+    runner.close()
+
+
+def png(rng, h=24, w=32) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def start(client, rng, **fields):
+    files = [("content", ("c.png", png(rng), "image/png")), ("styles", ("s.png", png(rng, 32, 24), "image/png"))]
+    return client.post("/api/runs", files=files, data={**FAST, **fields})
+
+
+def events(client, run_id):
+    with client.stream("GET", f"/api/runs/{run_id}/events") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+
+
+def wait_for(runner, run_id, ok, timeout=120):
+    t = time.monotonic()
+    while not ok(runner.get(run_id)):
+        assert time.monotonic() - t < timeout, runner.get(run_id).summary()
+        time.sleep(0.05)
+    return runner.get(run_id)
+
+
+def test_a_run_reports_progress_and_keeps_its_result(server, rng):
+    runner, client = server
+    r = start(client, rng)
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    seen = events(client, run_id)
+    assert seen[-1]["status"] == "done" and seen[-1]["step"] == 3, seen[-1]
+    running = [e for e in seen if e["status"] == "running" and e["step"] > 0]
+    assert running and [e["step"] for e in running] == sorted(e["step"] for e in running)
+    assert seen[-1]["losses"][-1][0] == 3 and "on cpu (test)" in seen[-1]["message"]
+    img = client.get(f"/api/runs/{run_id}/image/0")
+    assert img.status_code == 200 and Image.open(io.BytesIO(img.content)).size == (32, 24)
+    res = client.get(f"/api/runs/{run_id}/result/0")
+    assert res.status_code == 200 and "attachment" in res.headers["content-disposition"]
+    record = json.loads(Image.open(io.BytesIO(res.content)).text["jaxnst"])
+    assert record["config"]["steps"] == 3 and record["config"]["size"] == 32 and record["run"] == run_id
+    assert json.loads((runner.folder / run_id / "run.json").read_text())["status"] == "done"
+    assert [r["id"] for r in client.get("/api/runs").json()["runs"]] == [run_id]
+
+
+def test_a_sweep_is_one_batch_of_images_side_by_side(server, rng):
+    runner, client = server
+    r = start(client, rng, sweep_field="style_weight", sweep_values="1, 1e4")
+    assert r.status_code == 201, r.text
+    done = events(client, r.json()["id"])[-1]
+    assert done["status"] == "done" and done["labels"] == ["style_weight=1", "style_weight=10000"]
+    a, b = (np.asarray(Image.open(io.BytesIO(client.get(f"/api/runs/{done['id']}/result/{k}").content)))
+            for k in (0, 1))  # fmt: skip
+    assert a.shape == b.shape == (24, 32, 3) and not np.array_equal(a, b)
+
+
+def test_stop_keeps_the_image_and_the_queue_goes_on(server, rng):
+    runner, client = server
+    long = start(client, rng, steps="100000").json()["id"]
+    queued = start(client, rng).json()["id"]
+    wait_for(runner, long, lambda r: r.step > 0)
+    assert client.get(f"/api/runs/{queued}").json()["status"] == "queued"  # one run at a time
+    assert client.post(f"/api/runs/{long}/stop").status_code == 200
+    stopped = wait_for(runner, long, lambda r: r.status == "stopped")
+    assert 0 < stopped.step < 100000 and client.get(f"/api/runs/{long}/result/0").status_code == 200
+    assert events(client, queued)[-1]["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    "content, fields, message",
+    [
+        (b"not an image at all", {}, "the content image (c.png)"),
+        (b"", {}, "the content image (c.png) is empty"),
+        (None, {"size": "abc"}, "size 'abc' is not a int"),
+        (None, {"size": "8"}, "size 8 is too small"),
+        (None, {"sweep_field": "lr", "sweep_values": "1,2"}, "cannot sweep lr"),
+        (None, {"sweep_field": "style_weight", "sweep_values": "1"}, "give two or three sweep values"),
+    ],
+)
+def test_bad_uploads_and_settings_are_refused_with_a_message(server, rng, content, fields, message):
+    runner, client = server
+    files = [("content", ("c.png", png(rng) if content is None else content, "image/png")),
+             ("styles", ("s.png", png(rng), "image/png"))]  # fmt: skip
+    r = client.post("/api/runs", files=files, data={**FAST, **fields})
+    assert r.status_code == 400 and message in r.json()["error"], r.text
+    assert list(runner.folder.iterdir()) == []  # nothing left of the rejected run
+
+
+def test_a_decompression_bomb_is_refused(server, rng, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 24x32 upload is then a "bomb"
+    runner, client = server
+    r = start(client, rng)
+    assert r.status_code == 400 and "the content image (c.png)" in r.json()["error"], r.text
+
+
+def test_no_request_names_a_file_outside_the_runs(server, rng):
+    runner, client = server
+    (runner.folder.parent / "secret.txt").write_text("secret")
+    run_id = start(client, rng).json()["id"]
+    events(client, run_id)
+    for url in [
+        "/api/runs/..%2Fsecret.txt/result/0",
+        "/api/runs/../secret.txt",
+        f"/api/runs/{run_id}/result/..%2F..%2Fsecret.txt",
+        f"/api/runs/{run_id}/result/-1",
+        f"/api/runs/{run_id}/result/1",
+        f"/api/runs/{run_id}/image/0x0",
+        "/api/runs/0123456789ab/result/0",
+        "/api/runs/" + "a" * 12 + "/events",
+    ]:
+        r = client.get(url)
+        assert r.status_code == 404 and b"secret" not in r.content, url
+
+
+def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
+    runner = Runner(tmp_path / "runs", vgg19)
+    with TestClient(make_app(runner)) as client:
+        run_id = start(client, rng).json()["id"]
+        assert events(client, run_id)[-1]["status"] == "done"
+    runner.close()
+    (tmp_path / "runs" / "0123456789ab").mkdir()
+    (tmp_path / "runs" / "0123456789ab" / "run.json").write_text(
+        json.dumps({"id": "0123456789ab", "status": "running"})
+    )
+    again = Runner(tmp_path / "runs", vgg19)
+    with TestClient(make_app(again)) as client:
+        runs = {r["id"]: r for r in client.get("/api/runs").json()["runs"]}
+        assert runs[run_id]["status"] == "done" and runs["0123456789ab"]["status"] == "interrupted"
+        assert client.get(f"/api/runs/{run_id}/result/0").status_code == 200
+        assert client.get(f"/api/runs/{run_id}/image/0").status_code == 200
+    again.close()
