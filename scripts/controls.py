@@ -66,7 +66,7 @@ def main() -> None:
         seconds = time.perf_counter() - t
         assert code == 0, f"{name}: exit {code}"
         Image.open(png).convert("RGB").save(out / f"tubingen_{name}.jpg", quality=88)
-        shown = shlex.join(["jaxnst", *(a.replace(str(images) + "/", "") for a in cmd[:-4])])
+        shown = shlex.join(["jaxnst", *(a.replace(str(images) + "/", "") for a in cmd[:-5])])
         record[name] = {"command": shown.replace(str(tmp) + "/", ""), "seconds": round(seconds, 1)}
         print(f"{name}: {seconds:.0f} s")
     (out / "controls.json").write_text(json.dumps(record, indent=1) + "\n")
