@@ -116,7 +116,6 @@ class BatchProgress:
         return self.terms_fn()
 
 
-@functools.lru_cache(maxsize=16)
 def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool = False) -> Engine:
     """``jaxnst.engine.make_engine`` under ``vmap``, jitted.
 
@@ -130,6 +129,11 @@ def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mes
     compile again for the new input sharding. Cached, so equal (shape, batch
     size) reuse one program.
     """
+    return _batched_engine(spec, optimizer, shared_style, mesh, regions)
+
+
+@functools.lru_cache(maxsize=16)  # one key however the arguments are passed
+def _batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool) -> Engine:
     e = make_engine(spec, optimizer)
     problem_axes = Problem(None, Targets(0, None if shared_style else 0, 0 if regions else None), 0)
     run = jax.vmap(e.run, in_axes=(0, problem_axes, 0, 0))
