@@ -24,8 +24,8 @@ def _accum_dtype(x: jax.Array):
 
 def _area(features: jax.Array, where: jax.Array | None):
     """The positions' weights as (N, H, W, 1) (or None) and their sum per image, (N, 1, 1)."""
-    if where is None:
-        return None, jnp.asarray(features.shape[1] * features.shape[2], _accum_dtype(features))
+    if where is None:  # a Python int, so that unmasked statistics divide exactly as they always did
+        return None, features.shape[1] * features.shape[2]
     m = where.astype(_accum_dtype(features)).reshape(*where.shape[:3], 1)
     # An empty region (a small mask at a deep layer) gets zero statistics, not 0/0.
     return m, jnp.maximum(jnp.sum(m, axis=(1, 2)), jnp.finfo(m.dtype).tiny)[..., None]
