@@ -157,3 +157,31 @@ def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
         assert client.get(f"/api/runs/{run_id}/result/0").status_code == 200
         assert client.get(f"/api/runs/{run_id}/image/0").status_code == 200
     again.close()
+
+
+def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
+    """--web: the CLI's run on a local page; the page refuses other runs (that is `jaxnst serve`)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from jaxnst.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out.png"
+    argv = [images_dir / "coffee.png", images_dir / "the_scream.jpg", "--weights", "random", "--size", "32",
+            "--min-size", "none", "--steps", "4", "--style-layers", "relu1_1", "--content-layers", "relu1_1",
+            "-o", out, "--web", port]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0 and out.exists()
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().err
+    base = f"http://127.0.0.1:{port}/api/runs"
+    (run,) = json.loads(urllib.request.urlopen(base, timeout=10).read())["runs"]  # the server outlives main() here
+    assert run["status"] == "done" and run["step"] == run["steps"] == 4 and str(out) in run["message"]
+    result = urllib.request.urlopen(f"{base}/{run['id']}/result/0", timeout=10).read()
+    assert Image.open(io.BytesIO(result)).size == Image.open(out).size
+    form = urllib.request.Request(base, data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(form, timeout=10)
+    assert e.value.code == 400

@@ -17,6 +17,17 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def check_port(host: str, port: int, flag: str) -> None:
+    """A ``JaxnstError`` naming ``flag`` unless ``host:port`` can be listened on."""
+    if not 0 < port < 65536:
+        raise JaxnstError(f"{flag} {port} must be between 1 and 65535")
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise JaxnstError(f"cannot listen on {host}:{port} ({e.strerror}): give another {flag}") from None
+
+
 def main(argv: list[str]) -> int:
     p = Parser(prog="jaxnst serve", description="A local web page: upload images, start runs, watch them paint.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
@@ -37,13 +48,7 @@ def main(argv: list[str]) -> int:
         ) from None
     from jaxnst.web.runs import Runner, run_folder_default
 
-    if not 0 < args.port < 65536:
-        raise JaxnstError(f"--port {args.port} must be between 1 and 65535")
-    with socket.socket() as s:  # a taken port is a one-line error, before the weights load
-        try:
-            s.bind((args.host, args.port))
-        except OSError as e:
-            raise JaxnstError(f"cannot listen on {args.host}:{args.port} ({e.strerror}): give another --port") from None
+    check_port(args.host, args.port, "--port")  # before the weights load
     if not is_loopback(args.host):
         say(f"warning: --host {args.host} lets other machines reach this page and run jobs on this computer; "
             "there is no login")  # fmt: skip

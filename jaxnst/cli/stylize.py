@@ -110,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write a JSON trace: the run's record, the loss after every block, the final terms, why it stopped",
     )
+    p.add_argument(
+        "--web",
+        type=int,
+        nargs="?",
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="also show the run live on a local web page, http://127.0.0.1:PORT/ (default 8765; needs "
+        'pip install "jaxnst[web]"; jaxnst serve runs several)',
+    )
     p.add_argument("--version", action="version", version=f"jaxnst {__version__}")
     p.add_argument("--quiet", action="store_true", help="print only errors and the not-pretrained warning")
     return p
@@ -152,6 +162,32 @@ def _control_record(args: argparse.Namespace) -> dict:
 def control_argv(record: dict) -> list[str]:
     """The flags of the perceptual controls in a run record (``_control_record``)."""
     return [a for name, flag in CONTROL_FLAGS.items() if name in record for a in (flag, *record[name])]
+
+
+def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
+    """``--web``: a page on 127.0.0.1 that follows this run (``jaxnst.web``); (runner, run)."""
+    import tempfile
+    import threading
+
+    try:
+        import uvicorn
+
+        from jaxnst.cli.serve import check_port
+        from jaxnst.web.app import make_app
+        from jaxnst.web.runs import Runner
+    except ImportError as e:
+        missing = f"{e.name} is missing"
+        raise JaxnstError(f'--web needs the web extra ({missing}): pip install "jaxnst[web]"') from None
+    check_port("127.0.0.1", args.web, "--web")
+    runner = Runner(tempfile.mkdtemp(prefix="jaxnst-web-"), None, device_name())
+    run = runner.watch({"size": cfg.size, "steps": cfg.steps, "style_statistic": cfg.style_statistic})
+    run.shape = (h, w)
+    # No logging set-up of its own: the run's messages stay the CLI's, on whatever stderr is at the time.
+    config = uvicorn.Config(make_app(runner), host="127.0.0.1", port=args.web, log_level="warning", log_config=None)
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, name="jaxnst-web", daemon=True).start()
+    say(f"jaxnst: watch it paint at http://127.0.0.1:{args.web}/ (the page closes when the run ends)")
+    return runner, run
 
 
 def _check_controls(args: argparse.Namespace, blend) -> None:
@@ -382,8 +418,15 @@ def run_stylize(args: argparse.Namespace) -> None:
         except OSError as e:  # the run goes on: only this file is missing
             log(f"jaxnst: warning: could not write {what} ({e.strerror}); going on")
 
+    page = _web_page(args, cfg, w, h) if args.web is not None else None
+
     def callback(p):
         g = offsets[p.scale] + p.step  # steps over all scales
+        if page is not None:
+            runner, run = page
+            now = {"status": "done", "message": f"wrote {out}"} if p.done else {
+                "message": f"{p.image.shape[1]}x{p.image.shape[0]} px, writing {out}"}  # fmt: skip
+            runner.update(run, p.image, p.loss, step=g, steps=total, scale=p.scale, scales=p.scales, **now)
         if "t" not in seen:  # the first block includes the compile: the bar's rate and ETA start after it
             bar.reset(total=total)
             bar.initial = bar.n = g

@@ -120,6 +120,8 @@ class Runner:
     """The queue of runs of one server process, and the worker thread that runs them one at a time.
 
     ``weights`` is the VGG to use (loaded once); ``device`` names where runs go, for the page.
+    With ``weights=None`` it only shows runs that others drive (``watch``, ``update``: the
+    main command's ``--web``) and refuses new ones.
     """
 
     def __init__(self, folder: str | Path, weights, device: str = ""):
@@ -130,14 +132,16 @@ class Runner:
         self._changed = threading.Condition()
         self._queue: queue.Queue[Run | None] = queue.Queue()
         self._load_finished()
-        self._thread = threading.Thread(target=self._work, name="jaxnst-runs", daemon=True)
-        self._thread.start()
+        if weights is not None:
+            threading.Thread(target=self._work, name="jaxnst-runs", daemon=True).start()
 
     # -- what the app calls -------------------------------------------------------------------
 
     def submit(self, content: tuple[str, bytes], styles: list[tuple[str, bytes]], form: dict[str, str]) -> Run:
         """A new queued run of ``content`` and ``styles`` ((filename, bytes) each) with the page's
         ``form`` fields. Every upload is read as an image here, so a bad one fails now, with a message."""
+        if self.weights is None:
+            raise JaxnstError("this page follows one command-line run: start `jaxnst serve` to run others")
         settings, sweep = parse_settings(form)
         if not styles:
             raise JaxnstError("no style image: give at least one")
@@ -171,6 +175,27 @@ class Runner:
             self._save(run)
         self._queue.put(run)
         return run
+
+    def watch(self, settings: dict) -> Run:
+        """A run driven from outside (the main command's ``--web``), shown like the others; ``update`` it."""
+        run = Run(uuid.uuid4().hex[:12], Path(), settings, {}, status="running", labels=[""])
+        run.folder = self.folder / run.id
+        run.folder.mkdir(parents=True)
+        with self._changed:
+            self.runs[run.id] = run
+            self._save(run)
+        return run
+
+    def update(self, run: Run, image=None, loss: float | None = None, **changes) -> None:
+        """Changes fields of ``run``; ``image`` (H, W, 3) in [0, 1] becomes its current image, ``loss``
+        joins its curve at ``changes['step']``; a final ``status`` also keeps ``image`` as the result."""
+        if image is not None:
+            changes["images"] = [_png(image)]
+        if loss is not None:
+            changes["losses"] = [*run.losses, [changes.get("step", run.step), [round(loss, 6)]]]
+        if image is not None and changes.get("status") in FINAL:
+            save_image(np.asarray(image), run.folder / "result_0.png")
+        self._set(run, **changes)
 
     def get(self, run_id: str) -> Run | None:
         return self.runs.get(run_id) if RUN_ID.fullmatch(run_id) else None
