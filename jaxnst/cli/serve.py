@@ -56,6 +56,6 @@ def main(argv: list[str]) -> int:
     cfg = Config(model=args.model)
     weights = weights_from_args(args, cfg)
     runner = Runner(args.runs or run_folder_default(), weights, device_name())
-    say(f"jaxnst serve: open http://{args.host}:{args.port}/ (runs kept in {runner.folder}; Ctrl-C stops)")
+    say(f"open http://{args.host}:{args.port}/ (runs kept in {runner.folder}; Ctrl-C stops)")
     uvicorn.run(make_app(runner), host=args.host, port=args.port, log_level="warning")
     return 0
