@@ -99,7 +99,7 @@ def test_stop_keeps_the_image_and_the_queue_goes_on(server, rng):
     [
         (b"not an image at all", {}, "the content image (c.png)"),
         (b"", {}, "the content image (c.png) is empty"),
-        (None, {"size": "abc"}, "size 'abc' is not a int"),
+        (None, {"size": "abc"}, "size 'abc' is not a whole number"),
         (None, {"size": "8"}, "size 8 is too small"),
         (None, {"sweep_field": "lr", "sweep_values": "1,2"}, "cannot sweep lr"),
         (None, {"sweep_field": "style_weight", "sweep_values": "1"}, "give two or three sweep values"),

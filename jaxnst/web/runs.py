@@ -97,7 +97,8 @@ def parse_settings(form: dict[str, str]) -> tuple[dict, dict]:
         try:
             settings[name] = kind(value)
         except ValueError:
-            raise JaxnstError(f"{name.replace('_', ' ')} {value!r} is not a {kind.__name__}") from None
+            what = "a whole number" if kind is int else "a number" if kind is float else "valid"
+            raise JaxnstError(f"{name.replace('_', ' ')} {value!r} is not {what}") from None
     sweep = {}
     field = str(form.get("sweep_field", "")).strip()
     if field:
