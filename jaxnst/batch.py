@@ -44,7 +44,7 @@ from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
 from jaxnst.stylize import (
     as_batch,
-    as_mask,
+    as_masks,
     check_arch,
     check_image_sizes,
     initial_image,
@@ -280,7 +280,7 @@ def stylize_batch(
                                        mode=cfg.preserve_color, histogram_mode=cfg.histogram_mode)  # fmt: skip
                 prepared[key] = pc[0], tuple(x[0] for x in ps)
             c, style = prepared[key]
-        items.append(_Item(c, style, cfg, *_item_masks(cm, sm, c, style)))
+        items.append(_Item(c, style, cfg, *as_masks(cm, sm, as_batch(c, "content").shape, style)))
     if len({None if it.masks is None else len(it.masks) for it in items}) > 1:
         raise JaxnstError("items with different numbers of regions: give every item as many content masks")
 
@@ -311,31 +311,17 @@ def stylize_batch(
     return outputs
 
 
-def _item_masks(content_masks, style_masks, content, styles) -> tuple:
-    if content_masks is None:
-        if style_masks is not None:
-            raise JaxnstError("style masks without content masks: give one content mask per style too")
-        return None, None
-    if len(content_masks) != len(styles) or (style_masks is not None and len(style_masks) != len(styles)):
-        raise JaxnstError(f"{len(content_masks)} content masks for {len(styles)} style images: give one per style")
-    shape = as_batch(content, "content").shape
-    cm = tuple(as_mask(m, shape, "content mask") for m in content_masks)
-    sm = tuple(None if m is None else as_mask(m, as_batch(s, "style").shape, "style mask")
-               for m, s in zip(style_masks or [None] * len(styles), styles, strict=True))  # fmt: skip
-    return cm, sm
-
-
 def _regional_target(it, hw, hw_k, ratio, spec, weights, cache) -> Targets:
-    """An item's targets with regions: its content and masks brought to ``hw`` then ``hw_k``, its styles
-    and their masks shrunk by ``ratio``."""
-    key = ("regions", id(it.content), tuple(map(id, it.style)), tuple(map(id, it.masks)), hw, hw_k, ratio)
+    """An item's style targets and region masks (its content's features are ``_content_target``'s): the
+    masks brought to ``hw`` then ``hw_k`` as the content is, the styles and their masks shrunk by ``ratio``."""
+    key = ("regions", tuple(map(id, it.style)), tuple(map(id, it.masks)), hw, hw_k, ratio)
     if key not in cache:
-        c = _resize(_resize(as_batch(it.content, "content"), hw), hw_k)
         masks = [resize_mask(resize_mask(m, hw), hw_k) for m in it.masks]
         styles = _scaled_styles(it, ratio)
         style_masks = [None if m is None else resize_mask(m, s.shape[1:3])
                        for m, s in zip(it.style_masks, styles, strict=True)]  # fmt: skip
-        cache[key] = make_targets(weights, c, styles, spec, content_masks=masks, style_masks=style_masks)
+        no_content = dataclasses.replace(spec, content_layers=())
+        cache[key] = make_targets(weights, None, styles, no_content, content_masks=masks, style_masks=style_masks)
     return cache[key]
 
 
@@ -411,16 +397,14 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
         # use plain lax kernels whatever the spec, so the cache serves every bucket.
         spec = LossSpec.from_config(dataclasses.replace(cfg0, steps=int(steps.max())), hw_k[0] * hw_k[1])
         contents = [_content_target(it, hw, hw_k, spec, weights, cache) for it in rows]
+        content_features = _put(_stack([f for _, f in contents]), per_item)
         if regions:
-            targets = _put(
-                _stack([_regional_target(it, hw, hw_k, ratio, spec, weights, cache) for it in rows]), per_item
-            )
+            each = _stack([_regional_target(it, hw, hw_k, ratio, spec, weights, cache) for it in rows])
+            targets = Targets(content_features, _put(each.style, per_item), _put(each.regions, per_item))
         else:
             style = (_style_target(items[0], ratio, spec, weights, cache) if shared
                      else _stack([_style_target(it, ratio, spec, weights, cache) for it in rows]))  # fmt: skip
-            targets = Targets(
-                _put(_stack([f for _, f in contents]), per_item), _put(style, replicated if shared else per_item)
-            )
+            targets = Targets(content_features, _put(style, replicated if shared else per_item))
         problem = Problem(_put(weights, replicated), targets, loss_weights)
         engine = batched_engine(spec, cfg0.optimizer, shared, mesh, regions)
         if state is None:

@@ -93,6 +93,26 @@ def as_mask(m, image_shape: tuple[int, ...], what: str) -> jax.Array:
     return m
 
 
+def as_masks(content_masks, style_masks, content_shape: tuple[int, ...], styles) -> tuple:
+    """``(content masks, style masks)`` checked and as ``as_mask`` gives them: one content mask per style
+    (``content_shape``'s size), and none or one style mask (or None) per style (its size); ``(None, None)``
+    without masks."""
+    if content_masks is None:
+        if style_masks is not None:
+            raise JaxnstError("style masks without content masks: give one content mask per style too")
+        return None, None
+    n = len(styles)
+    if len(content_masks) != n or (style_masks is not None and len(style_masks) != n):
+        counts = f"{len(content_masks)} content masks" + (
+            "" if style_masks is None else f", {len(style_masks)} style masks"
+        )
+        raise JaxnstError(f"{counts} for {n} style images: give one per style (a style mask may be None)")
+    cm = tuple(as_mask(m, content_shape, "content mask") for m in content_masks)
+    sm = tuple(None if m is None else as_mask(m, as_batch(s, "style").shape, "style mask")
+               for m, s in zip(style_masks or [None] * n, styles, strict=True))  # fmt: skip
+    return cm, sm
+
+
 def resize_mask(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
     """A (1, H, W) mask at ``hw``, averaged over the pixels it shrinks (antialiased)."""
     return m if m.shape[1:] == tuple(hw) else jax.image.resize(m, (1, *hw), "linear", antialias=True)
@@ -207,16 +227,7 @@ def stylize(
     place = place or (lambda a: a)
     original = place(as_batch(content, "content"))  # its colours, for ``preserve_color``
     n = len(styles)
-    content_masks = (
-        None if content_masks is None else [as_mask(m, original.shape, "content mask") for m in content_masks]
-    )
-    if style_masks is not None:
-        if len(style_masks) != n:
-            raise JaxnstError(
-                f"{len(style_masks)} style masks for {n} style images: give one per style (None: all of it)"
-            )
-        style_masks = [None if m is None else as_mask(m, as_batch(s, "style").shape, "style mask")
-                       for m, s in zip(style_masks, styles, strict=True)]  # fmt: skip
+    content_masks, style_masks = as_masks(content_masks, style_masks, original.shape, styles)
     every_style = [as_batch(s, "style") for s in (*styles, *(coarse_styles or ()))]
     content, every_style = color.prepare(original, every_style, mode=cfg.preserve_color,
                                          histogram_mode=cfg.histogram_mode)  # fmt: skip
