@@ -121,16 +121,21 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def to_pil(image) -> Image.Image:
+    """Float RGB (H, W, 3) or (1, H, W, 3) in [0, 1] as an 8-bit RGB PIL image (clipped, rounded)."""
+    a = np.asarray(image, np.float32)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    return Image.fromarray(np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
+
+
 def save_image(image, path: str | os.PathLike, *, quality: int = 95, text: dict[str, str] | None = None) -> None:
     """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension, ``quality`` for JPEG), atomically.
 
     ``text`` goes into a PNG as text chunks (``Image.open(path).text`` reads them back); JPEGs get none.
     """
     path = check_output_path(path)
-    a = np.asarray(image, np.float32)
-    if a.ndim == 4 and a.shape[0] == 1:
-        a = a[0]
-    img = Image.fromarray(np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
+    img = to_pil(image)
     fmt = FORMATS[path.suffix.lower()]
     options = {"quality": quality} if fmt == "JPEG" else {}
     if text and fmt == "PNG":

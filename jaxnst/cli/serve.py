@@ -17,6 +17,17 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def web_extra(what: str):
+    """``(uvicorn, jaxnst.web.app.make_app)``, or a ``JaxnstError`` saying how to install them."""
+    try:
+        import uvicorn
+
+        from jaxnst.web.app import make_app
+    except ImportError as e:
+        raise JaxnstError(f'{what} needs the web extra ({e.name} is missing): pip install "jaxnst[web]"') from None
+    return uvicorn, make_app
+
+
 def check_port(host: str, port: int, flag: str) -> None:
     """A ``JaxnstError`` naming ``flag`` unless ``host:port`` can be listened on."""
     if not 0 < port < 65536:
@@ -38,14 +49,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quiet", action="store_true", help="print only errors and the address")
     add_weights_flag(p)
     args = p.parse_args(argv)
-    try:
-        import uvicorn
-
-        from jaxnst.web.app import make_app
-    except ImportError as e:
-        raise JaxnstError(
-            f'jaxnst serve needs the web extra ({e.name} is missing): pip install "jaxnst[web]"'
-        ) from None
+    uvicorn, make_app = web_extra("jaxnst serve")
     from jaxnst.web.runs import Runner, run_folder_default
 
     check_port(args.host, args.port, "--port")  # before the weights load

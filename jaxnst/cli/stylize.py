@@ -169,15 +169,11 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     import tempfile
     import threading
 
-    try:
-        import uvicorn
+    from jaxnst.cli.serve import check_port, web_extra
 
-        from jaxnst.cli.serve import check_port
-        from jaxnst.web.app import make_app
-        from jaxnst.web.runs import Runner
-    except ImportError as e:
-        missing = f"{e.name} is missing"
-        raise JaxnstError(f'--web needs the web extra ({missing}): pip install "jaxnst[web]"') from None
+    uvicorn, make_app = web_extra("--web")
+    from jaxnst.web.runs import Runner
+
     check_port("127.0.0.1", args.web, "--web")
     runner = Runner(tempfile.mkdtemp(prefix="jaxnst-web-"), None, device_name())
     run = runner.watch({"size": cfg.size, "steps": cfg.steps, "style_statistic": cfg.style_statistic})

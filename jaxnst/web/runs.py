@@ -19,15 +19,12 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from jaxnst import __version__
 from jaxnst._files import atomic_path
 from jaxnst.batch import PER_ITEM, grid_configs, stylize_batch
 from jaxnst.config import Config, style_size, validate
 from jaxnst.errors import JaxnstError
-from jaxnst.image import load_image, save_image
+from jaxnst.image import load_image, save_image, to_pil
 
 # The settings the page offers: name -> type. Everything else keeps its default.
 SETTINGS: dict[str, type] = {
@@ -195,7 +192,7 @@ class Runner:
         if loss is not None:
             changes["losses"] = [*run.losses, [changes.get("step", run.step), [round(loss, 6)]]]
         if image is not None and changes.get("status") in FINAL:
-            save_image(np.asarray(image), run.folder / "result_0.png")
+            save_image(image, run.folder / "result_0.png")
         self._set(run, **changes)
 
     def get(self, run_id: str) -> Run | None:
@@ -302,12 +299,12 @@ class Runner:
         for k, (cfg, im) in enumerate(zip(configs, images, strict=True)):
             record = {"jaxnst": __version__, "command": "serve", "run": run.id, "device": self.device,
                       "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}  # fmt: skip
-            save_image(np.asarray(im), run.folder / f"result_{k}.png", text={"jaxnst": json.dumps(record)})
+            save_image(im, run.folder / f"result_{k}.png", text={"jaxnst": json.dumps(record)})
 
 
 def _png(image) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.round(np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
+    to_pil(image).save(buf, "PNG")
     return buf.getvalue()
 
 
