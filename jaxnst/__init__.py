@@ -1,89 +1,69 @@
 """jaxnst: neural style transfer (Gatys et al.) in JAX.
 
-Pure functions over arrays: ``features`` (VGG taps), style statistics
-(``gram``, ``mean_std``, ``gaussian_moments`` with ``w2_distance``),
-``content_loss``, ``style_loss``, ``tv_loss``, the ``objective`` and an Optax
-step; the run as a value (``State``, and an ``Engine``'s ``init``/``run``,
-``rescale`` to the next scale, ``output``); ``stylize`` that runs them end to
-end, coarse to fine; ``stylize_batch`` (many images and
-sweeps as one vmapped program over every device) and ``stylize_spatial`` (one
-image split over devices). Images are float32 RGB in [0, 1], NHWC.
+Images are float32 RGB in [0, 1], NHWC. The names here are what most programs need:
+
+- run a transfer: ``stylize`` (one image, coarse to fine; ``Progress``), ``stylize_batch``
+  (many images and sweeps as one vmapped program over every device; ``BatchProgress``),
+  ``stylize_spatial`` (one image split over devices), set up by ``Config`` / ``preset``;
+- files: ``load_image``, ``load_mask``, ``save_image``; weights: ``get_weights`` (the cached
+  pretrained VGG, fetched once), ``load_weights``, ``save_weights``, ``random_weights``;
+  runs on disk: ``save_checkpoint``, ``load_checkpoint``; ``enable_compilation_cache``;
+- the network: ``VGG``, ``Network``, ``Weights``, ``features`` (a dict tap -> activation),
+  ``layer_names``;
+- the objective: ``make_targets`` (``Targets``), ``LossWeights``, ``LossSpec``, and
+  ``objective_fn``, the Gatys loss as a ``loss_fn(image) -> (loss, terms)``;
+- submodules: ``jaxnst.losses`` (statistics, distances, content/style/TV losses),
+  ``jaxnst.engine`` (``init``/``run``/``rescale``/``output`` over any loss function and any
+  optax optimiser), ``jaxnst.color`` (colour control).
+
+docs/research.md shows them under ``jit``, ``grad``, ``vmap`` and ``jvp``.
 """
 
+from jaxnst import color, engine, losses
 from jaxnst.batch import BatchProgress, stylize_batch, stylize_spatial
-from jaxnst.config import PRESETS, Config, preset, scale_schedule
-from jaxnst.engine import Engine, Problem, State, blocks, compiled_engine, make_engine, output, rescale
+from jaxnst.checkpoint import load_checkpoint, save_checkpoint
+from jaxnst.compilation import enable_compilation_cache
+from jaxnst.config import Config, preset
 from jaxnst.errors import JaxnstError
 from jaxnst.hub import get_weights
-from jaxnst.image import load_image, save_image
-from jaxnst.losses import (
-    STYLE_STATISTICS,
-    content_loss,
-    gaussian_moments,
-    gram,
-    mean_squared_distance,
-    mean_std,
-    style_loss,
-    tv_loss,
-    w2_distance,
-    w2_target,
-)
-from jaxnst.optimize import LossSpec, LossWeights, Targets, make_optimizer, make_step, make_targets, objective
+from jaxnst.image import load_image, load_mask, save_image
+from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
 from jaxnst.stylize import Progress, stylize
-from jaxnst.vgg import CAFFE, PRECISIONS, TORCH, VGG, Network, Preprocessing, Weights, features, layer_names
+from jaxnst.vgg import VGG, Network, Weights, features, layer_names
 from jaxnst.weights import load_weights, random_weights, save_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchProgress",
-    "CAFFE",
     "Config",
-    "Engine",
     "JaxnstError",
     "LossSpec",
     "LossWeights",
     "Network",
-    "PRECISIONS",
-    "PRESETS",
-    "Preprocessing",
-    "Problem",
     "Progress",
-    "STYLE_STATISTICS",
-    "State",
-    "TORCH",
     "Targets",
     "VGG",
     "Weights",
-    "blocks",
-    "compiled_engine",
-    "content_loss",
+    "color",
+    "enable_compilation_cache",
+    "engine",
     "features",
-    "gaussian_moments",
     "get_weights",
-    "gram",
     "layer_names",
+    "load_checkpoint",
     "load_image",
+    "load_mask",
     "load_weights",
-    "make_engine",
-    "make_optimizer",
-    "make_step",
+    "losses",
     "make_targets",
-    "mean_squared_distance",
-    "mean_std",
-    "objective",
-    "output",
+    "objective_fn",
     "preset",
     "random_weights",
-    "rescale",
+    "save_checkpoint",
     "save_image",
     "save_weights",
-    "scale_schedule",
-    "style_loss",
     "stylize",
     "stylize_batch",
     "stylize_spatial",
-    "tv_loss",
-    "w2_distance",
-    "w2_target",
 ]

@@ -37,11 +37,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnst import color
+from jaxnst import color, engine
 from jaxnst.config import Config, scale_schedule, validate
-from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Engine, Problem, blocks, make_engine, output, rescale
+from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, blocks, output
 from jaxnst.errors import JaxnstError
-from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
+from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
 from jaxnst.stylize import (
     as_batch,
     as_masks,
@@ -116,14 +116,23 @@ class BatchProgress:
         return self.terms_fn()
 
 
-def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool = False) -> Engine:
-    """``jaxnst.engine.make_engine`` under ``vmap``, jitted.
+class Batched(NamedTuple):
+    """The batched programs of one ``LossSpec``: ``init(images, lr, ema)``, ``run(state, loss_fn, n, tol)``
+    and ``terms(loss_fn, images)``, each over a leading item axis."""
+
+    init: Callable
+    run: Callable
+    terms: Callable
+
+
+def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool = False) -> Batched:
+    """``jaxnst.engine``'s ``init`` and ``run`` under ``vmap``, jitted.
 
     Per item (axis 0): the ``State`` (image (B, 1, H, W, 3), optimiser state,
-    counters), steps ``n`` and ``tol``, content targets, style statistics unless
-    ``shared_style``, and ``LossWeights``. Shared (no axis): the VGG weights, and
-    the style statistics when ``shared_style``; with ``regions``, the targets' region masks per
-    item too. Every output keeps its batch axis
+    counters), steps ``n`` and ``tol``, and of the loss function (``objective_fn``) the content
+    targets, the style statistics unless ``shared_style``, and the ``LossWeights``. Shared (no
+    axis): the VGG weights, and the style statistics when ``shared_style``; with ``regions``,
+    the targets' region masks per item too. Every output keeps its batch axis
     on ``mesh``: left to itself the partitioner may return small per-item leaves
     (Adam's step count, learning rate) replicated, and the next block would then
     compile again for the new input sharding. Cached, so equal (shape, batch
@@ -133,14 +142,15 @@ def batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mes
 
 
 @functools.lru_cache(maxsize=16)  # one key however the arguments are passed
-def _batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool) -> Engine:
-    e = make_engine(spec, optimizer)
-    problem_axes = Problem(None, Targets(0, None if shared_style else 0, 0 if regions else None), 0)
-    run = jax.vmap(e.run, in_axes=(0, problem_axes, 0, 0))
-    terms = jax.vmap(e.terms, in_axes=(0, problem_axes))
+def _batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Mesh, regions: bool) -> Batched:
+    targets = Targets(0, None if shared_style else 0, 0 if regions else None)
+    loss_axes, terms_axes = (objective_fn(None, targets, 0, s) for s in (spec, spec.forward_only))
+    run = jax.vmap(engine.run_steps, in_axes=(0, loss_axes, 0, 0))
+    terms = jax.vmap(lambda loss_fn, x: loss_fn(x)[1], in_axes=(terms_axes, 0))
     per_item = NamedSharding(mesh, P(mesh.axis_names[0]))
-    return Engine(
-        jax.vmap(e.init),
+    init = lambda x, lr, ema: engine.with_learning_rate(engine.init(x, engine.optimizer(optimizer), ema=ema), lr)  # noqa: E731
+    return Batched(
+        jax.vmap(init),
         jax.jit(run, donate_argnums=0, out_shardings=per_item),
         jax.jit(terms, out_shardings=per_item),
     )
@@ -366,7 +376,7 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
     done_before = np.zeros(len(rows), np.int64)  # steps taken at earlier scales
     state, t0 = None, time.perf_counter()
 
-    def report(block: Block, finished: bool, k: int, engine: Engine, problem: Problem):
+    def report(block: Block, finished: bool, k: int, programs: Batched, terms_of):
         # A clipped copy: the loop donates the state, and the callback may keep the progress.
         x = jnp.clip(output(block.state), 0.0, 1.0)
 
@@ -375,7 +385,7 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
             return [np.asarray(_resize(jnp.asarray(im), s)) for im, s in zip(imgs, shapes, strict=True)]
 
         def terms():
-            t = {name: _get(v)[:b] for name, v in engine.terms(x, problem).items()}
+            t = {name: _get(v)[:b] for name, v in programs.terms(terms_of, x).items()}
             return [{name: float(v[i]) for name, v in t.items()} for i in range(b)]
 
         reasons = tuple(STOP_REASONS[int(c)] for c in block.stop[:b]) if finished else ()
@@ -405,8 +415,9 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
             style = (_style_target(items[0], ratio, spec, weights, cache) if shared
                      else _stack([_style_target(it, ratio, spec, weights, cache) for it in rows]))  # fmt: skip
             targets = Targets(content_features, _put(style, replicated if shared else per_item))
-        problem = Problem(_put(weights, replicated), targets, loss_weights)
-        engine = batched_engine(spec, cfg0.optimizer, shared, mesh, regions)
+        loss_fn, terms_of = (objective_fn(_put(weights, replicated), targets, loss_weights, s)
+                             for s in (spec, spec.forward_only))  # fmt: skip
+        programs = batched_engine(spec, cfg0.optimizer, shared, mesh, regions)
         if state is None:
             starts = [
                 initial_image(it.cfg, c, _scaled_styles(it, ratio), init_image)
@@ -414,24 +425,25 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
             ]
             # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
             per_row = lambda name: jnp.asarray([getattr(it.cfg, name) for it in rows], jnp.float32)  # noqa: E731
-            state = engine.init(jnp.stack(starts), per_row("lr"), per_row("ema"))
+            state = programs.init(jnp.stack(starts), per_row("lr"), per_row("ema"))
         else:
-            state = _rescale_batch(state, hw_k, cfg0.optimizer)
+            state = _rescale_batch(state, hw_k)
         state = _put(state, per_item)
         block = Block(state, _get(state.step), _get(state.stop), _get(state.loss), True)
-        for block in blocks(engine.run, state, problem, steps, tol, every, put=put, get=_get):
+        run_n = lambda s, n, tol: programs.run(s, loss_fn, n, tol)  # noqa: B023, E731
+        for block in blocks(run_n, state, steps, tol, every, put=put, get=_get):
             state = block.state
             if not (block.done and last):
-                report(block, False, k, engine, problem)
+                report(block, False, k, programs, terms_of)
         if last or (block.stop[:b] == STOP_NONFINITE).all():
-            return report(block, True, k, engine, problem).outputs()
+            return report(block, True, k, programs, terms_of).outputs()
         done_before += _get(state.step)
     raise AssertionError("unreachable: the last scale returns")
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _rescale_batch(state, hw, optimizer):
-    return jax.vmap(functools.partial(rescale, hw=hw, optimizer=optimizer))(state)
+@functools.partial(jax.jit, static_argnums=1)
+def _rescale_batch(state, hw):
+    return jax.vmap(functools.partial(engine.rescale, hw=hw))(state)
 
 
 def stylize_spatial(

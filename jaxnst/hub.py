@@ -182,8 +182,10 @@ def find_weights(arch: str = "vgg19") -> Path:
     )
 
 
-def get_weights(spec: str | None, arch: str = "vgg19", seed: int = 0) -> Weights:
-    """``'random'`` -> seeded random weights; a path -> that file; ``None`` -> the cached default."""
+def get_weights(spec: str | None = None, arch: str = "vgg19", seed: int = 0) -> Weights:
+    """The VGG weights ``spec`` names: ``None`` (the default) -> the cached pretrained ones (``jaxnst
+    weights fetch`` puts them there; ``find_weights`` says where it looks); a path -> that file;
+    ``'random'`` -> seeded random weights (NOT pretrained: for tests)."""
     if spec == "random":
         return random_weights(arch, seed)
     return load_weights(spec if spec else find_weights(arch), arch)

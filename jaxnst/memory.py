@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnst.config import Config, scale_schedule, style_size
-from jaxnst.engine import Problem, compiled_engine
-from jaxnst.optimize import LossSpec, LossWeights, make_targets
+from jaxnst.engine import run, run_steps
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
+from jaxnst.stylize import start
 from jaxnst.vgg import Weights, param_shapes
 
 
@@ -48,11 +49,10 @@ def estimate(content_hw: tuple[int, int], style_hws: list[tuple[int, int]], cfg:
     targets = jax.eval_shape(
         lambda w, c, s: make_targets(w, c, s, spec, cfg.style_blend_weights), weights, content, styles
     )
-    engine = compiled_engine(spec, cfg.optimizer)
-    state = jax.eval_shape(engine.init, content, cfg.lr)
-    problem = Problem(weights, targets, jax.eval_shape(lambda: LossWeights.from_config(cfg)))
+    state = jax.eval_shape(lambda c: start(c, cfg), content)
+    loss_fn = objective_fn(weights, targets, jax.eval_shape(lambda: LossWeights.from_config(cfg)), spec)
     n = jax.ShapeDtypeStruct((), jnp.int32)
-    m = engine.run.lower(state, problem, n, jax.ShapeDtypeStruct((), f32)).compile()
+    m = jax.jit(run_steps, donate_argnums=0).lower(state, loss_fn, n, jax.ShapeDtypeStruct((), f32)).compile()
     m = m.memory_analysis()
     if m is None:
         raise RuntimeError("this JAX backend reports no memory analysis")
@@ -126,12 +126,10 @@ def seconds_per_step(content_hw: tuple[int, int], style_hws: list[tuple[int, int
     content = jnp.full((1, *content_hw, 3), 0.5, jnp.float32)
     styles = [jax.random.uniform(jax.random.key(i), (1, *hw, 3)) for i, hw in enumerate(style_hws)]
     spec = LossSpec.from_config(cfg, content_hw[0] * content_hw[1])
-    problem = Problem(weights, make_targets(weights, content, styles, spec), LossWeights.from_config(cfg))
-    engine = compiled_engine(spec, cfg.optimizer)
-    tol = jnp.float32(0)
-    state = jax.block_until_ready(engine.run(engine.init(content, cfg.lr), problem, jnp.int32(1), tol))
+    loss_fn = objective_fn(weights, make_targets(weights, content, styles, spec), LossWeights.from_config(cfg), spec)
+    state = jax.block_until_ready(run(start(content, cfg), loss_fn, 1, donate=True))[0]
     t0 = time.perf_counter()
-    jax.block_until_ready(engine.run(state, problem, jnp.int32(steps), tol))
+    jax.block_until_ready(run(state, loss_fn, steps, donate=True))
     return (time.perf_counter() - t0) / steps
 
 

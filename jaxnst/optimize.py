@@ -1,9 +1,8 @@
-"""The objective of style transfer and one optimisation step over it.
+"""The objective of style transfer.
 
 ``make_targets`` computes what the image is pulled towards, ``objective`` is a
-pure function of the image, and ``make_step`` wraps any loss function and any
-Optax transformation into ``(image, opt_state, *args) -> (image, opt_state,
-loss)``. ``jaxnst.engine`` runs the steps.
+pure function of the image, and ``objective_fn`` binds it into the ``loss_fn``
+that ``jaxnst.engine.run`` optimises.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
+from jax.tree_util import Partial
 
 from jaxnst import losses
 from jaxnst.config import Config, style_layer_weights
@@ -255,43 +254,14 @@ def objective(
     return jnp.sum(total), {"content": jnp.sum(c), "style": jnp.sum(s), "tv": jnp.sum(tv)}
 
 
-def make_optimizer(name: str, learning_rate: float | jax.Array = Config.lr) -> optax.GradientTransformation:
-    """``'adam'`` with the learning rate held in its state (so it can be an array, and its
-    ``update`` reads it from there), or ``'lbfgs'``, which ignores ``learning_rate``."""
-    if name == "adam":
-        return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
-    if name == "lbfgs":
-        # Zoom line search picks the step; memory 10 as in optax and minFunc.
-        return optax.lbfgs()
-    raise JaxnstError(f"optimizer {name!r}: use adam or lbfgs")
+@functools.cache
+def _objective(spec: LossSpec) -> Callable:
+    # One function per spec (a ``Partial``'s identity is part of the program's key); the image comes last.
+    return lambda weights, targets, loss_weights, image: objective(image, weights, targets, loss_weights, spec=spec)
 
 
-def make_step(
-    loss_fn: Callable[..., jax.Array],
-    optimizer: optax.GradientTransformation,
-    *,
-    clip: bool = True,
-    linesearch: bool = False,
-) -> Callable:
-    """One optimisation step over the image, as a pure function.
-
-    ``loss_fn(image, *args) -> scalar``. The step returns the loss at the image it
-    was given. With ``clip`` the image is projected back to [0, 1] after each
-    update. ``linesearch=True`` is for ``optax.lbfgs`` (and other transformations
-    that take ``value``/``grad``/``value_fn``): the value and gradient found by the
-    line search are reused, and the image is not clipped between steps, because
-    a projection would invalidate them (clip the final image instead).
-    """
-
-    def step(image, opt_state, *args):
-        if linesearch:
-            fn = lambda x: loss_fn(x, *args)  # noqa: E731
-            loss, grad = optax.value_and_grad_from_state(fn)(image, state=opt_state)
-            updates, opt_state = optimizer.update(grad, opt_state, image, value=loss, grad=grad, value_fn=fn)
-            return optax.apply_updates(image, updates), opt_state, loss
-        loss, grad = jax.value_and_grad(loss_fn)(image, *args)
-        updates, opt_state = optimizer.update(grad, opt_state, image)
-        image = optax.apply_updates(image, updates)
-        return (jnp.clip(image, 0.0, 1.0) if clip else image), opt_state, loss
-
-    return step
+def objective_fn(weights: Weights, targets: Targets, loss_weights: LossWeights, spec: LossSpec) -> Partial:
+    """The Gatys objective of ``spec`` as the engine's ``loss_fn(image) -> (loss, terms)``
+    (``objective`` with its arrays bound, as a ``jax.tree_util.Partial``: a pytree, so
+    ``jaxnst.engine.run`` takes the weights and targets as arguments and ``vmap`` maps them)."""
+    return Partial(_objective(spec), weights, targets, loss_weights)

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import color
+from jaxnst import color, engine
 from jaxnst.config import INIT_CHOICES, Config, scale_schedule, validate
-from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, Problem, State, blocks, compiled_engine, output, rescale
+from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, State, blocks, output
 from jaxnst.errors import JaxnstError
-from jaxnst.optimize import LossSpec, LossWeights, make_targets
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
 from jaxnst.vgg import Weights, check_image_size
 
 
@@ -262,18 +262,19 @@ def stylize(
         targets = make_targets(weights, content_k, styles_k, spec, cfg.style_blend_weights,
                                coarse_styles=every_k[n:], split_layer=cfg.split_layer,
                                content_masks=masks_k, style_masks=style_masks_k)  # fmt: skip
-        problem = Problem(weights, targets, LossWeights.from_config(cfg))
-        engine = compiled_engine(spec, cfg.optimizer)
+        loss_weights = LossWeights.from_config(cfg)
+        loss_fn = objective_fn(weights, targets, loss_weights, spec)
+        terms_of = objective_fn(weights, targets, loss_weights, spec.forward_only)
         if state is None:
-            state = engine.init(place(initial_image(cfg, content_k, styles_k, init_image)), cfg.lr, cfg.ema)
+            state = start(place(initial_image(cfg, content_k, styles_k, init_image)), cfg)
         elif k > first:
-            state = _rescale(state, hw, cfg.optimizer)
+            state = _rescale(state, hw)
 
         def report(block: Block, done: bool):
             if callback is not None:
                 raw = jnp.clip(output(block.state), 0.0, 1.0)  # what the losses see; ``img``: what the user sees
                 img = finish(raw[0])
-                terms_fn = lambda: {k: float(v) for k, v in engine.terms(raw, problem).items()}  # noqa: B023, E731
+                terms_fn = lambda: {k: float(v) for k, v in _aux(terms_of, raw).items()}  # noqa: B023, E731
                 reason = STOP_REASONS[int(block.stop)] if done else ""
                 p = Progress(int(block.step), steps, float(block.loss), img, time.perf_counter() - t0, done,  # noqa: B023
                              reason, terms_fn, block.state, int(block.stop), k, len(schedule))  # noqa: B023  # fmt: skip
@@ -281,7 +282,8 @@ def stylize(
 
         last = k == len(schedule) - 1
         block = None
-        for block in blocks(engine.run, state, problem, steps, jnp.float32(cfg.tol), every):
+        run_n = lambda s, n, tol: engine.run(s, loss_fn, n, tol=tol, donate=True)  # noqa: B023, E731
+        for block in blocks(run_n, state, steps, jnp.float32(cfg.tol), every):
             state = block.state
             done = block.done and (last or int(block.stop) == STOP_NONFINITE)
             report(block, done)
@@ -292,4 +294,10 @@ def stylize(
     return finish(output(state)[0])
 
 
-_rescale = jax.jit(rescale, static_argnums=(1, 2))
+def start(image: jax.Array, cfg: Config) -> State:
+    """``engine.init`` of ``image`` with ``cfg``'s optimiser, learning rate and moving average."""
+    return engine.with_learning_rate(engine.init(image, engine.optimizer(cfg.optimizer), ema=cfg.ema), cfg.lr)
+
+
+_rescale = jax.jit(engine.rescale, static_argnums=1)
+_aux = jax.jit(lambda loss_fn, image: loss_fn(image)[1])

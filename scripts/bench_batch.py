@@ -3,7 +3,7 @@
 For each size and batch size B: B different contents, one shared style (its
 Grams shared, as ``stylize_batch`` does), random VGG19 weights, the default
 losses (the net runs to relu5_1), Adam. Both sides run the exact compiled
-programs of the library: ``jaxnst.engine.compiled_engine`` (one image,
+programs of the library: ``jaxnst.engine.run`` (one image,
 B times in a row) and ``jaxnst.batch.batched_engine`` (B images at once,
 batch axis on a mesh over every device). Compiles and targets are not timed:
 a block of ``--steps`` steps per side, sequential and vmap alternating
@@ -29,9 +29,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxnst
+from jaxnst import engine
 from jaxnst.batch import batched_engine, device_mesh
-from jaxnst.engine import Problem, compiled_engine
-from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets
+from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
+from jaxnst.stylize import start
 
 
 def bench(size: int, b: int, steps: int, repeats: int, weights) -> dict:
@@ -41,25 +42,25 @@ def bench(size: int, b: int, steps: int, repeats: int, weights) -> dict:
     contents = [jnp.asarray(rng.uniform(size=(1, size * 3 // 4, size, 3)), jnp.float32) for _ in range(b)]
     style = jnp.asarray(rng.uniform(size=(1, size, size * 5 // 8, 3)), jnp.float32)
     targets = [make_targets(weights, c, [style], spec) for c in contents]
-    loss_weights, tol = LossWeights.from_config(cfg), jnp.float32(0)
+    loss_weights = LossWeights.from_config(cfg)
 
-    engine = compiled_engine(spec, cfg.optimizer)
-    singles = [engine.init(c, cfg.lr) for c in contents]
+    singles = [start(c, cfg) for c in contents]
 
     def sequential(n):
         for i, t in enumerate(targets):
-            singles[i] = engine.run(singles[i], Problem(weights, t, loss_weights), n, tol)
+            singles[i], _ = engine.run(singles[i], objective_fn(weights, t, loss_weights, spec), n, donate=True)
         jax.block_until_ready(singles)
 
     mesh = device_mesh()
     batched = batched_engine(spec, cfg.optimizer, True, mesh)
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
-    prob = Problem(weights, Targets(stack([t.content for t in targets]), targets[0].style), stack([loss_weights] * b))
+    targets_b = Targets(stack([t.content for t in targets]), targets[0].style)
+    loss_fn = objective_fn(weights, targets_b, stack([loss_weights] * b), spec)
     per_item = NamedSharding(mesh, P(mesh.axis_names[0]))  # where the program leaves its outputs
-    state = [jax.device_put(batched.init(jnp.stack(contents), jnp.full(b, cfg.lr)), per_item)]
+    state = [jax.device_put(batched.init(jnp.stack(contents), jnp.full(b, cfg.lr), jnp.full(b, cfg.ema)), per_item)]
 
     def vmapped(n):
-        state[0] = jax.block_until_ready(batched.run(state[0], prob, jnp.full(b, n, jnp.int32), jnp.zeros(b)))
+        state[0] = jax.block_until_ready(batched.run(state[0], loss_fn, jnp.full(b, n, jnp.int32), jnp.zeros(b))[0])
 
     sequential(1)  # compile
     vmapped(1)

@@ -2,7 +2,7 @@
 
     flock /tmp/jaxnst-bench.lock python scripts/bench_statistics.py [--sizes 128 256 512] [--statistics gram w2]
 
-The step is ``compiled_engine(spec, "adam").run`` of a 4:3 image of the given width, after a
+The step is ``jaxnst.engine.run`` of a 4:3 image of the given width, after a
 2-step warm-up (compile); 10 steps timed (4 at 512 px and above). W2's extra cost is its
 covariances and the eigendecompositions of one C x C matrix per style layer (``jaxnst.sqrtm``).
 """
@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 
 import jaxnst
+from jaxnst import engine
 from jaxnst.config import Config
-from jaxnst.engine import Problem, compiled_engine
-from jaxnst.optimize import LossSpec, LossWeights, make_targets
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
+from jaxnst.stylize import start
 
 
 def main() -> None:
@@ -33,12 +34,11 @@ def main() -> None:
         for stat in args.statistics:
             cfg = Config(style_statistic=stat, ops="fast")
             spec = LossSpec.from_config(cfg)
-            problem = Problem(w, make_targets(w, c, [s], spec), LossWeights.from_config(cfg))
-            e = compiled_engine(spec, "adam")
-            state = jax.block_until_ready(e.run(e.init(c), problem, 2, jnp.float32(0)))
+            loss_fn = objective_fn(w, make_targets(w, c, [s], spec), LossWeights.from_config(cfg), spec)
+            state = jax.block_until_ready(engine.run(start(c, cfg), loss_fn, 2, donate=True)[0])
             n = 10 if side < 512 else 4
             t0 = time.perf_counter()
-            jax.block_until_ready(e.run(state, problem, n, jnp.float32(0)))
+            jax.block_until_ready(engine.run(state, loss_fn, n, donate=True))
             print(f"{side} px  {stat:<8} {(time.perf_counter() - t0) / n:.3f} s/step", flush=True)
 
 

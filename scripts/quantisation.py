@@ -76,7 +76,7 @@ def main() -> None:
         for t in TAPS:
             a, b = np.asarray(base[t]), np.asarray(out[t])
             change[t].append(np.linalg.norm(b - a) / np.linalg.norm(a))
-            ga, gb = np.asarray(jaxnst.gram(base[t])), np.asarray(jaxnst.gram(out[t]))
+            ga, gb = np.asarray(jaxnst.losses.gram(base[t])), np.asarray(jaxnst.losses.gram(out[t]))
             gram_change[t].append(np.linalg.norm(gb - ga) / np.linalg.norm(ga))
     print(f"\nperturbed within the cells, {args.draws} draws, {photo.shape[2]}x{photo.shape[1]} {args.image.name}:")
     print(f"{'tap':8} {'features rel. change':>22} {'Gram rel. change':>18}")

@@ -22,8 +22,9 @@ CHILD = """
 import time
 t = [time.perf_counter()]
 import dataclasses, jax, jax.numpy as jnp, jaxnst
-from jaxnst.engine import Problem, compiled_engine
-from jaxnst.optimize import LossSpec, LossWeights, make_targets
+from jaxnst import engine
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
+from jaxnst.stylize import start
 t.append(time.perf_counter())
 cfg = jaxnst.preset("gatys", size={size}, steps={steps}, ops={ops!r})
 c = jaxnst.load_image({content!r}, cfg.size)[None]
@@ -34,13 +35,12 @@ t.append(time.perf_counter())
 spec = LossSpec.from_config(cfg, c.shape[1] * c.shape[2])
 targets = jax.block_until_ready(make_targets(w, c, [s], spec))
 t.append(time.perf_counter())
-e = compiled_engine(spec, cfg.optimizer)
-state = jax.block_until_ready(e.init(c, cfg.lr))
+state = jax.block_until_ready(start(c, cfg))
 t.append(time.perf_counter())
-p = Problem(w, targets, LossWeights.from_config(cfg))
-state = jax.block_until_ready(e.run(state, p, jnp.int32(1), jnp.float32(0)))
+f = objective_fn(w, targets, LossWeights.from_config(cfg), spec)
+state = jax.block_until_ready(engine.run(state, f, 1, donate=True)[0])
 t.append(time.perf_counter())
-state = jax.block_until_ready(e.run(state, p, jnp.int32(cfg.steps - 1), jnp.float32(0)))
+state = jax.block_until_ready(engine.run(state, f, cfg.steps - 1, donate=True)[0])
 t.append(time.perf_counter())
 names = ["import", "images", "weights", "targets", "init", "first step", "next steps"]
 phases = [f"{{n}} {{b - a:.2f}}" for n, a, b in zip(names, t, t[1:])]

@@ -47,17 +47,21 @@ def test_batch_of_3_equals_3_single_runs(vgg19, rng):
     assert run._cache_size() == before + 1
 
 
-def test_sweep_of_3_style_weights_equals_3_single_runs(vgg19, rng):
+@pytest.mark.parametrize(("statistic", "atol"), [("gram", 1e-5), ("w2", 2e-3)])
+def test_sweep_of_3_style_weights_equals_3_single_runs(vgg19, rng, statistic, atol):
+    # W2's batched eigendecompositions round differently from single ones, and the steps amplify
+    # it (the stylize_batch docstring): 6e-4 apart after 8 steps on some CPUs; the Gram, 1e-5.
     content, style = images(rng, (24, 32), (32, 32))
-    sweep = grid_configs(BASE, {"style_weight": [1e2, 1e3, 1e4]})
+    base = dataclasses.replace(BASE, style_statistic=statistic)
+    sweep = grid_configs(base, {"style_weight": [1e2, 1e3, 1e4]})
     assert [v for v, _ in sweep] == [{"style_weight": 1e2}, {"style_weight": 1e3}, {"style_weight": 1e4}]
     # One style: shared Grams.
-    run = batched_engine(LossSpec.from_config(BASE, 24 * 32), "adam", True, device_mesh()).run
+    run = batched_engine(LossSpec.from_config(base, 24 * 32), "adam", True, device_mesh()).run
     before = run._cache_size()
     outs = stylize_batch([content], [style], vgg19, [c for _, c in sweep], multiple=8)
     assert run._cache_size() == before + 1
     for (_, cfg), out in zip(sweep, outs, strict=True):
-        np.testing.assert_allclose(out, jaxnst.stylize(content, [style], vgg19, cfg), atol=1e-5)
+        np.testing.assert_allclose(out, jaxnst.stylize(content, [style], vgg19, cfg), atol=atol)
     assert not np.allclose(outs[0], outs[2])
 
 
@@ -102,7 +106,10 @@ w = jaxnst.random_weights("vgg19", 0)
 r = np.random.default_rng(0)
 img = lambda *s: r.uniform(size=(*s, 3)).astype(np.float32)
 base = jaxnst.Config(steps=6, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), style_weight=1e3)
-cfgs = [dataclasses.replace(base, style_weight=v, lr=l) for v, l in ((1e2, 0.02), (1e3, 0.05), (1e4, 0.1))]
+# The Gram: with W2 the programs of 1 and 4 items per device round eigh differently (1e-3 after 6 steps
+# on an AMD EPYC), which tests the eigensolver, not the sharding.
+cfgs = [dataclasses.replace(base, style_weight=v, lr=l, style_statistic="gram")
+        for v, l in ((1e2, 0.02), (1e3, 0.05), (1e4, 0.1))]
 contents, styles = [img(32, 32) for _ in range(3)], [img(32, 24) for _ in range(3)]
 # 3 items over 4 devices: padded to 4, the copy dropped.
 sharded = stylize_batch(contents, styles, w, cfgs, every=3)

@@ -81,7 +81,9 @@ def test_the_ot_map_moves_pixels_least(rng):
 def test_stylize_keeps_the_contents_colours(vgg19, rng):
     """post and luminance: the output's chroma is the content's; histogram changes what the network sees."""
     content, style = colourful(rng, (32, 32, 3)), colourful(rng, (32, 32, 3))
-    base = jaxnst.Config(size=32, steps=3, min_size=None, style_layers=("relu1_1", "relu2_1"))
+    # The Gram: W2's eigendecompositions turn the rounding of the style matched in two programs
+    # into 2e-4 after 3 steps on some CPUs (the Gram: 3e-6), which would hide what this compares.
+    base = jaxnst.Config(size=32, steps=3, min_size=None, style_layers=("relu1_1", "relu2_1"), style_statistic="gram")
     plain = jaxnst.stylize(content, [style], vgg19, base)
     for mode in ("post", "luminance"):
         out = jaxnst.stylize(content, [style], vgg19, dataclasses.replace(base, preserve_color=mode))
@@ -92,7 +94,7 @@ def test_stylize_keeps_the_contents_colours(vgg19, rng):
     np.testing.assert_allclose(post, color.keep_chroma(plain, content), atol=1e-6)
     hist = jaxnst.stylize(content, [style], vgg19, dataclasses.replace(base, preserve_color="histogram"))
     matched = color.match_histogram(style, content, base.histogram_mode)
-    np.testing.assert_allclose(hist, jaxnst.stylize(content, [matched], vgg19, base), atol=1e-6)
+    np.testing.assert_allclose(hist, jaxnst.stylize(content, [matched], vgg19, base), atol=1e-5)  # 3e-6 seen
 
 
 def test_batch_items_keep_their_colours_as_single_runs(vgg19, rng):

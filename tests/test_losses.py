@@ -16,7 +16,7 @@ def np_gram(f, norm):
 @pytest.mark.parametrize("norm", ["chw", "hw"])
 def test_gram_matches_numpy(norm, rng):
     f = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
-    got = jax.jit(lambda a: jaxnst.gram(a, norm=norm))(f)
+    got = jax.jit(lambda a: jaxnst.losses.gram(a, norm=norm))(f)
     np.testing.assert_allclose(got, np_gram(f, norm), rtol=1e-5)
 
 
@@ -25,14 +25,14 @@ def test_gram_known_value():
     f[0, 0, 0] = [1, 2]
     f[0, 0, 1] = [3, 4]
     # F^T F = [[1+9, 2+12], [2+12, 4+16]], H*W = 2, C*H*W = 4
-    np.testing.assert_allclose(jaxnst.gram(f, norm="hw")[0], [[5, 7], [7, 10]])
-    np.testing.assert_allclose(jaxnst.gram(f, norm="chw")[0], [[2.5, 3.5], [3.5, 5]])
+    np.testing.assert_allclose(jaxnst.losses.gram(f, norm="hw")[0], [[5, 7], [7, 10]])
+    np.testing.assert_allclose(jaxnst.losses.gram(f, norm="chw")[0], [[2.5, 3.5], [3.5, 5]])
 
 
 def test_content_loss_matches_numpy(rng):
     a, b = rng.standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
     want = ((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))
-    np.testing.assert_allclose(jax.jit(jaxnst.content_loss)(a, b), want, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(jaxnst.losses.content_loss)(a, b), want, rtol=1e-5)
 
 
 def test_style_loss_matches_numpy(rng):
@@ -40,10 +40,10 @@ def test_style_loss_matches_numpy(rng):
     targets = {"a": rng.standard_normal((1, 4, 4)), "b": rng.standard_normal((1, 3, 3))}
     w = {"a": 0.5, "b": 2.0}
     want = sum(w[k] * ((grams[k] - targets[k]) ** 2).mean(axis=(1, 2)) for k in grams)
-    got = jaxnst.style_loss({k: jnp.asarray(v, jnp.float32) for k, v in grams.items()}, targets, w)
+    got = jaxnst.losses.style_loss({k: jnp.asarray(v, jnp.float32) for k, v in grams.items()}, targets, w)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     unweighted = sum(((grams[k] - targets[k]) ** 2).mean(axis=(1, 2)) for k in grams)
-    np.testing.assert_allclose(jaxnst.style_loss(grams, targets), unweighted, rtol=1e-5)
+    np.testing.assert_allclose(jaxnst.losses.style_loss(grams, targets), unweighted, rtol=1e-5)
 
 
 def np_mean_std(f, eps=1e-5):
@@ -53,12 +53,12 @@ def np_mean_std(f, eps=1e-5):
 
 def test_mean_std_matches_numpy(rng):
     f = (rng.standard_normal((2, 5, 7, 4)) * 3 + 1).astype(np.float32)
-    mean, std = jax.jit(jaxnst.mean_std)(f)
+    mean, std = jax.jit(jaxnst.losses.mean_std)(f)
     want_mean, want_std = np_mean_std(f)
     np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(std, want_std, rtol=1e-5)
     # A constant channel: std sqrt(eps), and a finite gradient.
-    g = jax.grad(lambda a: jnp.sum(jaxnst.mean_std(a)[1]))(jnp.ones((1, 3, 3, 2)))
+    g = jax.grad(lambda a: jnp.sum(jaxnst.losses.mean_std(a)[1]))(jnp.ones((1, 3, 3, 2)))
     assert bool(jnp.all(jnp.isfinite(g)))
 
 
@@ -70,8 +70,8 @@ def test_mean_std_style_loss_matches_numpy(rng):
     for k in feats:
         (m, s), (mt, st) = np_mean_std(feats[k]), np_mean_std(styles[k])
         want = want + w[k] * (((m - mt) ** 2).mean(axis=1) + ((s - st) ** 2).mean(axis=1))
-    stat = lambda d: {k: jaxnst.mean_std(jnp.asarray(v, jnp.float32)) for k, v in d.items()}  # noqa: E731
-    got = jaxnst.style_loss(stat(feats), stat(styles), w)
+    stat = lambda d: {k: jaxnst.losses.mean_std(jnp.asarray(v, jnp.float32)) for k, v in d.items()}  # noqa: E731
+    got = jaxnst.losses.style_loss(stat(feats), stat(styles), w)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -104,8 +104,8 @@ def test_tv_loss_matches_numpy(kind, rng):
     rho = np.square if kind == "l2" else np.abs
     x64 = x.astype(np.float64)
     want = rho(np.diff(x64, axis=1)).mean(axis=(1, 2, 3)) + rho(np.diff(x64, axis=2)).mean(axis=(1, 2, 3))
-    np.testing.assert_allclose(jaxnst.tv_loss(x, kind=kind), want, rtol=1e-5)
-    assert float(jaxnst.tv_loss(np.ones((1, 5, 5, 3)), kind=kind)[0]) == 0.0
+    np.testing.assert_allclose(jaxnst.losses.tv_loss(x, kind=kind), want, rtol=1e-5)
+    assert float(jaxnst.losses.tv_loss(np.ones((1, 5, 5, 3)), kind=kind)[0]) == 0.0
 
 
 @pytest.mark.parametrize("statistic", ["gram", "mean_std", "w2"])
@@ -115,7 +115,7 @@ def test_objective_gradient_matches_finite_differences(rng, statistic):
 
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), small_params(3))
-        w = jaxnst.Weights(params, "vgg19", jaxnst.TORCH)
+        w = jaxnst.Weights(params, "vgg19", jaxnst.vgg.TORCH)
         # For W2 only relu1_1: relu2_1 of these weights has dead channels, where the traced square root's
         # eigenvalues are ~eps^2 and float64 eigh leaves ~1e-8 of noise, too much for a difference quotient
         # (test_sqrtm checks that gradient with repeated and tiny eigenvalues).
@@ -147,9 +147,9 @@ def test_objective_is_weighted_sum_of_terms(vgg19, rng):
     np.testing.assert_allclose(total, 2 * terms["content"] + 3 * terms["style"] + 4 * terms["tv"], rtol=1e-5)
     feats = jaxnst.features(vgg19, x, ["relu2_1", "relu1_1"])
     np.testing.assert_allclose(
-        terms["content"], jaxnst.content_loss(feats["relu2_1"], t.content["relu2_1"])[0], rtol=1e-5
+        terms["content"], jaxnst.losses.content_loss(feats["relu2_1"], t.content["relu2_1"])[0], rtol=1e-5
     )
-    np.testing.assert_allclose(terms["tv"], jaxnst.tv_loss(x, kind="l1")[0], rtol=1e-6)
+    np.testing.assert_allclose(terms["tv"], jaxnst.losses.tv_loss(x, kind="l1")[0], rtol=1e-6)
 
 
 def test_style_blend_is_weighted_mean_of_grams(vgg19, rng):
@@ -157,7 +157,7 @@ def test_style_blend_is_weighted_mean_of_grams(vgg19, rng):
     c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
     s1 = jnp.asarray(rng.uniform(size=(1, 16, 24, 3)), jnp.float32)
     s2 = jnp.asarray(rng.uniform(size=(1, 20, 12, 3)), jnp.float32)
-    g = lambda s: jaxnst.gram(jaxnst.features(vgg19, s, ["relu1_1"])["relu1_1"])
+    g = lambda s: jaxnst.losses.gram(jaxnst.features(vgg19, s, ["relu1_1"])["relu1_1"])
     t = make_targets(vgg19, c, [s1, s2], spec, (1.0, 3.0))
     np.testing.assert_allclose(t.style["relu1_1"], 0.25 * g(s1) + 0.75 * g(s2), rtol=1e-5)
     with pytest.raises(jaxnst.JaxnstError, match="one per style") as e:
@@ -216,4 +216,5 @@ def test_blend_one_zero_equals_the_single_style(vgg19, rng, statistic):
     x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
     lw = LossWeights(1.0, 1.0, 0.0, {"relu2_1": 1.0}, {"relu1_1": 1.0, "relu2_1": 1.0})
     terms = [objective(x, vgg19, t, lw, spec=spec)[1]["style"] for t in (blended, single)]
-    np.testing.assert_allclose(terms[0], terms[1], rtol=1e-4)  # W2's float32 accuracy (test_sqrtm)
+    # W2's float32 accuracy (test_sqrtm): 1.5e-4 apart on an AMD EPYC, below 1e-4 on other CPUs.
+    np.testing.assert_allclose(terms[0], terms[1], rtol=5e-4 if statistic == "w2" else 1e-5)

@@ -9,7 +9,8 @@ import pytest
 import jaxnst
 from jaxnst import engine
 from jaxnst.engine import STOP_NONFINITE, STOP_STEPS, STOP_TOL
-from jaxnst.optimize import LossSpec, LossWeights, make_step, make_targets, objective
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective, objective_fn
+from jaxnst.stylize import start
 from jaxnst.vgg import Network
 
 
@@ -21,49 +22,50 @@ def test_adam_step_matches_hand_written_adam(rng):
     x0 = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
     t = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
     lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
-    opt = optax.adam(lr)
-    step = jax.jit(make_step(quad, opt, clip=False))
-    x, s = jnp.asarray(x0), opt.init(jnp.asarray(x0))
+    state = engine.init(x0, optax.adam(lr), clip=False)
     m = v = np.zeros_like(x0, np.float64)
     xr = x0.astype(np.float64)
     for k in range(1, 4):
-        x, s, loss = step(x, s, t)
+        state, aux = engine.run(state, lambda x: (quad(x, t), {"twice": 2 * quad(x, t)}))
         g = 2 * (xr - t)
-        np.testing.assert_allclose(loss, np.sum((xr - t) ** 2), rtol=1e-5)
+        np.testing.assert_allclose(state.loss, np.sum((xr - t) ** 2), rtol=1e-5)
+        np.testing.assert_allclose(aux["twice"], 2 * np.sum((xr - t) ** 2), rtol=1e-5)  # aux at the step's input
         m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
         xr = xr - lr * (m / (1 - b1**k)) / (np.sqrt(v / (1 - b2**k)) + eps)
-        np.testing.assert_allclose(x, xr, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(state.image, xr, rtol=1e-5, atol=1e-6)
 
 
 def test_clip_keeps_pixels_in_range():
-    opt = optax.sgd(10.0)
-    step = make_step(quad, opt)
-    x, _, _ = step(jnp.full((1, 2, 2, 3), 0.5), opt.init(jnp.zeros((1, 2, 2, 3))), jnp.full((1, 2, 2, 3), 3.0))
-    np.testing.assert_array_equal(x, 1.0)
-
-
-def run_quad(loss, opt, x0, n, tol, problem=None):
-    state = engine.State(
-        x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS), x0, jnp.float32(1), jnp.float32(0)
+    target = jnp.full((1, 2, 2, 3), 3.0)
+    state, aux = engine.run(engine.init(jnp.full((1, 2, 2, 3), 0.5), optax.sgd(10.0)), lambda x: quad(x, target))
+    np.testing.assert_array_equal(state.image, 1.0)
+    assert aux is None  # a loss function may return the loss alone
+    free, _ = engine.run(
+        engine.init(jnp.full((1, 2, 2, 3), 0.5), optax.sgd(10.0), clip=False), lambda x: quad(x, target)
     )
-    return engine.run_state(make_step(loss, opt, clip=False), state, problem, n, tol)
+    np.testing.assert_allclose(free.image, 0.5 - 10 * 2 * (0.5 - 3.0))
+
+
+def run_quad(loss, opt, x0, n, tol, target=None):
+    return engine.run(engine.init(x0, opt, clip=False), lambda x: loss(x, target), n, tol=tol)[0]
 
 
 def test_run_equals_single_steps(rng):
     t = jnp.asarray(rng.uniform(size=(1, 3, 3, 3)), jnp.float32)
-    opt = optax.adam(0.05)
-    step = make_step(quad, opt)
-    x, s = jnp.zeros((1, 3, 3, 3)), opt.init(jnp.zeros((1, 3, 3, 3)))
+    loss_fn = jax.tree_util.Partial(quad, target=t)
+    state = engine.init(jnp.zeros((1, 3, 3, 3)), optax.adam(0.05))
+    single = state
     for _ in range(7):
-        x, s, loss = step(x, s, t)
-    x0 = jnp.zeros((1, 3, 3, 3))
-    state = engine.State(
-        x0, opt.init(x0), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS), x0, jnp.float32(1), jnp.float32(0)
-    )
-    out = jax.jit(lambda st: engine.run_state(step, st, t, 7, 0.0))(state)
+        single, _ = engine.run(single, loss_fn, 1)
+    out, _ = engine.run(state, loss_fn, 7)
     assert int(out.step) == 7 and int(out.stop) == STOP_STEPS
-    np.testing.assert_allclose(out.image, x, rtol=1e-6)
-    np.testing.assert_allclose(out.loss, loss, rtol=1e-6)
+    np.testing.assert_allclose(out.image, single.image, rtol=1e-6)
+    np.testing.assert_allclose(out.loss, single.loss, rtol=1e-6)
+    assert int(state.step) == 0  # not donated: the state passed in is still there
+    donated, _ = engine.run(state, loss_fn, 7, donate=True)
+    np.testing.assert_array_equal(donated.image, out.image)
+    with pytest.raises(RuntimeError, match="deleted"):
+        np.asarray(state.image)
 
 
 def test_run_stops_on_tolerance_and_nonfinite():
@@ -80,12 +82,35 @@ def test_run_stops_on_tolerance_and_nonfinite():
     np.testing.assert_allclose(float(jnp.sum(out.image)), 0.8, rtol=1e-6)  # the update from it was not taken
     np.testing.assert_allclose(float(out.loss), -0.4, rtol=1e-6)  # at the input of the last step taken
     # A stopped state takes no more steps.
-    assert int(engine.run_state(make_step(nan_loss, optax.sgd(0.1), clip=False), out, None, 5, 0.0).step) == 2
+    assert int(engine.run(out, lambda x: nan_loss(x, None), 5)[0].step) == 2
     # A finite loss with an infinite gradient: the NaN image is never accepted.
     sqrt_loss = lambda x, t: jnp.sum(jnp.sqrt(x))
     out = run_quad(sqrt_loss, optax.sgd(0.1), x0, 100, 0.0)
     assert int(out.stop) == STOP_NONFINITE and int(out.step) == 0
     np.testing.assert_array_equal(out.image, x0)
+
+
+def test_any_optax_chain_and_a_vmapped_batch(rng):
+    """The engine takes a transformation jaxnst does not define, and runs under ``vmap``: item i of a
+    batched run equals the single run of item i."""
+    tx = optax.chain(optax.clip_by_global_norm(0.5), optax.sgd(0.1, momentum=0.9))
+    targets = jnp.asarray(rng.uniform(size=(3, 1, 4, 4, 3)), jnp.float32)
+    x0 = jnp.full((1, 4, 4, 3), 0.5)
+
+    def one(t):
+        state, aux = engine.run_steps(engine.init(x0, tx), jax.tree_util.Partial(quad, target=t), 6)
+        return state.image, state.loss
+
+    images, losses = jax.jit(jax.vmap(one))(targets)
+    for i in range(3):
+        single, _ = engine.run(engine.init(x0, tx), jax.tree_util.Partial(quad, target=targets[i]), 6)
+        np.testing.assert_allclose(images[i], single.image, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(losses[i], single.loss, rtol=1e-6)
+    # Hand-computed first step: the gradient 2(x - t) clipped to norm 0.5, times 0.1.
+    g = 2 * (np.asarray(x0) - np.asarray(targets[0]))
+    g = g * min(1.0, 0.5 / np.linalg.norm(g))
+    first, _ = engine.run(engine.init(x0, tx), jax.tree_util.Partial(quad, target=targets[0]), 1)
+    np.testing.assert_allclose(first.image, np.clip(x0 - 0.1 * g, 0, 1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -97,14 +122,12 @@ def test_state_continued_equals_uninterrupted_run(vgg19, rng, optimizer):
     c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
     s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
     spec = LossSpec.from_config(cfg)
-    problem = engine.Problem(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg))
-    e = engine.compiled_engine(spec, optimizer)
-    tol = jnp.float32(0.0)
-    whole = e.run(e.init(c, cfg.lr), problem, 7, tol)
-    part = e.run(e.init(c, cfg.lr), problem, 3, tol)
+    loss_fn = objective_fn(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg), spec)
+    whole, _ = engine.run(start(c, cfg), loss_fn, 7)
+    part, _ = engine.run(start(c, cfg), loss_fn, 3)
     held = jax.tree.map(np.array, part)
     assert int(held.step) == 3
-    cont = e.run(jax.tree.map(jnp.asarray, held), problem, 4, tol)
+    cont, _ = engine.run(jax.tree.map(jnp.asarray, held), loss_fn, 4)
     assert int(cont.step) == int(whole.step) == 7
     for a, b in zip(jax.tree.leaves(cont), jax.tree.leaves(whole), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -126,7 +149,7 @@ def test_no_recompilation_across_blocks_and_calls(vgg19, rng):
     cfg = jaxnst.Config(steps=7, content_layers=("relu2_1",), style_layers=("relu1_1",), style_weight=1e3)
     c = rng.uniform(size=(16, 16, 3)).astype(np.float32)
     s = rng.uniform(size=(16, 16, 3)).astype(np.float32)
-    run = engine.compiled_engine(LossSpec.from_config(cfg, 16 * 16), "adam").run
+    run = engine._run_donating
     before = run._cache_size()
     jaxnst.stylize(c, [s], vgg19, cfg, every=3)  # blocks of 3, 3, 1 steps
     after_first = run._cache_size()

@@ -1,16 +1,19 @@
 """Coarse to fine: the scale schedule, carrying a run's state up a scale, the moving average of
 the iterates, and the start images."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxnst
 from jaxnst import engine
 from jaxnst.config import Config, scale_schedule
-from jaxnst.optimize import LossSpec, LossWeights, make_targets
-from jaxnst.stylize import initial_image
+from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
+from jaxnst.stylize import initial_image, start
 
 LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
@@ -32,35 +35,33 @@ def problem_for(vgg19, rng, cfg, hw=(16, 16)):
     c = jnp.asarray(rng.uniform(size=(1, *hw, 3)), jnp.float32)
     s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
     spec = LossSpec.from_config(cfg)
-    return c, engine.Problem(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg)), spec
+    return c, objective_fn(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg), spec), spec
 
 
 def test_output_is_the_bias_corrected_moving_average_of_the_iterates(vgg19, rng):
     cfg = Config(style_weight=1e3, lr=0.05, **LAYERS)
-    c, problem, spec = problem_for(vgg19, rng, cfg)
-    e = engine.compiled_engine(spec, "adam")
+    c, loss_fn, spec = problem_for(vgg19, rng, cfg)
     d = 0.8
-    state = e.init(c, cfg.lr, d)
+    state = start(c, dataclasses.replace(cfg, ema=d))
     np.testing.assert_allclose(engine.output(state), c, rtol=1e-6)  # before any step: the start image
     iterates = [np.asarray(c, np.float64)]
     for _ in range(5):
-        state = e.run(state, problem, 1, jnp.float32(0))
+        state, _ = engine.run(state, loss_fn, 1)
         iterates.append(np.asarray(state.image, np.float64))
     w = d ** np.arange(len(iterates))[::-1]  # the newest weighs 1, the one before d, ...
     want = sum(wi * x for wi, x in zip(w, iterates, strict=True)) / w.sum()
     np.testing.assert_allclose(engine.output(state), want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(want, iterates[-1], atol=1e-4)  # the average is not the last iterate
-    plain = e.run(e.init(c, cfg.lr, 0.0), problem, 5, jnp.float32(0))
+    plain, _ = engine.run(start(c, dataclasses.replace(cfg, ema=0.0)), loss_fn, 5)
     np.testing.assert_array_equal(engine.output(plain), plain.image)  # decay 0: the last iterate, exactly
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_rescale_carries_the_state_up(vgg19, rng, optimizer):
     cfg = Config(style_weight=1e3, lr=0.05, optimizer=optimizer, **LAYERS)
-    c, problem, spec = problem_for(vgg19, rng, cfg)
-    e = engine.compiled_engine(spec, optimizer)
-    state = e.run(e.init(c, cfg.lr, 0.5), problem, 3, jnp.float32(0))
-    up = engine.rescale(state, (22, 23), optimizer)
+    c, loss_fn, spec = problem_for(vgg19, rng, cfg)
+    state, _ = engine.run(start(c, dataclasses.replace(cfg, ema=0.5)), loss_fn, 3)
+    up = engine.rescale(state, (22, 23))
     assert up.image.shape == (1, 22, 23, 3) and int(up.step) == 0 and int(up.stop) == 0 and np.isnan(up.loss)
     want = jnp.clip(jax.image.resize(engine.output(state), (1, 22, 23, 3), "cubic"), 0, 1)
     np.testing.assert_allclose(up.image, want, rtol=1e-6)
@@ -71,12 +72,12 @@ def test_rescale_carries_the_state_up(vgg19, rng, optimizer):
         adam = lambda s: s.opt_state.inner_state[0]  # noqa: E731
         assert int(adam(up).count) == 3 and float(up.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.05)
         assert float(adam(up).nu.min()) >= 0
-        same = engine.rescale(state, (16, 16), optimizer)  # the same shape: the moments as they were
+        same = engine.rescale(state, (16, 16))  # the same shape: the moments as they were
         np.testing.assert_allclose(adam(same).mu, adam(state).mu, rtol=1e-5, atol=1e-9)
         np.testing.assert_allclose(adam(same).nu, adam(state).nu, rtol=1e-5, atol=1e-12)
     # A step at the new scale runs.
-    c2, problem2, _ = problem_for(vgg19, rng, cfg, (22, 23))
-    after = e.run(up, problem2, 2, jnp.float32(0))
+    c2, loss_fn2, _ = problem_for(vgg19, rng, cfg, (22, 23))
+    after, _ = engine.run(up, loss_fn2, 2)
     assert int(after.step) == 2 and np.isfinite(float(after.loss))
 
 
@@ -97,11 +98,10 @@ def test_multiscale_runs_each_scale_and_compiles_each_shape_once(vgg19, rng):
         (2, 1, 3, (32, 24)), (2, 2, 3, (32, 24)), (2, 3, 3, (32, 24)),
     ]  # fmt: skip
     assert [p.done for p in seen] == [False] * 8 + [True] and {p.scales for p in seen} == {3}
-    runs = {engine.compiled_engine(LossSpec.from_config(cfg, n), "adam").run for n in (16 * 12, 23 * 17, 32 * 24)}
-    sizes = sum(r._cache_size() for r in runs)
+    sizes = engine._run_donating._cache_size()
     again = []
     out = jaxnst.stylize(c, [s], vgg19, cfg, callback=again.append, every=2)  # repeated shapes: no compile
-    assert sum(r._cache_size() for r in runs) == sizes
+    assert engine._run_donating._cache_size() == sizes
     np.testing.assert_array_equal(out, seen[-1].image)  # and the same result
 
 
@@ -170,3 +170,33 @@ def test_cli_preset_sets_defaults_and_flags_win():
     assert cfg.style_statistic == "gram" and cfg.min_size is None and cfg.style_weight == 7.0
     plain = config_from_args(build_parser().parse_args(["c.png", "s.png"]))
     assert plain == Config()
+
+
+@pytest.mark.parametrize("name", ["adam", "chain", "lbfgs"])
+def test_rescale_any_optax_state(rng, name):
+    """Leaves of the image's shape are resized (second moments bilinear and >= 0), other leaves kept;
+    a state holding a history of images starts again from ``tx.init``."""
+    tx = {"adam": optax.adam(0.1), "chain": optax.chain(optax.clip(1.0), optax.sgd(0.1, momentum=0.9)),
+          "lbfgs": optax.lbfgs()}[name]  # fmt: skip
+    t = jnp.asarray(rng.uniform(size=(1, 8, 6, 3)), jnp.float32)
+    state, _ = engine.run(engine.init(jnp.full((1, 8, 6, 3), 0.5), tx), lambda x: jnp.sum((x - t) ** 4), 3)
+    up = engine.rescale(state, (12, 9))
+    assert up.image.shape == (1, 12, 9, 3) and up.tx is tx
+    if name == "lbfgs":
+        fresh = tx.init(up.image)
+        for a, b in zip(jax.tree.leaves(up.opt_state), jax.tree.leaves(fresh), strict=True):
+            np.testing.assert_array_equal(a, b)
+        return
+    old = {jax.tree_util.keystr(p): a for p, a in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]}
+    for path, a in jax.tree_util.tree_flatten_with_path(up.opt_state)[0]:
+        key = jax.tree_util.keystr(path)
+        if old[key].shape != state.image.shape:
+            np.testing.assert_array_equal(a, old[key])  # counts kept
+        elif key.endswith(".nu"):
+            want = np.maximum(jax.image.resize(old[key], (1, 12, 9, 3), "linear"), 0)
+            np.testing.assert_allclose(a, want, rtol=1e-6)
+        else:
+            np.testing.assert_allclose(a, jax.image.resize(old[key], (1, 12, 9, 3), "cubic"), rtol=1e-6, atol=1e-9)
+    assert any(a.shape == (1, 12, 9, 3) for a in jax.tree.leaves(up.opt_state))  # momentum, mu/nu moved up
+    after, _ = engine.run(up, lambda x: jnp.sum((x - 0.5) ** 2), 2)
+    assert int(after.step) == 2

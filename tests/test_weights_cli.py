@@ -78,7 +78,7 @@ def test_fetch_list_info(home, server, keras16, capsys):
     assert not any((home / "downloads").iterdir()), "the raw download is removed once converted"
     assert find_weights("vgg16") == dest
     w, raw = load_weights(dest), load_weights(keras16)
-    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.CAFFE, "keras")
+    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.vgg.CAFFE, "keras")
     for name in raw.params:
         np.testing.assert_array_equal(w.params[name]["kernel"], raw.params[name]["kernel"])
 
@@ -221,7 +221,7 @@ def test_fetch_torchvision(tmp_path, monkeypatch, capsys):
         code, _, err = run(["weights", "fetch", "vgg16", "--source", "torchvision", "--quiet"], capsys)
         assert code == 0, err
     w = load_weights(tmp_path / "home" / "vgg16_torchvision.h5")
-    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.TORCH, "torchvision")
+    assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.vgg.TORCH, "torchvision")
     np.testing.assert_array_equal(w.params["conv4_2"]["kernel"], params["conv4_2"]["kernel"])
     with pytest.raises(jaxnst.JaxnstError, match="no vgg16 weights"):  # not the default source: chosen by path
         find_weights("vgg16")

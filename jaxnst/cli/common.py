@@ -15,6 +15,7 @@ import time
 import typing
 from pathlib import Path
 
+from jaxnst.compilation import enable_compilation_cache  # noqa: F401  (the CLI's commands import it from here)
 from jaxnst.config import INIT_CHOICES, PRESETS, Config, validate
 from jaxnst.errors import JaxnstError
 
@@ -191,25 +192,6 @@ def add_weights_flag(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="never touch the network: without --weights and a cached file, fail instead of fetching one",
     )
-
-
-def enable_compilation_cache() -> str | None:
-    """Turns on JAX's persistent compilation cache for this process; returns its folder (``None``: off).
-
-    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$JAXNST_HOME/jax-cache``
-    (``~/.cache/jaxnst/jax-cache``): a second run of the same shapes loads the
-    compiled step instead of compiling it. ``JAXNST_COMPILATION_CACHE=0`` turns it off.
-    """
-    if os.environ.get("JAXNST_COMPILATION_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
-        return None
-    import jax
-
-    from jaxnst.hub import cache_dir
-
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(cache_dir() / "jax-cache")
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    return folder
 
 
 def weights_from_args(args: argparse.Namespace, cfg: Config):

@@ -290,6 +290,7 @@ def _save(image, out: Path, record: dict) -> None:
 
 
 def run_stylize(args: argparse.Namespace) -> None:
+    import jax
     import numpy as np
     from tqdm import tqdm
 
@@ -368,14 +369,12 @@ def run_stylize(args: argparse.Namespace) -> None:
     offsets = [sum(n for _, n in schedule[:k]) for k in range(len(schedule))]  # steps before each scale
     state = None
     if meta:
-        from jaxnst.engine import make_engine
-        from jaxnst.optimize import LossSpec
+        from jaxnst.stylize import start
 
         _check_resume(meta, record(), args.resume)
         k = meta.get("scale", 0)
         shapes = scale_shapes(cfg, content.shape[:2], [s.shape[:2] for s in styles])
-        start = np.zeros((1, *shapes[k][0], 3), np.float32)
-        template = make_engine(LossSpec.from_config(cfg), cfg.optimizer).init(start, cfg.lr, cfg.ema)
+        template = jax.eval_shape(lambda x: start(x, cfg), jax.ShapeDtypeStruct((1, *shapes[k][0], 3), np.float32))
         state, _ = load_checkpoint(args.resume, template)
         log(f"jaxnst: resuming {args.resume} at step {offsets[k] + int(state.step)}")
     steps = f"{cfg.steps} {cfg.optimizer} steps"
