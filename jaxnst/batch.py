@@ -162,6 +162,7 @@ class _Item(NamedTuple):
     cfg: Config
     masks: tuple | None = None  # content masks (1, H, W), one per style
     style_masks: tuple | None = None  # per style None or (1, H, W)
+    coarse: tuple = ()  # the coarse styles: the targets of the style layers after ``cfg.split_layer``
 
 
 def _put(tree, sharding: NamedSharding):
@@ -222,6 +223,7 @@ def stylize_batch(
     init_image=None,
     content_masks: Sequence | None = None,
     style_masks: Sequence | None = None,
+    coarse_styles: Sequence | None = None,
 ) -> list[np.ndarray]:
     """Style transfer of many items at once: ``jaxnst.stylize`` under ``jax.vmap``.
 
@@ -256,7 +258,8 @@ def stylize_batch(
 
     ``content_masks`` (and ``style_masks``), given once or per item, are each item's
     regions as in ``stylize``: a list of masks, one per style of the item; every item then
-    has the same number of regions.
+    has the same number of regions. ``coarse_styles``, given once or per item (an image or a
+    list of them), are each item's coarse styles as in ``stylize``.
 
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> cfgs = [jaxnst.Config(steps=10, style_weight=v) for v in (1e2, 1e3, 1e4)]
@@ -277,20 +280,23 @@ def stylize_batch(
     items, originals, prepared = [], [], {}
     cmasks = [None] * n if content_masks is None else _broadcast(content_masks, n, "content masks")
     smasks = [None] * n if style_masks is None else _broadcast(style_masks, n, "style masks")
-    for c, s, cfg, cm, sm in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs, cmasks,
-                                 smasks, strict=True):  # fmt: skip
-        style = tuple(s) if isinstance(s, (list, tuple)) else (s,)
+    coarse = [()] * n if coarse_styles is None else _broadcast(coarse_styles, n, "coarse styles")
+    as_tuple = lambda s: tuple(s) if isinstance(s, (list, tuple)) else (s,)  # noqa: E731
+    for c, s, cfg, cm, sm, co in zip(_broadcast(contents, n, "contents"), _broadcast(styles, n, "styles"), configs,
+                                     cmasks, smasks, coarse, strict=True):  # fmt: skip
+        style, co = as_tuple(s), as_tuple(co)
         if not style:
             raise JaxnstError("an item with no style image: give at least one")
         originals.append(c)
         if cfg.preserve_color in ("luminance", "histogram"):  # once per (content, styles): the cache keys on ids
-            key = (id(c), tuple(map(id, style)), cfg.preserve_color, cfg.histogram_mode)
+            key = (id(c), tuple(map(id, style + co)), cfg.preserve_color, cfg.histogram_mode)
             if key not in prepared:
-                pc, ps = color.prepare(as_batch(c, "content"), [as_batch(x, "style") for x in style],
+                pc, ps = color.prepare(as_batch(c, "content"), [as_batch(x, "style") for x in style + co],
                                        mode=cfg.preserve_color, histogram_mode=cfg.histogram_mode)  # fmt: skip
                 prepared[key] = pc[0], tuple(x[0] for x in ps)
-            c, style = prepared[key]
-        items.append(_Item(c, style, cfg, *as_masks(cm, sm, as_batch(c, "content").shape, style)))
+            c, prepared_styles = prepared[key]
+            style, co = prepared_styles[: len(style)], prepared_styles[len(style) :]
+        items.append(_Item(c, style, cfg, *as_masks(cm, sm, as_batch(c, "content").shape, style), co))
     if len({None if it.masks is None else len(it.masks) for it in items}) > 1:
         raise JaxnstError("items with different numbers of regions: give every item as many content masks")
 
@@ -302,7 +308,7 @@ def stylize_batch(
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, (h, w) in enumerate(shapes):
         buckets.setdefault(bucket_shape(h, w, multiple), []).append(i)
-    style_shapes = [as_batch(s, "style").shape for it in items for s in it.style]
+    style_shapes = [as_batch(s, "style").shape for it in items for s in it.style + it.coarse]
     for hw in buckets:  # the first scale's sizes follow each bucket's long side
         check_image_sizes(dataclasses.replace(cfg0, size=max(hw)), [(*hw, 3)], style_shapes)
 
@@ -335,8 +341,9 @@ def _regional_target(it, hw, hw_k, ratio, spec, weights, cache) -> Targets:
     return cache[key]
 
 
-def _scaled_styles(it, ratio: float) -> list[jax.Array]:
-    return [_resize(s, scaled_hw(s.shape[1:3], ratio)) for s in (as_batch(a, "style") for a in it.style)]
+def _scaled_styles(it, ratio: float, which: str = "style") -> list[jax.Array]:
+    images = (as_batch(a, "style") for a in getattr(it, which))
+    return [_resize(s, scaled_hw(s.shape[1:3], ratio)) for s in images]
 
 
 def _content_target(it, hw, hw_k, spec, weights, cache):
@@ -350,10 +357,12 @@ def _content_target(it, hw, hw_k, spec, weights, cache):
 
 def _style_target(it, ratio, spec, weights, cache):
     blend = it.cfg.style_blend_weights
-    key = ("style", tuple(map(id, it.style)), blend, ratio)
+    key = ("style", tuple(map(id, it.style)), blend, ratio, tuple(map(id, it.coarse)), it.cfg.split_layer)
     if key not in cache:
         no_content = dataclasses.replace(spec, content_layers=())
-        cache[key] = make_targets(weights, None, _scaled_styles(it, ratio), no_content, blend).style
+        cache[key] = make_targets(weights, None, _scaled_styles(it, ratio), no_content, blend,
+                                  coarse_styles=_scaled_styles(it, ratio, "coarse"),
+                                  split_layer=it.cfg.split_layer).style  # fmt: skip
     return cache[key]
 
 
@@ -372,7 +381,8 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
     tol = _put(jnp.asarray([it.cfg.tol for it in rows], jnp.float32), per_item)
     loss_weights = _put(_stack([LossWeights.from_config(it.cfg) for it in rows]), per_item)
     regions = items[0].masks is not None
-    shared = not regions and len({(tuple(map(id, it.style)), it.cfg.style_blend_weights) for it in items}) == 1
+    same_style = {(tuple(map(id, it.style)), it.cfg.style_blend_weights, tuple(map(id, it.coarse))) for it in items}
+    shared = not regions and len(same_style) == 1
     done_before = np.zeros(len(rows), np.int64)  # steps taken at earlier scales
     state, t0 = None, time.perf_counter()
 

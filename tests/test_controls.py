@@ -212,3 +212,20 @@ def test_batch_items_with_regions_equal_single_runs(vgg19, rng):
     for c, m, cf, out in zip(contents, masks, configs, outs, strict=True):
         want = jaxnst.stylize(c, [a, b], vgg19, cf, content_masks=m, style_masks=[None, left])
         np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def test_batch_items_with_coarse_styles_equal_single_runs(vgg19, rng):
+    """Two scales, per-item coarse styles (one item without): each item is its single run (the Gram:
+    W2's batched eigh rounds apart from the single one), and the coarse style changes the image."""
+    contents = pictures(rng, (32, 32), (32, 32))
+    a, b, c = pictures(rng, (32, 24), (24, 32), (28, 28))
+    cfg = dataclasses.replace(
+        BASE, min_size=16, initial_steps=2, steps=2, style_statistic="gram", style_weight=1e3, split_layer="relu2_1"
+    )  # relu3_1 from the coarse style
+    configs = [cfg, dataclasses.replace(cfg, style_weight=1e2)]
+    outs = jaxnst.stylize_batch(contents, [a], vgg19, configs, multiple=8, coarse_styles=[[b], [c]])
+    for content, coarse, cf, out in zip(contents, [b, c], configs, outs, strict=True):
+        want = jaxnst.stylize(content, [a], vgg19, cf, coarse_styles=[coarse])
+        np.testing.assert_allclose(out, want, atol=1e-5)
+    plain = jaxnst.stylize(contents[0], [a], vgg19, cfg)
+    assert np.abs(plain - outs[0]).max() > 1e-3
