@@ -81,3 +81,24 @@ def test_parse_value_names_the_field(name, text, message):
     with pytest.raises(JaxnstError, match="^" + message.replace("(", r"\(")) as e:
         parse_value(name, text)
     assert e.value.field == name
+
+
+def test_losspec_network_and_features_take_config_defaults(vgg19):
+    """Built directly, they are what ``Config()`` gives (``ops='auto'`` without a run: 'fast', as
+    ``LossSpec.from_config`` without a pixel count); once ``LossSpec()`` matched Gram, not W2."""
+    import inspect
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnst.optimize import LossSpec
+    from jaxnst.vgg import Network, features
+
+    spec = LossSpec.from_config(Config())
+    assert LossSpec() == dataclasses.replace(spec, network=Network()) and LossSpec().style_statistic == "w2"
+    assert Network() == Network(Config.pooling, Config.precision, Config.remat, Config.ops)
+    sig = inspect.signature(features).parameters
+    assert {k: sig[k].default for k in ("pooling", "precision", "remat", "ops")} == dataclasses.asdict(Network())
+    x = jnp.full((1, 16, 16, 3), 0.5)
+    jaxpr = lambda net: str(jax.make_jaxpr(jax.grad(lambda a: net.features(vgg19, a, ["relu2_1"])["relu2_1"].sum()))(x))
+    assert jaxpr(Network()) == jaxpr(spec.network) == jaxpr(Network(ops="fast"))
