@@ -187,18 +187,12 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
 
 
 def _check_controls(args: argparse.Namespace, blend) -> None:
-    n = len(args.styles)
-    if args.style_masks and not args.content_masks:
-        raise JaxnstError("--style-masks without --content-masks: give one content mask per style image too")
-    if args.content_masks:
-        if len(args.content_masks) != n:
-            raise JaxnstError(f"{len(args.content_masks)} --content-masks for {n} style images: give one per style")
-        if args.style_masks and len(args.style_masks) != n:
-            raise JaxnstError(f"{len(args.style_masks)} --style-masks for {n} style images: give one per style "
-                              "(none for all of a style)")  # fmt: skip
-        if args.style_coarse or blend is not None:
-            flag = "--style-coarse" if args.style_coarse else "--style-blend-weights"
-            raise JaxnstError(f"{flag} with --content-masks: each region takes one style image; drop one of them")
+    from jaxnst.stylize import check_masks
+
+    check_masks(args.content_masks, args.style_masks, len(args.styles))  # the library's check, before any read
+    if args.content_masks and (args.style_coarse or blend is not None):
+        other = "--style-coarse" if args.style_coarse else "--style-blend-weights"
+        raise JaxnstError(f"{other} with --content-masks: each region takes one style image; drop one of them")
     for m in args.style_masks or ():
         if m != "none" and not Path(m).exists():
             raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
