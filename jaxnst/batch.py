@@ -38,7 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnst import color, engine
-from jaxnst.config import Config, scale_schedule, validate
+from jaxnst.config import Config, scale_schedule, settings, validate
 from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, blocks, output
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
@@ -54,16 +54,11 @@ from jaxnst.stylize import (
 )
 from jaxnst.vgg import Weights
 
-# Config fields that may differ between the items of one batch: they enter the
-# compiled program as arrays (or only shape its inputs). Every other field
-# fixes the program and must be the same for all items.
-PER_ITEM = (
-    "content_weight", "style_weight", "tv_weight", "content_layer_weights", "style_layer_weights", "style_layer_ratio",
-    "lr", "tol", "steps", "initial_steps", "seed", "init", "style_blend_weights", "ema", "preserve_color",
-    "histogram_mode",
-)  # fmt: skip
-# Only used when reading files, so the library ignores them.
-_LOADING = ("size", "style_scale")
+# Config fields that may differ between the items of one batch: they enter the compiled program as
+# arrays (or only shape its inputs). Every other field fixes the program and must be the same for all
+# items, except those only used when reading files (the library ignores them). From ``Config``'s metadata.
+PER_ITEM = settings("batch", "item")
+_LOADING = settings("batch", "load")
 
 
 def device_mesh(devices: Sequence[jax.Device] | None = None, axis: str = "batch") -> Mesh:

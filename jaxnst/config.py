@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from typing import Literal
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -15,8 +17,38 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 INIT_CHOICES = ("content", "noise", "gray", "normal", "style", "style-stats")
 
 
-def _help(text: str, **kw):
-    return dataclasses.field(metadata={"help": text}, **kw)
+# What a field is to a batch (``setting``'s ``batch``): the items of one batch may differ in an "item"
+# field (it enters the compiled program as an array, or only shapes an item's inputs: its start
+# image, its colours); a "load" field is only read when files are loaded (the library then ignores
+# it); a "program" field fixes the compiled program, so every item of a batch has the same value.
+BATCH_KINDS = ("item", "load", "program")
+
+
+def setting(
+    help: str,
+    *,
+    default,
+    batch: str | None = None,
+    sweep: bool = False,
+    page: str | None = None,
+    page_value=None,
+    record: bool = True,
+    flag: str | None = None,
+):
+    """A ``Config`` field with, once, what it is to every part of jaxnst (its metadata; ``settings`` reads it).
+
+    ``help``: the flag's help text. ``flag``: the command-line flag, if not ``--`` and the name with
+    dashes. ``batch``: one of ``BATCH_KINDS`` (default "item" with ``sweep``, else "program").
+    ``sweep``: ``jaxnst batch --sweep`` (and the web page, if it shows the field) may try several
+    values in one program; only "item" fields can. ``page``: the label of its input on the web page
+    (``None``: not there), which starts at ``page_value`` (``None``: the default). ``record``: the run
+    record keeps it (``jaxnst.record``).
+    """
+    batch = batch or ("item" if sweep else "program")
+    if batch not in BATCH_KINDS or (sweep and batch != "item"):
+        raise ValueError(f"batch={batch!r}, sweep={sweep}: batch is one of {BATCH_KINDS}, and only 'item' sweeps")
+    meta = {"help": help, "batch": batch, "sweep": sweep, "page": page, "page_value": page_value, "record": record}
+    return dataclasses.field(default=default, metadata={**meta, "flag": flag})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,89 +65,182 @@ class Config:
     divided by C*H*W, content 5, style 100.
     """
 
-    size: int = _help("long side of the output in pixels (the content is resized to it)", default=512)
-    style_scale: float = _help("long side of each style image, relative to --size", default=1.0)
-    steps: int = _help("optimisation steps (at each scale after the first, with --min-size)", default=160)
-    min_size: int | None = _help(
+    size: int = setting(
+        "long side of the output in pixels (the content is resized to it)",
+        default=512,
+        batch="load",
+        page="Size (long side, px)",
+        page_value=256,
+    )
+    style_scale: float = setting("long side of each style image, relative to --size", default=1.0, batch="load")
+    steps: int = setting(
+        "optimisation steps (at each scale after the first, with --min-size)",
+        default=160,
+        sweep=True,
+        page="Steps (per scale)",
+    )
+    min_size: int | None = setting(
         "coarse to fine: start at this long side and grow by sqrt(2) up to --size, carrying the image"
         " and Adam's moments up (crowsonkb's scales; none: one scale, at --size)",
         default=128,
+        page="Smallest scale (px, or none)",
     )
-    initial_steps: int | None = _help("steps at the first scale with --min-size (none: --steps)", default=320)
-    ema: float = _help(
+    initial_steps: int | None = setting(
+        "steps at the first scale with --min-size (none: --steps)",
+        default=320,
+        sweep=True,
+        page="Steps at the first scale",
+    )
+    ema: float = setting(
         "output the bias-corrected moving average of the iterates with this decay, restarted at each"
         " scale (0: the last iterate)",
         default=0.99,
+        sweep=True,
     )
-    content_weight: float = _help("alpha: weight of the content loss", default=5.0)
-    style_weight: float = _help("beta: weight of the style loss", default=1.0)
-    tv_weight: float = _help("gamma: weight of the total-variation loss (0 = off, as in Gatys)", default=2e6)
-    content_layers: tuple[str, ...] = _help("VGG taps for the content loss", default=("relu4_2",))
-    style_layers: tuple[str, ...] = _help("VGG taps for the style loss", default=STYLE_LAYERS)
-    content_layer_weights: tuple[float, ...] | None = _help(
-        "weight of each content layer, comma-separated, one per content layer (None: 1 each)", default=None
+    content_weight: float = setting("alpha: weight of the content loss", default=5.0, sweep=True, page="Content weight")
+    style_weight: float = setting("beta: weight of the style loss", default=1.0, sweep=True, page="Style weight")
+    tv_weight: float = setting(
+        "gamma: weight of the total-variation loss (0 = off, as in Gatys)", default=2e6, sweep=True
     )
-    style_layer_weights: tuple[float, ...] | None = _help(
+    content_layers: tuple[str, ...] = setting("VGG taps for the content loss", default=("relu4_2",))
+    style_layers: tuple[str, ...] = setting("VGG taps for the style loss", default=STYLE_LAYERS)
+    content_layer_weights: tuple[float, ...] | None = setting(
+        "weight of each content layer, comma-separated, one per content layer (None: 1 each)",
+        default=None,
+        batch="item",
+    )
+    style_layer_weights: tuple[float, ...] | None = setting(
         "weight of each style layer, comma-separated, one per style layer (None: by --style-layer-ratio)",
         default=None,
+        batch="item",
     )
-    style_layer_ratio: float = _help(
+    style_layer_ratio: float = setting(
         "without --style-layer-weights, a style layer of block b weighs RATIO^(5 - b): 4 gives relu1_1..relu5_1"
         " 256:64:16:4:1 (crowsonkb), 1 gives 1 each (Gatys)",
         default=4.0,
+        sweep=True,
     )
-    style_statistic: Literal["gram", "w2", "mean_std"] = _help(
+    style_statistic: Literal["gram", "w2", "mean_std"] = setting(
         "what of the style is matched: gram (Gatys: channel correlations), w2 (the Wasserstein-2"
         " distance of Gaussians fitted to the features: means and covariances) or mean_std (channel"
         " means and standard deviations, as AdaIN)",
         default="w2",
+        page="Style statistic",
     )
-    style_blend_weights: tuple[float, ...] | None = _help(
-        "relative weights of several style images, comma-separated (None: equal)", default=None
+    style_blend_weights: tuple[float, ...] | None = setting(
+        "relative weights of several style images, comma-separated (None: equal)", default=None, batch="item"
     )
-    split_layer: str = _help(
+    split_layer: str = setting(
         "with coarse styles (--style-coarse): the style layers up to this one match the style images, the"
         " deeper ones the coarse styles",
         default="relu3_1",
     )
-    preserve_color: Literal["none", "luminance", "histogram", "post"] = _help(
+    preserve_color: Literal["none", "luminance", "histogram", "post"] = setting(
         "keep the content's colours: luminance (transfer luminance only, then the content's chroma),"
         " histogram (first give each style the content's RGB mean and covariance) or post (the"
         " output's luminance with the content's chroma); jaxnst.color",
         default="none",
+        batch="item",
+        page="Keep the photo's colours",
     )
-    histogram_mode: Literal["pca", "cholesky", "sym", "ot"] = _help(
+    histogram_mode: Literal["pca", "cholesky", "sym", "ot"] = setting(
         "the linear map of --preserve-color histogram: pca (principal axes onto principal axes),"
         " cholesky, sym (symmetric square roots, image analogies) or ot (moves the pixels least; docs/controls.md)",
         default="ot",
+        batch="item",
     )
-    gram_norm: Literal["chw", "hw"] = _help("Gram divisor: C*H*W (Johnson) or H*W (Gatys)", default="chw")
-    tv_kind: Literal["l2", "l1"] = _help("total variation: squared (l2) or absolute (l1) differences", default="l2")
-    optimizer: Literal["adam", "lbfgs"] = _help("optimiser over the pixels", default="adam")
-    lr: float = _help("Adam learning rate on [0,1] pixels (L-BFGS picks its steps by line search)", default=0.02)
-    tol: float = _help("stop when the relative loss change over a step is below this (0 = never)", default=0.0)
-    init: str = _help(
+    gram_norm: Literal["chw", "hw"] = setting("Gram divisor: C*H*W (Johnson) or H*W (Gatys)", default="chw")
+    tv_kind: Literal["l2", "l1"] = setting("total variation: squared (l2) or absolute (l1) differences", default="l2")
+    optimizer: Literal["adam", "lbfgs"] = setting("optimiser over the pixels", default="adam")
+    lr: float = setting(
+        "Adam learning rate on [0,1] pixels (L-BFGS picks its steps by line search)", default=0.02, sweep=True
+    )
+    tol: float = setting(
+        "stop when the relative loss change over a step is below this (0 = never)", default=0.0, sweep=True
+    )
+    init: str = setting(
         "start image: content, noise (uniform), gray (0.5 with a little noise), normal (truncated normal"
         " around 0.5), style (the first style image resized), style-stats (noise with the styles' channel"
         " means and spreads), or an image file",
         default="content",
+        sweep=True,
     )
-    seed: int = _help("seed of every random choice (noise init, random weights)", default=0)
-    pooling: Literal["max", "avg"] = _help("VGG pooling", default="max")
-    model: Literal["vgg19", "vgg16"] = _help("VGG architecture", default="vgg19")
-    precision: Literal["fp32", "tf32", "bf16"] = _help(
+    seed: int = setting("seed of every random choice (noise init, random weights)", default=0, sweep=True, page="Seed")
+    pooling: Literal["max", "avg"] = setting("VGG pooling", default="max")
+    model: Literal["vgg19", "vgg16"] = setting("VGG architecture", default="vgg19")
+    precision: Literal["fp32", "tf32", "bf16"] = setting(
         "fp32: float32 throughout; tf32: TensorFloat-32 convolutions and Grams on GPUs (JAX's and"
         " PyTorch's GPU default; same as fp32 on CPU); bf16: bfloat16 convolutions, with Grams,"
         " losses and the image in float32",
         default="fp32",
     )
-    remat: bool = _help("recompute VGG activations per block in the backward pass (less memory)", default=False)
-    ops: Literal["auto", "fast", "direct", "lax"] = _help(
+    remat: bool = setting("recompute VGG activations per block in the backward pass (less memory)", default=False)
+    ops: Literal["auto", "fast", "direct", "lax"] = setting(
         "convolution kernels (jaxnst.ops): fast (Winograd on CPU, hand-written gradients), direct (no"
         " Winograd: compiles ~3 s faster on CPU), lax (plain lax: every derivative, slower); auto: fast"
         " when the run is long enough to repay Winograd's compile, else direct",
         default="auto",
     )
+
+
+def settings(key: str, value=None, *, config: type = Config) -> tuple[str, ...]:
+    """The names of ``config``'s fields, in order, whose ``setting`` metadata ``key`` is ``value``
+    (``None``: is set, e.g. ``page``): every list of fields in jaxnst is one of these.
+
+    >>> settings("batch", "load")
+    ('size', 'style_scale')
+    """
+    meta = [(f.name, f.metadata.get(key)) for f in dataclasses.fields(config)]
+    return tuple(name for name, v in meta if (v if value is None else v == value))
+
+
+def flag(name: str, config: type = Config) -> str:
+    """The command-line flag of field ``name`` (any other name: ``--`` and the name with dashes).
+
+    >>> flag("style_weight")
+    '--style-weight'
+    """
+    field = {f.name: f for f in dataclasses.fields(config)}.get(name)
+    return (field and field.metadata.get("flag")) or "--" + name.replace("_", "-")
+
+
+def parse_value(name: str, text: str, config: type = Config):
+    """A value of field ``name`` written as text (the web page's form, ``--sweep``): ``none`` for an
+    optional field, one of the choices, comma-separated values for a tuple; else a ``JaxnstError``.
+
+    >>> parse_value("initial_steps", "none"), parse_value("style_layers", "relu1_1,relu2_1")
+    (None, ('relu1_1', 'relu2_1'))
+    """
+    from jaxnst.errors import JaxnstError
+
+    hint, text = typing.get_type_hints(config)[name], str(text).strip()
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if text.lower() == "none":
+            return None
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is typing.Literal:
+        if text not in typing.get_args(hint):
+            raise JaxnstError(f"{name} {text!r} is not one of {', '.join(typing.get_args(hint))}", name)
+        return text
+    if typing.get_origin(hint) is tuple:
+        kind = typing.get_args(hint)[0]
+        return tuple(_scalar(name, kind, v) for v in text.split(",") if v.strip())
+    return _scalar(name, hint, text)
+
+
+def _scalar(name: str, kind: type, text: str):
+    from jaxnst.errors import JaxnstError
+
+    text = text.strip()
+    if kind is bool and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        if kind is not bool:
+            return kind(text)
+    except ValueError:
+        pass
+    what = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, f"a {kind.__name__}")
+    raise JaxnstError(f"{name} {text!r} is not {what}", name)
 
 
 # Named sets of changes to the defaults (``preset``, ``--preset``); a flag given with --preset still wins.
@@ -167,7 +292,7 @@ def scale_schedule(cfg: Config) -> list[tuple[int, int]]:
     (rounded) that are at least ``min_size``, smallest first, the first taking ``initial_steps``
     (crowsonkb's ``gen_scales``); else the one scale ``(size, steps)``.
 
-    >>> scale_schedule(Config(size=512, min_size=128, initial_steps=1000))
+    >>> scale_schedule(Config(size=512, min_size=128, initial_steps=1000, steps=500))
     [(128, 1000), (181, 500), (256, 500), (362, 500), (512, 500)]
     """
     if cfg.min_size is None or cfg.min_size >= cfg.size:

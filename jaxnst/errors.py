@@ -21,5 +21,7 @@ class JaxnstError(Exception):
         as a word of its own, not inside a path)."""
         if not self.field:
             return str(self)
-        flag = "--" + self.field.replace("_", "-")
+        from jaxnst.config import flag as flag_of
+
+        flag = flag_of(self.field)
         return re.sub(rf"(?<![\w/.-]){re.escape(self.field)}(?![\w/.-])", flag, str(self), count=1)

@@ -66,13 +66,14 @@ class LossWeights(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
     """The static (shape- and graph-determining) part of the objective: which layers, which
-    statistic and normalisations, and how the network runs. Hashable: a ``jit`` static argument."""
+    statistic and normalisations, and how the network runs. Hashable: a ``jit`` static argument.
+    The defaults are ``Config``'s."""
 
-    content_layers: tuple[str, ...]
-    style_layers: tuple[str, ...]
-    gram_norm: str = "chw"
-    tv_kind: str = "l2"
-    style_statistic: str = "gram"  # a key of losses.STYLE_STATISTICS
+    content_layers: tuple[str, ...] = Config.content_layers
+    style_layers: tuple[str, ...] = Config.style_layers
+    gram_norm: str = Config.gram_norm
+    tv_kind: str = Config.tv_kind
+    style_statistic: str = Config.style_statistic  # a key of losses.STYLE_STATISTICS
     network: Network = Network()
 
     @classmethod

@@ -97,20 +97,24 @@ def as_masks(content_masks, style_masks, content_shape: tuple[int, ...], styles)
     """``(content masks, style masks)`` checked and as ``as_mask`` gives them: one content mask per style
     (``content_shape``'s size), and none or one style mask (or None) per style (its size); ``(None, None)``
     without masks."""
+    check_masks(content_masks, style_masks, len(styles))
     if content_masks is None:
-        if style_masks is not None:
-            raise JaxnstError("style masks without content masks: give one content mask per style too")
         return None, None
     n = len(styles)
-    if len(content_masks) != n or (style_masks is not None and len(style_masks) != n):
-        counts = f"{len(content_masks)} content masks" + (
-            "" if style_masks is None else f", {len(style_masks)} style masks"
-        )
-        raise JaxnstError(f"{counts} for {n} style images: give one per style (a style mask may be None)")
     cm = tuple(as_mask(m, content_shape, "content mask") for m in content_masks)
     sm = tuple(None if m is None else as_mask(m, as_batch(s, "style").shape, "style mask")
                for m, s in zip(style_masks or [None] * n, styles, strict=True))  # fmt: skip
     return cm, sm
+
+
+def check_masks(content_masks, style_masks, n: int) -> None:
+    """Raises ``JaxnstError`` unless there is one content mask per style (of ``n``), and no style masks or one
+    (or None) per style too; only their numbers: the masks may still be files (the CLI checks before reading)."""
+    if content_masks is None and style_masks is not None:
+        raise JaxnstError("style_masks need content masks: give one content mask per style too", "style_masks")
+    for name, masks in (("content_masks", content_masks), ("style_masks", style_masks)):
+        if masks is not None and len(masks) != n:
+            raise JaxnstError(f"{len(masks)} {name} for {n} style images: give one per style", name)
 
 
 def resize_mask(m: jax.Array, hw: tuple[int, int]) -> jax.Array:

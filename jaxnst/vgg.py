@@ -18,8 +18,9 @@ import jax.numpy as jnp
 from flax import struct
 from jax import lax
 
+from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
-from jaxnst.ops import OPS, Conv, Ops, Pool, avg_pool2x2, conv3x3, max_pool2x2
+from jaxnst.ops import OPS, Conv, Ops, Pool, avg_pool2x2, conv3x3, max_pool2x2, ops_for_run
 
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 CHANNELS = (64, 128, 256, 512, 512)
@@ -232,10 +233,10 @@ def features(
     images: jax.Array,
     taps: Sequence[str],
     *,
-    pooling: str = "max",
-    precision: str = "fp32",
-    remat: bool = False,
-    ops: str | Ops = "fast",
+    pooling: str = Config.pooling,
+    precision: str = Config.precision,
+    remat: bool = Config.remat,
+    ops: str | Ops = Config.ops,
 ) -> dict[str, jax.Array]:
     """Activations ``{tap: (N, H', W', C)}`` of RGB ``images`` (N, H, W, 3) in [0, 1].
 
@@ -250,6 +251,11 @@ def features(
       (``grad``, ``vjp``) and ``jax.hessian``; ``jax.jvp`` and ``jacfwd`` raise.
     - ``'direct'``: the same without Winograd.
     - ``'lax'``: plain ``lax``; every derivative, forward mode included.
+    - ``'auto'``: ``'fast'`` here. A run (``LossSpec.from_config`` with its pixel count) picks
+      ``'direct'`` when it is too short to repay Winograd's compile; a call of its own has no run
+      to weigh, as ``from_config`` without a pixel count.
+
+    The defaults are ``Config``'s (``Config.pooling``, ``precision``, ``remat``, ``ops``).
 
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> f = jaxnst.features(w, jnp.zeros((1, 32, 32, 3)), ["relu1_1", "relu2_1"])
@@ -258,6 +264,8 @@ def features(
     >>> tap = lambda x: jaxnst.features(w, x, ["relu2_1"], ops="lax")["relu2_1"]
     >>> y, dy = jax.jvp(tap, (jnp.zeros((1, 32, 32, 3)),), (jnp.ones((1, 32, 32, 3)),))
     """
+    if ops == "auto":  # no run to weigh the compile against: the fastest step (ops_for_run without pixels)
+        ops = ops_for_run(None, 0)
     if isinstance(ops, str):
         if ops not in OPS:
             raise JaxnstError(f"unknown ops {ops!r}: use one of {', '.join(OPS)}")
@@ -276,12 +284,12 @@ def features(
 @dataclasses.dataclass(frozen=True)
 class Network:
     """How the VGG runs, apart from what the loss asks of it: the arguments of ``features``
-    after the taps. Frozen and hashable, so it can be a static argument of ``jit``."""
+    after the taps, with ``Config``'s defaults. Frozen and hashable, so it can be a static argument of ``jit``."""
 
-    pooling: str = "max"
-    precision: str = "fp32"  # a name of PRECISIONS
-    remat: bool = False
-    ops: str | Ops = "fast"  # a key of jaxnst.ops.OPS, or an Ops of your own
+    pooling: str = Config.pooling
+    precision: str = Config.precision  # a name of PRECISIONS
+    remat: bool = Config.remat
+    ops: str | Ops = Config.ops  # a key of jaxnst.ops.OPS ("auto": "fast", see ``features``), or an Ops of your own
 
     def features(self, weights: Weights, images: jax.Array, taps: Sequence[str]) -> dict[str, jax.Array]:
         return features(weights, images, taps, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxnst.batch import grid_configs
 from jaxnst.cli import main
-from jaxnst.cli.batch import parse_sweeps
+from jaxnst.cli.batch import SWEEPABLE, parse_sweeps
+from jaxnst.config import INIT_CHOICES, Config, validate
 
 FAST = ["--weights", "random", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--quiet"]
 
@@ -100,7 +102,9 @@ def test_sweep_grid_equals_single_runs(images_dir, tmp_path, capsys):
     [
         (["--sweep", "pooling=avg"], "cannot sweep it"),
         (["--sweep", "style_weight"], "NAME=V,V"),
-        (["--sweep", "lr=0.1,x"], "'x' is not a float"),
+        (["--sweep", "lr=0.1,x"], "--sweep lr 'x' is not a number"),
+        (["--sweep", "init=noise,photo.png"], f"'photo.png' is not one of {', '.join(INIT_CHOICES)}"),
+        (["--sweep", "ema=0,1"], "--ema 1.0 must be in [0, 1)"),
         (["--sweep", "lr=0.1,-1"], "--lr -1.0 must be positive"),
         (["--bucket-multiple", "0"], "--bucket-multiple 0 must be >= 1"),
     ],
@@ -109,6 +113,34 @@ def test_user_errors_are_one_line_exit_2(images_dir, tmp_path, capsys, extra, me
     args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg"]
     code, err = run([*args, "--out", tmp_path, *FAST, *extra], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_ema_and_initial_steps_sweep_and_the_bar_counts_every_scale(images_dir, tmp_path, capsys):
+    """The README's sweeps of ema and initial_steps (once refused), coarse to fine: 32, 23 and 16 px. The
+    progress bar's total is every step of every scale (it once counted --steps per item)."""
+    args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg", "--out", tmp_path]
+    args += [*FAST[:-1], "--size", 32, "--min-size", 16, "--steps", 2, "--bucket-multiple", 8]
+    code, err = run([*args, "--sweep", "ema=0,0.99", "--sweep", "initial-steps=1,3"], capsys)
+    assert code == 0, err
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    params = [it["params"] for it in trace["items"]]
+    assert params == [{"ema": e, "initial_steps": n} for e in (0.0, 0.99) for n in (1, 3)]
+    assert [it["steps"] for it in trace["items"]] == [1 + 2 + 2, 3 + 2 + 2] * 2
+    assert "100%" in err and "24/24" in err, err  # (5 + 7) x 2 steps
+    images = [np.asarray(Image.open(tmp_path / it["output"])) for it in trace["items"]]
+    assert not np.array_equal(images[0], images[2])  # the EMA reached the items
+
+
+def test_every_sweepable_setting_parses_and_varies_per_item():
+    values = {int: "1,2", float: "0.5,0.9", str: "content,noise"}
+    for name in SWEEPABLE:
+        kind = type(getattr(Config(), name))
+        parsed = parse_sweeps([f"{name}={values[kind]}"])[name]
+        configs = grid_configs(Config(), {name: [v for _, v in parsed]})
+        assert [getattr(c, name) for _, c in configs] == [v for _, v in parsed] and len(configs) == 2
+        for _, c in configs:
+            validate(c)
+    assert parse_sweeps(["--initial-steps=none,2"]) == {"initial_steps": [("none", None), ("2", 2)]}
 
 
 def test_content_discovery_errors(images_dir, tmp_path, capsys):

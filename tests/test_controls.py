@@ -169,7 +169,8 @@ def test_cli_controls_and_reproduce(images_dir, tmp_path, capsys):
     "extra, message",
     [
         (["--content-masks", "M"], "1 --content-masks for 2 style images: give one per style"),
-        (["--style-masks", "M", "M"], "--style-masks without --content-masks"),
+        (["--style-masks", "M", "M"], "--style-masks need content masks: give one content mask per style too"),
+        (["--content-masks", "M", "M", "--style-masks", "none"], "1 --style-masks for 2 style images: give one per"),
         (["--content-masks", "M", "M", "--style-blend-weights", "1,2"], "--style-blend-weights with --content-masks"),
         (
             ["--content-masks", "M", "M", "--style-masks", "nothere.png", "none"],
@@ -194,6 +195,27 @@ def test_bad_controls_exit_2_with_one_line(images_dir, tmp_path, capsys, extra, 
         code, err = e.code, capsys.readouterr().err
     assert code == 2 and message in err, err
     assert not out.exists()
+
+
+def test_one_mask_count_check_speaks_for_the_library_and_the_cli(vgg19, rng, images_dir, tmp_path, capsys):
+    """stylize, stylize_batch and the command line once counted masks three times, in three messages."""
+    from PIL import Image
+
+    content, a, b = pictures(rng, (32, 32), (32, 32), (32, 32))
+    one = [np.ones((32, 32), np.float32)]
+    errors = []
+    for run in (lambda: jaxnst.stylize(content, [a, b], vgg19, BASE, content_masks=one),
+                lambda: jaxnst.stylize_batch([content], [[a, b]], vgg19, BASE, content_masks=[one])):  # fmt: skip
+        with pytest.raises(jaxnst.JaxnstError) as e:
+            run()
+        errors.append(e.value)
+    assert str(errors[0]) == str(errors[1]) == "1 content_masks for 2 style images: give one per style"
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(tmp_path / "m.png")
+    styles = [images_dir / "the_scream.jpg", images_dir / "starry_night.jpg"]
+    argv = [images_dir / "coffee.png", *styles, *FAST, "-o", tmp_path / "o.png", "--content-masks", tmp_path / "m.png"]
+    code, err = cli(argv, capsys)
+    assert code == 2 and err.strip() == f"jaxnst: error: {errors[0].for_cli()}", err
+    assert errors[0].for_cli() == "1 --content-masks for 2 style images: give one per style"
 
 
 def test_batch_items_with_regions_equal_single_runs(vgg19, rng):

@@ -138,7 +138,7 @@ def test_objective_gradient_matches_finite_differences(rng, statistic):
 
 
 def test_objective_is_weighted_sum_of_terms(vgg19, rng):
-    spec = LossSpec(("relu2_1",), ("relu1_1",), "hw", "l1")
+    spec = LossSpec(("relu2_1",), ("relu1_1",), "hw", "l1", "gram")
     c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
     s = jnp.asarray(rng.uniform(size=(1, 16, 20, 3)), jnp.float32)
     t = make_targets(vgg19, c, [s], spec)
@@ -153,7 +153,7 @@ def test_objective_is_weighted_sum_of_terms(vgg19, rng):
 
 
 def test_style_blend_is_weighted_mean_of_grams(vgg19, rng):
-    spec = LossSpec((), ("relu1_1",))
+    spec = LossSpec((), ("relu1_1",), style_statistic="gram")
     c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
     s1 = jnp.asarray(rng.uniform(size=(1, 16, 24, 3)), jnp.float32)
     s2 = jnp.asarray(rng.uniform(size=(1, 20, 12, 3)), jnp.float32)

@@ -12,8 +12,9 @@ from PIL import Image
 pytest.importorskip("starlette.testclient")  # the web extra and httpx2: pip install -e ".[dev]"
 from starlette.testclient import TestClient  # noqa: E402
 
+from jaxnst.errors import JaxnstError  # noqa: E402
 from jaxnst.web.app import make_app  # noqa: E402
-from jaxnst.web.runs import Runner  # noqa: E402
+from jaxnst.web.runs import SETTINGS, SWEEPS, Runner, parse_settings  # noqa: E402
 
 FAST = {"size": "32", "steps": "3", "min_size": "none", "style_statistic": "gram"}
 
@@ -112,6 +113,45 @@ def test_bad_uploads_and_settings_are_refused_with_a_message(server, rng, conten
     r = client.post("/api/runs", files=files, data={**FAST, **fields})
     assert r.status_code == 400 and message in r.json()["error"], r.text
     assert list(runner.folder.iterdir()) == []  # nothing left of the rejected run
+
+
+def test_the_page_offers_exactly_the_generated_settings(server):
+    """The form's inputs are ``SETTINGS`` (from ``Config``'s metadata), each starting at its default (or its
+    ``page_value``), menus with every choice; the sweep menu is ``SWEEPS``, and its error names them."""
+    import dataclasses
+    from html.parser import HTMLParser
+
+    from jaxnst.config import Config
+
+    class Form(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.boxes, self.options, self.select = {}, {}, None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag in ("input", "select"):
+                self.boxes[a["name"]] = a.get("value")
+                self.select = a["name"] if tag == "select" else None
+            elif tag == "option":
+                self.options.setdefault(self.select, []).append(a["value"])
+                if "selected" in a:
+                    self.boxes[self.select] = a["value"]
+
+    runner, client = server
+    form = Form()
+    form.feed(client.get("/").text)
+    assert set(form.boxes) == {"content", "styles", *SETTINGS, "sweep_field", "sweep_values"}
+    assert form.options.pop("sweep_field") == ["", *SWEEPS]
+    for f in dataclasses.fields(Config):
+        if f.name in SETTINGS:
+            start = f.default if f.metadata["page_value"] is None else f.metadata["page_value"]
+            assert parse_settings({f.name: form.boxes[f.name]})[0] == {f.name: start}, f.name
+    assert form.options == {"style_statistic": ["gram", "w2", "mean_std"],
+                            "preserve_color": ["none", "luminance", "histogram", "post"]}  # fmt: skip
+    assert parse_settings({"sweep_field": "initial_steps", "sweep_values": "none 2"})[1] == {"initial_steps": [None, 2]}
+    with pytest.raises(JaxnstError, match=f"cannot sweep lr: sweep one of {', '.join(SWEEPS)}$"):
+        parse_settings({"sweep_field": "lr", "sweep_values": "1,2"})
 
 
 def test_a_decompression_bomb_is_refused(server, rng, monkeypatch):

@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-import typing
 from pathlib import Path
 
 from jaxnst.cli.common import (
@@ -31,13 +30,14 @@ from jaxnst.cli.common import (
     run_record,
     weights_from_args,
 )
-from jaxnst.config import INIT_CHOICES, Config, style_size, validate
+from jaxnst.config import INIT_CHOICES, flag, parse_value, scale_schedule, settings, style_size, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.weights import weights_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-# Swept per item; style blends do not apply (each style is its own column).
-SWEEPABLE = ("content_weight", "style_weight", "tv_weight", "lr", "tol", "steps", "seed", "init")
+# Swept per item (``Config``'s metadata: ``setting(sweep=True)``); style blends do not apply (each style is its
+# own column).
+SWEEPABLE = settings("sweep")
 GRID_NAME, TRACE_NAME = "grid.png", "trace.json"
 
 
@@ -125,26 +125,26 @@ def find_images(patterns: list[str]) -> list[Path]:
 
 def parse_sweeps(texts: list[str]) -> dict[str, list[tuple[str, object]]]:
     """``['style_weight=1e2,1e3']`` -> ``{'style_weight': [('1e2', 100.0), ('1e3', 1000.0)]}``."""
-    hints = typing.get_type_hints(Config)
+    fields = {flag(n): n for n in SWEEPABLE}
     out: dict[str, list[tuple[str, object]]] = {}
     for text in texts:
         name, sep, values = text.partition("=")
-        name = name.strip().lstrip("-").replace("-", "_")
+        key = name.strip()
+        name = fields.get(key) or fields.get("--" + key) or key.replace("-", "_")  # a field or its flag
         if not sep or not values.strip():
             raise JaxnstError(f"--sweep {text!r}: write NAME=V,V,... e.g. style_weight=1e2,1e3,1e4")
         if name not in SWEEPABLE:
             raise JaxnstError(f"--sweep {name}: cannot sweep it in one program; sweep one of {', '.join(SWEEPABLE)}")
         if name in out:
             raise JaxnstError(f"--sweep {name} given twice: put all its values in one --sweep")
-        kind = hints[name]
         parsed = []
         for v in (v.strip() for v in values.split(",") if v.strip()):
             try:
-                parsed.append((v, kind(v)))
-            except ValueError:
-                raise JaxnstError(f"--sweep {name}: {v!r} is not a {kind.__name__}") from None
-        if name == "init" and any(p not in INIT_CHOICES for _, p in parsed):
-            raise JaxnstError("--sweep init: the values can be content, noise or style")
+                parsed.append((v, parse_value(name, v)))
+            except JaxnstError as e:
+                raise JaxnstError(f"--sweep {e}") from None
+            if name == "init" and v not in INIT_CHOICES:  # a start image file is read once, for every item
+                raise JaxnstError(f"--sweep init: {v!r} is not one of {', '.join(INIT_CHOICES)} (not files)")
         if len({p for _, p in parsed}) != len(parsed):
             raise JaxnstError(f"--sweep {name}: a value is repeated")
         out[name] = parsed
@@ -259,7 +259,7 @@ def run_batch(args: argparse.Namespace) -> None:
             raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
     contents = [load_image(p, cfg.size) for p in content_paths]
     styles = [load_image(p, style_size(cfg)) for p in style_paths]
-    init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES else None
+    init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES and "init" not in sweeps else None
     weights = weights_from_args(args, cfg) if todo else None
 
     quiet = args.quiet or not writer
@@ -272,8 +272,10 @@ def run_batch(args: argparse.Namespace) -> None:
         f"images at {cfg.size} px{kept}, {source}, on {device_name()}"
     )
     previous = _previous_trace(trace_path)
-    total = sum(items[i]["cfg"].steps for i in todo)
-    bar = tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    # Each item's steps over all its scales; a bucket's long side may differ from --size, and with it the
+    # scales: the library's count (``p.steps``) then corrects the total.
+    total = {i: sum(n for _, n in scale_schedule(items[i]["cfg"])) for i in todo}
+    bar = tqdm(total=sum(total.values()), unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     trace = {
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in sweeps},
         "sweep": {k: [v for v, _ in vs] for k, vs in sweeps.items()},
@@ -302,7 +304,9 @@ def run_batch(args: argparse.Namespace) -> None:
     digest = functools.cache(lambda: weights_digest(weights.params))  # once, not per image (a moment each)
 
     def callback(p):
-        for i, s, loss in zip((todo[k] for k in p.items), p.step, p.loss, strict=True):
+        for i, s, n, loss in zip((todo[k] for k in p.items), p.step, p.steps, p.loss, strict=True):
+            bar.total += n - total[i]
+            total[i] = n
             bar.update(s - seen[i])
             seen[i] = s
             if s and (not trace["items"][i]["losses"] or trace["items"][i]["losses"][-1]["step"] != s):

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 
 from jaxnst.compilation import enable_compilation_cache  # noqa: F401  (the CLI's commands import it from here)
-from jaxnst.config import INIT_CHOICES, PRESETS, Config, validate
+from jaxnst.config import INIT_CHOICES, PRESETS, Config, flag, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -118,28 +118,28 @@ def _size(text):
         raise argparse.ArgumentTypeError(f"invalid size {text!r}: give pixels, e.g. 512, or auto") from None
 
 
-def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per ``Config`` field, with the field's help, type, choices and default; and ``--preset``."""
-    flag = lambda k, v: f"--{k.replace('_', '-')} {'none' if v is None else v}"  # noqa: E731
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), *, config: type = Config) -> None:
+    """One flag per field of ``config`` (its ``setting``: help, flag), with its type, choices and default;
+    and ``--preset``."""
+    show = lambda k, v: f"{flag(k)} {'none' if v is None else v}"  # noqa: E731
     changes = "; ".join(
-        f"{name}: " + " ".join(flag(k, v) for k, v in values.items()) for name, values in PRESETS.items()
+        f"{name}: " + " ".join(show(k, v) for k, v in values.items()) for name, values in PRESETS.items()
     )
     parser.add_argument(
         "--preset", choices=tuple(PRESETS), default=None, help=f"start from other defaults ({changes}); flags still win"
     )
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
         if f.name in skip:
             continue
         hint, kw = hints[f.name], {}
+        seq = _sequence(hint)
         if typing.get_origin(hint) is typing.Literal:
             kw = {"choices": typing.get_args(hint), "type": str}
         elif isinstance(f.default, bool):
             kw = {"action": argparse.BooleanOptionalAction}
-        elif f.name.endswith("_weights"):
-            kw = {"type": _csv(float), "metavar": "W,W,..."}
-        elif isinstance(f.default, tuple):
-            kw = {"type": _csv(str), "metavar": "LAYER,..."}
+        elif seq:  # tuple[float, ...] | None: comma-separated, "" for none
+            kw = {"type": _csv(seq), "metavar": "W,W,..." if seq is float else "LAYER,..."}
         elif f.name == "size":
             kw = {"type": _size, "metavar": "N|auto"}
         elif _optional_scalar(hint):  # int | None: "none" gives None back
@@ -149,8 +149,16 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
             kw = {"type": type(f.default), "metavar": {int: "N", float: "X", str: "S"}[type(f.default)]}
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         parser.add_argument(
-            "--" + f.name.replace("_", "-"), default=f.default, help=f"{f.metadata['help']} (default: {shown})", **kw
+            flag(f.name, config), dest=f.name, default=f.default, help=f"{f.metadata['help']} (default: {shown})", **kw
         )
+
+
+def _sequence(hint):
+    """``float`` for ``tuple[float, ...]`` or ``tuple[float, ...] | None`` (``str`` likewise), else ``None``."""
+    for h in (hint, *typing.get_args(hint)):
+        if typing.get_origin(h) is tuple:
+            return typing.get_args(h)[0]
+    return None
 
 
 def _optional_scalar(hint):
@@ -161,17 +169,18 @@ def _optional_scalar(hint):
 
 
 def config_argv(config: dict) -> list[str]:
-    """The flags that ``add_config_flags`` reads back as ``config`` (a ``Config`` as a dict)."""
+    """The flags that ``add_config_flags`` reads back as ``config`` (``Config`` fields, as a dict; a
+    record's are checked by ``jaxnst.record.read_record``), each as ``--flag=value``: no value is read
+    as a flag."""
     hints = typing.get_type_hints(Config)
     argv = []
     for name, v in config.items():
-        flag = "--" + name.replace("_", "-")
         if isinstance(v, bool):
-            argv.append(flag if v else "--no-" + flag[2:])
-        elif v is None and _optional_scalar(hints.get(name)):
-            argv += [flag, "none"]
+            argv.append(flag(name) if v else "--no-" + flag(name)[2:])
+        elif v is None and _optional_scalar(hints[name]):  # an unknown name is a KeyError, never a flag
+            argv.append(f"{flag(name)}=none")
         elif v is not None:
-            argv += [flag, ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+            argv.append(f"{flag(name)}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
     return argv
 
 

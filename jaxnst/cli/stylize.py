@@ -31,7 +31,7 @@ from jaxnst.cli.common import (
     say,
     weights_from_args,
 )
-from jaxnst.config import INIT_CHOICES, Config, scale_schedule, style_size
+from jaxnst.config import INIT_CHOICES, Config, flag, scale_schedule, style_size
 from jaxnst.errors import JaxnstError
 
 
@@ -161,7 +161,7 @@ def _control_record(args: argparse.Namespace) -> dict:
 
 def control_argv(record: dict) -> list[str]:
     """The flags of the perceptual controls in a run record (``_control_record``)."""
-    return [a for name, flag in CONTROL_FLAGS.items() if name in record for a in (flag, *record[name])]
+    return [a for name, opt in CONTROL_FLAGS.items() if name in record for a in (opt, *record[name])]
 
 
 def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
@@ -172,11 +172,11 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     from jaxnst.cli.serve import check_port, web_extra
 
     uvicorn, make_app = web_extra("--web")
-    from jaxnst.web.runs import Runner
+    from jaxnst.web.runs import SETTINGS, Runner
 
     check_port("127.0.0.1", args.web, "--web")
     runner = Runner(tempfile.mkdtemp(prefix="jaxnst-web-"), None, device_name())
-    run = runner.watch({"size": cfg.size, "steps": cfg.steps, "style_statistic": cfg.style_statistic})
+    run = runner.watch({name: getattr(cfg, name) for name in SETTINGS})
     run.shape = (h, w)
     # No logging set-up of its own: the run's messages stay the CLI's, on whatever stderr is at the time.
     config = uvicorn.Config(make_app(runner), host="127.0.0.1", port=args.web, log_level="warning", log_config=None)
@@ -187,18 +187,12 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
 
 
 def _check_controls(args: argparse.Namespace, blend) -> None:
-    n = len(args.styles)
-    if args.style_masks and not args.content_masks:
-        raise JaxnstError("--style-masks without --content-masks: give one content mask per style image too")
-    if args.content_masks:
-        if len(args.content_masks) != n:
-            raise JaxnstError(f"{len(args.content_masks)} --content-masks for {n} style images: give one per style")
-        if args.style_masks and len(args.style_masks) != n:
-            raise JaxnstError(f"{len(args.style_masks)} --style-masks for {n} style images: give one per style "
-                              "(none for all of a style)")  # fmt: skip
-        if args.style_coarse or blend is not None:
-            flag = "--style-coarse" if args.style_coarse else "--style-blend-weights"
-            raise JaxnstError(f"{flag} with --content-masks: each region takes one style image; drop one of them")
+    from jaxnst.stylize import check_masks
+
+    check_masks(args.content_masks, args.style_masks, len(args.styles))  # the library's check, before any read
+    if args.content_masks and (args.style_coarse or blend is not None):
+        other = "--style-coarse" if args.style_coarse else "--style-blend-weights"
+        raise JaxnstError(f"{other} with --content-masks: each region takes one style image; drop one of them")
     for m in args.style_masks or ():
         if m != "none" and not Path(m).exists():
             raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
@@ -252,7 +246,7 @@ def _check_resume(meta: dict, now: dict, path: str) -> None:
     if differ:
         k = differ[0]
         raise JaxnstError(
-            f"checkpoint {path} was made with --{k.replace('_', '-')} {was.get(k)}, this run has {is_[k]}: "
+            f"checkpoint {path} was made with {flag(k)} {was.get(k)}, this run has {is_[k]}: "
             "give the same flags (only --steps may change)"
         )
     if meta["weights_sha256"] != now["weights_sha256"]:
@@ -269,8 +263,8 @@ def _cause(cfg: Config, p) -> str:
         return f"--lr {cfg.lr} is likely too large; try 0.02"
     weighted = {term: getattr(cfg, f"{term}_weight") * v for term, v in terms.items()}
     term = max(weighted, key=lambda t: abs(weighted[t]))
-    flag, value = f"--{term}-weight", getattr(cfg, f"{term}_weight")
-    return f"{flag} {value:g} makes the {term} term {weighted[term]:.3g}, too large to optimise; try a smaller {flag}"
+    name, value = flag(f"{term}_weight"), getattr(cfg, f"{term}_weight")
+    return f"{name} {value:g} makes the {term} term {weighted[term]:.3g}, too large to optimise; try a smaller {name}"
 
 
 def _save(image, out: Path, record: dict) -> None:

@@ -27,12 +27,13 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from jaxnst.errors import JaxnstError
-from jaxnst.web.runs import FINAL, MAX_UPLOAD_BYTES, Runner
+from jaxnst.web.runs import FINAL, MAX_UPLOAD_BYTES, Runner, settings_html
 
 
 def make_app(runner: Runner) -> Starlette:
     """The Starlette app serving ``runner``'s runs."""
     page = resources.files("jaxnst.web").joinpath("page.html").read_text(encoding="utf-8")
+    page = page.replace("{{settings}}", settings_html())
 
     def found(request: Request):
         run = runner.get(request.path_params["run_id"])

@@ -10,34 +10,33 @@ that finished; those a stopped server left queued or running are marked ``interr
 from __future__ import annotations
 
 import dataclasses
+import html
 import io
 import json
 import queue
 import re
 import threading
 import time
+import typing
 import uuid
 from pathlib import Path
 
 from jaxnst import __version__
 from jaxnst._files import atomic_path
-from jaxnst.batch import PER_ITEM, grid_configs, stylize_batch
-from jaxnst.config import Config, style_size, validate
+from jaxnst.batch import grid_configs, stylize_batch
+from jaxnst.config import Config, parse_value, settings, style_size, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.image import load_image, save_image, to_pil
 
-# The settings the page offers: name -> type. Everything else keeps its default.
-SETTINGS: dict[str, type] = {
-    "size": int,
-    "steps": int,
-    "initial_steps": int,
-    "min_size": int,
-    "style_weight": float,
-    "content_weight": float,
-    "style_statistic": str,
-    "preserve_color": str,
-    "seed": int,
-}
+
+# The settings the page offers (the ``Config`` fields with a ``page`` label; everything else keeps its
+# default), and those it can sweep.
+def _page_sweeps(config: type) -> tuple[str, ...]:
+    return tuple(name for name in settings("page", config=config) if name in settings("sweep", config=config))
+
+
+SETTINGS = settings("page")
+SWEEPS = _page_sweeps(Config)
 MAX_UPLOAD_BYTES = 40 * 2**20
 MAX_STYLES = 4
 FINAL = ("done", "stopped", "failed", "interrupted")
@@ -83,35 +82,51 @@ class Run:
 
 def parse_settings(form: dict[str, str]) -> tuple[dict, dict]:
     """The page's fields as (settings, sweep), checked by ``config.validate``; else a ``JaxnstError``."""
-    settings = {}
-    for name, kind in SETTINGS.items():
-        value = str(form.get(name, "")).strip()
-        if value == "":
-            continue
-        if value.lower() == "none" and name in ("min_size", "initial_steps"):
-            settings[name] = None
-            continue
-        try:
-            settings[name] = kind(value)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number" if kind is float else "valid"
-            raise JaxnstError(f"{name.replace('_', ' ')} {value!r} is not {what}") from None
+    chosen = {name: parse_value(name, form[name]) for name in SETTINGS if str(form.get(name, "")).strip()}
     sweep = {}
     field = str(form.get("sweep_field", "")).strip()
     if field:
-        if field not in PER_ITEM or field not in SETTINGS:
-            raise JaxnstError(f"cannot sweep {field}: sweep one of style_weight, content_weight, steps, seed")
+        if field not in SWEEPS:
+            raise JaxnstError(f"cannot sweep {field}: sweep one of {', '.join(SWEEPS)}")
         raw = [v for v in re.split(r"[,\s]+", str(form.get("sweep_values", ""))) if v]
         if not 2 <= len(raw) <= 3:
             raise JaxnstError("give two or three sweep values, e.g. 0.3, 1, 3")
-        try:
-            sweep[field] = [SETTINGS[field](v) for v in raw]
-        except ValueError:
-            raise JaxnstError(f"sweep values {', '.join(raw)} are not numbers") from None
-    base = validate(dataclasses.replace(Config(), **settings))
+        sweep[field] = [parse_value(field, v) for v in raw]
+    base = validate(dataclasses.replace(Config(), **chosen))
     for _, cfg in grid_configs(base, sweep):
         validate(cfg)
-    return settings, sweep
+    return chosen, sweep
+
+
+def settings_html(config: type = Config) -> str:
+    """The page's inputs: one per field of ``config`` with a ``page`` label (a menu of its choices, or
+    a text box), starting at its ``page_value`` or default, its help as the tooltip; and the menu of
+    the settings it can sweep."""
+    hints = typing.get_type_hints(config)
+    out = []
+    for f in dataclasses.fields(config):
+        if not f.metadata.get("page"):
+            continue
+        value = f.default if f.metadata["page_value"] is None else f.metadata["page_value"]
+        attrs = f'name="{f.name}" id="{f.name}" title="{html.escape(f.metadata["help"])}"'
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            options = "".join(f'<option value="{c}"{" selected" * (c == value)}>{c}</option>'
+                              for c in typing.get_args(hints[f.name]))  # fmt: skip
+            box = f"<select {attrs}>{options}</select>"
+        else:
+            box = f'<input {attrs} value="{html.escape(_text(value))}">'
+        out.append(f"<label>{html.escape(f.metadata['page'])} {box}</label>")
+    options = "".join(f'<option value="{n}">{n.replace("_", " ")}</option>' for n in _page_sweeps(config))
+    out.append(f'<label>Sweep <select name="sweep_field" id="sweep_field"><option value="">no sweep</option>'
+               f"{options}</select></label>")  # fmt: skip
+    return "\n  ".join(out)
+
+
+def _text(value) -> str:
+    """A setting's value as the page and the sweep labels write it: ``1e+04``, ``none``, ``relu1_1,relu2_1``."""
+    if isinstance(value, tuple):
+        return ",".join(map(_text, value))
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class Runner:
@@ -167,7 +182,7 @@ class Runner:
             (run.folder / "inputs").rmdir()
             run.folder.rmdir()
             raise
-        run.labels = [f"{k}={v:g}" for k, vs in sweep.items() for v in vs] or [""]
+        run.labels = [f"{k}={_text(v)}" for k, vs in sweep.items() for v in vs] or [""]
         with self._changed:
             self.runs[run.id] = run
             self._save(run)
