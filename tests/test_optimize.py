@@ -165,7 +165,8 @@ def test_precision_reaches_every_product_of_the_gradient(vgg19, precision, want)
     # JAX's default for float32 on GPUs is TF32; --precision fp32 must ask for float32 in every
     # convolution and dot of the step, the hand-written backward passes included.
     # conv2_2 is a Winograd layer
-    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_2"), network=Network(precision=precision))
+    # The Gram: W2 asks for float32 in its square roots and distance whatever the precision (jaxnst.sqrtm).
+    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_2"), style_statistic="gram", network=Network(precision=precision))
     x = jnp.full((1, 16, 16, 3), 0.5)
     targets = make_targets(vgg19, x * 0.9, [x], spec)
     lw = LossWeights.from_config(jaxnst.Config(content_layers=spec.content_layers, style_layers=spec.style_layers))
