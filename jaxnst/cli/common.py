@@ -15,7 +15,7 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.config import INIT_CHOICES, PRESETS, Config, flag, validate
+from jaxnst.config import PRESETS, Config, flag, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -305,27 +305,3 @@ SUBCOMMANDS: dict[str, str] = {
     "reproduce": "jaxnst.cli.reproduce",
     "serve": "jaxnst.cli.serve",
 }
-
-
-def run_record(content, styles, weights_arg: str, weights_sha256: str, cfg: Config, out: Path, **extra) -> dict:
-    """What made ``out``: the jaxnst version, the absolute input paths, the weights (``--weights``) and
-    their SHA-256 (``jaxnst.weights.weights_digest``), the config and the device (and ``extra``);
-    kept in checkpoints and in the PNG (``jaxnst reproduce`` reads it)."""
-    import json
-
-    from jaxnst import __version__
-
-    config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if cfg.init not in INIT_CHOICES:
-        config["init"] = str(Path(cfg.init).resolve())
-    return {
-        "jaxnst": __version__,
-        "content": str(Path(content).resolve()),
-        "styles": [str(Path(s).resolve()) for s in styles],
-        "weights": weights_arg if weights_arg == "random" else str(Path(weights_arg).resolve()),
-        "weights_sha256": weights_sha256,
-        "config": config,
-        "device": device_name(),
-        "output": str(out.resolve()),
-        **extra,
-    }
