@@ -15,7 +15,7 @@ import time
 import typing
 from pathlib import Path
 
-from jaxnst.config import PRESETS, Config, flag, validate
+from jaxnst.config import PRESETS, Config, flag, sequence_of, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -132,7 +132,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         if f.name in skip:
             continue
         hint, kw = hints[f.name], {}
-        seq = _sequence(hint)
+        seq = sequence_of(hint)
         if typing.get_origin(hint) is typing.Literal:
             kw = {"choices": typing.get_args(hint), "type": str}
         elif isinstance(f.default, bool):
@@ -150,14 +150,6 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         parser.add_argument(
             flag(f.name, config), dest=f.name, default=f.default, help=f"{f.metadata['help']} (default: {shown})", **kw
         )
-
-
-def _sequence(hint):
-    """``float`` for ``tuple[float, ...]`` or ``tuple[float, ...] | None`` (``str`` likewise), else ``None``."""
-    for h in (hint, *typing.get_args(hint)):
-        if typing.get_origin(h) is tuple:
-            return typing.get_args(h)[0]
-    return None
 
 
 def _optional_scalar(hint):
