@@ -222,10 +222,17 @@ def parse_value(name: str, text: str, config: type = Config):
         if text not in typing.get_args(hint):
             raise JaxnstError(f"{name} {text!r} is not one of {', '.join(typing.get_args(hint))}", name)
         return text
-    if typing.get_origin(hint) is tuple:
-        kind = typing.get_args(hint)[0]
-        return tuple(_scalar(name, kind, v) for v in text.split(",") if v.strip())
+    if sequence_of(hint):
+        return tuple(_scalar(name, sequence_of(hint), v) for v in text.split(",") if v.strip())
     return _scalar(name, hint, text)
+
+
+def sequence_of(hint):
+    """``float`` for ``tuple[float, ...]`` or ``tuple[float, ...] | None`` (``str`` likewise), else ``None``."""
+    for h in (hint, *typing.get_args(hint)):
+        if typing.get_origin(h) is tuple:
+            return typing.get_args(h)[0]
+    return None
 
 
 def _scalar(name: str, kind: type, text: str):
@@ -314,12 +321,12 @@ def validate(cfg: Config) -> Config:
         if not ok:
             raise JaxnstError(f"{field} {msg}", field)
 
-    for name in ("style_scale", "content_weight", "style_weight", "tv_weight", "lr", "tol", "style_layer_ratio"):
+    for name, hint in typing.get_type_hints(type(cfg)).items():  # every number and list of numbers is finite
         v = getattr(cfg, name)
-        need(math.isfinite(v), name, f"{v} must be a finite number")
-    for name in ("content_layer_weights", "style_layer_weights", "style_blend_weights"):
-        values = getattr(cfg, name) or ()
-        need(all(math.isfinite(v) for v in values), name, f"{','.join(map(str, values))} must be finite numbers")
+        if hint is float:
+            need(math.isfinite(v), name, f"{v} must be a finite number")
+        elif sequence_of(hint) is float and v is not None:
+            need(all(math.isfinite(x) for x in v), name, f"{','.join(map(str, v))} must be finite numbers")
     need(cfg.size >= 16, "size", f"{cfg.size} is too small: use at least 16 pixels")
     need(-(2**63) <= cfg.seed < 2**63, "seed", f"{cfg.seed} is too large: use a 64-bit integer")
     need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")

@@ -131,6 +131,16 @@ def test_ema_and_initial_steps_sweep_and_the_bar_counts_every_scale(images_dir, 
     assert not np.array_equal(images[0], images[2])  # the EMA reached the items
 
 
+def test_a_swept_init_is_not_overridden_by_an_init_file(images_dir, tmp_path, capsys):
+    """--init FILE with --sweep init=...: each item starts as swept (the file once started them all)."""
+    args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg", "--out", tmp_path]
+    args += [*FAST, "--size", 24, "--steps", 1, "--init", images_dir / "chelsea.png", "--sweep", "init=content,gray"]
+    code, err = run(args, capsys)
+    assert code == 0, err
+    a, b = (np.asarray(Image.open(tmp_path / f"coffee__shipwreck__init={v}.png")) for v in ("content", "gray"))
+    assert np.abs(a.astype(int) - b).mean() > 10
+
+
 def test_every_sweepable_setting_parses_and_varies_per_item():
     values = {int: "1,2", float: "0.5,0.9", str: "content,noise"}
     for name in SWEEPABLE:

@@ -246,6 +246,51 @@ def test_the_png_records_its_run_and_reproduce_remakes_it(pair, tmp_path, capsys
     Image.open(out).save(tmp_path / "plain.png")  # the pixels without the record
     code, err = run(["reproduce", tmp_path / "plain.png"], capsys)
     assert code == 2 and "plain.png has no jaxnst record" in one_error_line(err)
+    assert rec["record"] == 1 and rec["command"] == "stylize"
+    # A record written before records had a version still reproduces; its output path is never used.
+    old = {k: v for k, v in rec.items() if k not in ("record", "command")}
+    save_with_record(out, tmp_path / "old.png", {**old, "output": str(tmp_path / "elsewhere.png")})
+    code, err = run(["reproduce", tmp_path / "old.png", "--quiet"], capsys)
+    assert code == 0 and "old_reproduced.png has the same pixels" in err and not (tmp_path / "elsewhere.png").exists()
+
+
+def save_with_record(src, dst, record: dict) -> None:
+    """``src``'s pixels in ``dst`` with ``record`` as its jaxnst text chunk."""
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("jaxnst", json.dumps(record))
+    Image.open(src).save(dst, pnginfo=info)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: {**r, "config": {**r["config"], "output": "EVIL", "overwrite": True}}, "with settings this jaxnst"),
+        (lambda r: {**r, "styles": ["--output=EVIL"]}, "image --output=EVIL does not exist"),
+        (lambda r: {**r, "config": {**r["config"], "init": "--output=EVIL"}}, "--init --output=EVIL: give content"),
+        (lambda r: {**r, "style_coarse": ["--output=EVIL"]}, "the record's style_coarse is damaged"),
+        (lambda r: {**r, "config": {**r["config"], "size": "big"}}, "its record's size 'big' is not a whole number"),
+        (lambda r: {**r, "record": 2}, "has a record of version 2"),
+        (lambda r: {**r, "styles": "s.png"}, "its jaxnst record is damaged"),
+    ],
+)
+def test_a_record_never_chooses_an_output_or_a_flag(pair, tmp_path, capsys, change, message):
+    """A record is data from a file: a crafted one is one line, exit 2, and nothing is written."""
+    import json
+
+    c, s = pair
+    out = tmp_path / "o.png"
+    assert run([c, s, *FAST, "--steps", "1", "-o", out, "--quiet"], capsys)[0] == 0
+    evil = tmp_path / "evil.png"
+    rec = json.loads(json.dumps(change(json.loads(Image.open(out).text["jaxnst"]))).replace("EVIL", str(evil)))
+    save_with_record(out, tmp_path / "crafted.png", rec)
+    before = sorted(tmp_path.iterdir())
+    code, err = run(["reproduce", tmp_path / "crafted.png"], capsys)
+    assert code == 2 and message.replace("EVIL", str(evil)) in one_error_line(err)
+    assert sorted(tmp_path.iterdir()) == before and not evil.exists()
 
 
 def test_trace_version_and_init_choices(pair, tmp_path, capsys):

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from jaxnst.config import BATCH_KINDS, Config, flag, parse_value, setting, settings
+from jaxnst.config import BATCH_KINDS, Config, flag, parse_value, setting, settings, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -48,6 +48,8 @@ def test_a_new_field_reaches_the_flags_the_sweeps_and_the_page():
     assert '<label>Zoom <input name="zoom_level" id="zoom_level" title="how far to zoom in" value="1.5">' in page
     assert '<option value="zoom_level">zoom level</option>' in page  # the page can sweep it
     assert 'name="zoom_level"' not in settings_html()
+    with pytest.raises(JaxnstError, match="zoom_level nan must be a finite number"):  # validate checks every number
+        validate(extra(zoom_level=float("nan")))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ sweeps, bad uploads, paths, restarts."""
 import io
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ from PIL import Image
 pytest.importorskip("starlette.testclient")  # the web extra and httpx2: pip install -e ".[dev]"
 from starlette.testclient import TestClient  # noqa: E402
 
+from jaxnst.cli import main  # noqa: E402
 from jaxnst.errors import JaxnstError  # noqa: E402
+from jaxnst.record import read_record  # noqa: E402
 from jaxnst.web.app import make_app  # noqa: E402
 from jaxnst.web.runs import SETTINGS, SWEEPS, Runner, parse_settings  # noqa: E402
 
@@ -52,7 +55,7 @@ def wait_for(runner, run_id, ok, timeout=120):
     return runner.get(run_id)
 
 
-def test_a_run_reports_progress_and_keeps_its_result(server, rng):
+def test_a_run_reports_progress_and_keeps_its_result(server, rng, capsys):
     runner, client = server
     r = start(client, rng)
     assert r.status_code == 201, r.text
@@ -68,6 +71,14 @@ def test_a_run_reports_progress_and_keeps_its_result(server, rng):
     assert res.status_code == 200 and "attachment" in res.headers["content-disposition"]
     record = json.loads(Image.open(io.BytesIO(res.content)).text["jaxnst"])
     assert record["config"]["steps"] == 3 and record["config"]["size"] == 32 and record["run"] == run_id
+    # The CLI's record (one schema): the uploads' paths, the weights' digest; `jaxnst reproduce` says
+    # in one line why it does not run it again (it once crashed with KeyError: 'content').
+    assert read_record(record, "result") == {**record, "command": "serve"} and record["record"] == 1
+    assert Path(record["content"]).parent == runner.folder / run_id / "inputs" and len(record["weights_sha256"]) == 64
+    (runner.folder / "web.png").write_bytes(res.content)
+    code = main(["reproduce", str(runner.folder / "web.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"was made on the web page (jaxnst serve, run {run_id})" in err
     assert json.loads((runner.folder / run_id / "run.json").read_text())["status"] == "done"
     assert [r["id"] for r in client.get("/api/runs").json()["runs"]] == [run_id]
 
@@ -204,8 +215,6 @@ def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
     import socket
     import urllib.error
     import urllib.request
-
-    from jaxnst.cli import main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -27,7 +27,6 @@ from jaxnst.cli.common import (
     config_from_args,
     device_name,
     enable_compilation_cache,
-    run_record,
     weights_from_args,
 )
 from jaxnst.config import INIT_CHOICES, flag, parse_value, scale_schedule, settings, style_size, validate
@@ -210,6 +209,7 @@ def run_batch(args: argparse.Namespace) -> None:
 
     from jaxnst._files import atomic_path
     from jaxnst.image import load_image, save_image
+    from jaxnst.record import make_record
 
     if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
         import jax
@@ -323,9 +323,10 @@ def run_batch(args: argparse.Namespace) -> None:
             entry["final"] = {"loss": _finite(p.loss[j]), **{name: _finite(v) for name, v in t.items()}}
             if writer:
                 item = items[todo[k]]
-                record = run_record(
-                    content_paths[item["ci"]], [style_paths[item["si"]]], args.weights, digest(), item["cfg"],
-                    out / entry["output"], command="batch", bucket=list(p.shape),
+                record = make_record(
+                    item["cfg"], command="batch", content=content_paths[item["ci"]], styles=[style_paths[item["si"]]],
+                    weights=args.weights, weights_sha256=digest(), device=device_name(), output=out / entry["output"],
+                    bucket=list(p.shape),
                 )  # fmt: skip
                 save_image(img, out / entry["output"], text={"jaxnst": json.dumps(record)})
             if args.grid:

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 
 from jaxnst.compilation import enable_compilation_cache  # noqa: F401  (the CLI's commands import it from here)
-from jaxnst.config import INIT_CHOICES, PRESETS, Config, flag, validate
+from jaxnst.config import PRESETS, Config, flag, sequence_of, validate
 from jaxnst.errors import JaxnstError
 
 
@@ -133,7 +133,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         if f.name in skip:
             continue
         hint, kw = hints[f.name], {}
-        seq = _sequence(hint)
+        seq = sequence_of(hint)
         if typing.get_origin(hint) is typing.Literal:
             kw = {"choices": typing.get_args(hint), "type": str}
         elif isinstance(f.default, bool):
@@ -151,14 +151,6 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         parser.add_argument(
             flag(f.name, config), dest=f.name, default=f.default, help=f"{f.metadata['help']} (default: {shown})", **kw
         )
-
-
-def _sequence(hint):
-    """``float`` for ``tuple[float, ...]`` or ``tuple[float, ...] | None`` (``str`` likewise), else ``None``."""
-    for h in (hint, *typing.get_args(hint)):
-        if typing.get_origin(h) is tuple:
-            return typing.get_args(h)[0]
-    return None
 
 
 def _optional_scalar(hint):
@@ -287,27 +279,3 @@ SUBCOMMANDS: dict[str, str] = {
     "reproduce": "jaxnst.cli.reproduce",
     "serve": "jaxnst.cli.serve",
 }
-
-
-def run_record(content, styles, weights_arg: str, weights_sha256: str, cfg: Config, out: Path, **extra) -> dict:
-    """What made ``out``: the jaxnst version, the absolute input paths, the weights (``--weights``) and
-    their SHA-256 (``jaxnst.weights.weights_digest``), the config and the device (and ``extra``);
-    kept in checkpoints and in the PNG (``jaxnst reproduce`` reads it)."""
-    import json
-
-    from jaxnst import __version__
-
-    config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if cfg.init not in INIT_CHOICES:
-        config["init"] = str(Path(cfg.init).resolve())
-    return {
-        "jaxnst": __version__,
-        "content": str(Path(content).resolve()),
-        "styles": [str(Path(s).resolve()) for s in styles],
-        "weights": weights_arg if weights_arg == "random" else str(Path(weights_arg).resolve()),
-        "weights_sha256": weights_sha256,
-        "config": config,
-        "device": device_name(),
-        "output": str(out.resolve()),
-        **extra,
-    }

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     enable_compilation_cache()
     cfg = Config(model=args.model)
     weights = weights_from_args(args, cfg)
-    runner = Runner(args.runs or run_folder_default(), weights, device_name())
+    runner = Runner(args.runs or run_folder_default(), weights, device_name(), args.weights)
     say(f"open http://{args.host}:{args.port}/ (runs kept in {runner.folder}; Ctrl-C stops)")
     uvicorn.run(make_app(runner), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -27,7 +27,6 @@ from jaxnst.cli.common import (
     config_from_args,
     device_name,
     enable_compilation_cache,
-    run_record,
     say,
     weights_from_args,
 )
@@ -160,8 +159,15 @@ def _control_record(args: argparse.Namespace) -> dict:
 
 
 def control_argv(record: dict) -> list[str]:
-    """The flags of the perceptual controls in a run record (``_control_record``)."""
-    return [a for name, opt in CONTROL_FLAGS.items() if name in record for a in (opt, *record[name])]
+    """The flags of the perceptual controls in a run record (``_control_record``): absolute paths (or none),
+    so that none is read as a flag."""
+    argv = []
+    for name, opt in CONTROL_FLAGS.items():
+        values = record.get(name, [])
+        if not isinstance(values, list) or not all(v == "none" or Path(str(v)).is_absolute() for v in values):
+            raise JaxnstError(f"the record's {name} is damaged: it holds {values!r}, not absolute paths")
+        argv += [opt, *values] if values else []
+    return argv
 
 
 def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
@@ -292,6 +298,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
     from jaxnst.engine import STOP_NONFINITE
     from jaxnst.image import check_output_path, load_image, load_mask, save_image
+    from jaxnst.record import make_record, read_record
     from jaxnst.stylize import check_image_sizes, scale_shapes, stylize
     from jaxnst.weights import weights_digest
 
@@ -307,7 +314,7 @@ def run_stylize(args: argparse.Namespace) -> None:
     out = check_output_path(args.output)
     _check_styles_are_not_the_output(args.styles, out)
     ckpt = out.with_suffix(".ckpt.npz")
-    meta = read_meta(args.resume) if args.resume else None
+    meta = read_record(read_meta(args.resume), args.resume) if args.resume else None
     # A resumed run replaces what its interrupted part wrote.
     overwrite = args.overwrite or bool(meta and Path(meta["output"]) == out.resolve())
     snapshot = lambda k: out.with_name(f"{out.stem}_{k}{out.suffix}")  # noqa: E731
@@ -330,7 +337,7 @@ def run_stylize(args: argparse.Namespace) -> None:
 
     cache = enable_compilation_cache()  # before anything compiles
     if args.size == "auto" and meta:  # the size the interrupted run picked, not a new pick
-        args.size = meta["config"]["size"]
+        args.size = meta["config"].get("size", Config.size)
         cfg = config_from_args(args)
     if args.size == "auto":
         args.size = _auto_size(args)
@@ -354,10 +361,11 @@ def run_stylize(args: argparse.Namespace) -> None:
     log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     # Hashing the weights takes a moment: only when a record is written.
     record = functools.cache(
-        lambda: run_record(
-            args.content, args.styles, args.weights, weights_digest(weights.params), cfg, out, **_control_record(args)
-        )  # fmt: skip
-    )
+        lambda: make_record(
+            cfg, command="stylize", content=args.content, styles=args.styles, weights=args.weights,
+            weights_sha256=weights_digest(weights.params), device=device_name(), output=out, **_control_record(args),
+        )
+    )  # fmt: skip
     schedule = scale_schedule(cfg)
     total = sum(n for _, n in schedule)
     offsets = [sum(n for _, n in schedule[:k]) for k in range(len(schedule))]  # steps before each scale
@@ -368,6 +376,8 @@ def run_stylize(args: argparse.Namespace) -> None:
         _check_resume(meta, record(), args.resume)
         k = meta.get("scale", 0)
         shapes = scale_shapes(cfg, content.shape[:2], [s.shape[:2] for s in styles])
+        if k not in range(len(shapes)) or isinstance(k, bool):
+            raise JaxnstError(f"checkpoint {args.resume}: scale {k!r} is not one of this run's {len(shapes)} scales")
         template = jax.eval_shape(lambda x: start(x, cfg), jax.ShapeDtypeStruct((1, *shapes[k][0], 3), np.float32))
         state, _ = load_checkpoint(args.resume, template)
         log(f"jaxnst: resuming {args.resume} at step {offsets[k] + int(state.step)}")

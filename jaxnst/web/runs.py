@@ -10,6 +10,7 @@ that finished; those a stopped server left queued or running are marked ``interr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import io
 import json
@@ -21,12 +22,13 @@ import typing
 import uuid
 from pathlib import Path
 
-from jaxnst import __version__
 from jaxnst._files import atomic_path
 from jaxnst.batch import grid_configs, stylize_batch
 from jaxnst.config import Config, parse_value, settings, style_size, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.image import load_image, save_image, to_pil
+from jaxnst.record import make_record
+from jaxnst.weights import weights_digest
 
 
 # The settings the page offers (the ``Config`` fields with a ``page`` label; everything else keeps its
@@ -132,15 +134,17 @@ def _text(value) -> str:
 class Runner:
     """The queue of runs of one server process, and the worker thread that runs them one at a time.
 
-    ``weights`` is the VGG to use (loaded once); ``device`` names where runs go, for the page.
+    ``weights`` is the VGG to use (loaded once), read from ``weights_path`` (for the records: a path,
+    'random', or None when unknown); ``device`` names where runs go, for the page.
     With ``weights=None`` it only shows runs that others drive (``watch``, ``update``: the
     main command's ``--web``) and refuses new ones.
     """
 
-    def __init__(self, folder: str | Path, weights, device: str = ""):
+    def __init__(self, folder: str | Path, weights, device: str = "", weights_path: str | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.weights, self.device = weights, device
+        self.weights, self.device, self.weights_path = weights, device, weights_path
+        self._digest = functools.cache(lambda: weights_digest(weights.params))  # for the records, once
         self.runs: dict[str, Run] = {}
         self._changed = threading.Condition()
         self._queue: queue.Queue[Run | None] = queue.Queue()
@@ -285,9 +289,9 @@ class Runner:
     def _run(self, run: Run) -> None:
         base = dataclasses.replace(Config(), **run.settings)
         configs = [cfg for _, cfg in grid_configs(base, run.sweep)]
-        content = load_image(run.folder / "inputs" / "content0", base.size)
-        styles = sorted((run.folder / "inputs").glob("style*"))
-        styles = [load_image(s, style_size(base)) for s in styles]
+        content_path, style_paths = _inputs(run)
+        content = load_image(content_path, base.size)
+        styles = [load_image(s, style_size(base)) for s in style_paths]
         self._set(run, status="running", message=f"compiling on {self.device}", shape=content.shape[:2])
         first: dict = {}
 
@@ -311,10 +315,21 @@ class Runner:
         self._set(run, status="done", message=f"done in {run.step} steps on {self.device}")
 
     def _write_results(self, run: Run, configs: list[Config], images) -> None:
+        content, styles = _inputs(run)
         for k, (cfg, im) in enumerate(zip(configs, images, strict=True)):
-            record = {"jaxnst": __version__, "command": "serve", "run": run.id, "device": self.device,
-                      "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}  # fmt: skip
-            save_image(im, run.folder / f"result_{k}.png", text={"jaxnst": json.dumps(record)})
+            out = run.folder / f"result_{k}.png"
+            record = make_record(
+                cfg, command="serve", content=content, styles=styles,
+                weights=self.weights_path, weights_sha256=self._digest(), device=self.device, output=out, run=run.id,
+                sweep=run.sweep,
+            )  # fmt: skip
+            save_image(im, out, text={"jaxnst": json.dumps(record)})
+
+
+def _inputs(run: Run) -> tuple[Path, list[Path]]:
+    """The paths of a run's uploads (``submit`` names them): the content and the styles, in order."""
+    inputs = run.folder / "inputs"
+    return inputs / "content0", sorted(inputs.glob("style*"), key=lambda p: int(p.name[5:]))
 
 
 def _png(image) -> bytes:
