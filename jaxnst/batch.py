@@ -256,9 +256,13 @@ def stylize_batch(
     has the same number of regions. ``coarse_styles``, given once or per item (an image or a
     list of them), are each item's coarse styles as in ``stylize``.
 
-    >>> w = jaxnst.random_weights("vgg19", seed=0)
-    >>> cfgs = [jaxnst.Config(steps=10, style_weight=v) for v in (1e2, 1e3, 1e4)]
-    >>> outs = jaxnst.stylize_batch([content], [style], w, cfgs)   # a sweep: 3 images
+    >>> import numpy as np, jaxnst
+    >>> w = jaxnst.random_weights("vgg19", seed=0)  # NOT pretrained: jaxnst.get_weights() for real work
+    >>> content, style = (np.random.default_rng(i).uniform(size=(32, 32, 3)).astype(np.float32) for i in (0, 1))
+    >>> base = jaxnst.Config(steps=3, min_size=None, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    >>> cfgs = [dataclasses.replace(base, style_weight=v) for v in (1e2, 1e3, 1e4)]
+    >>> [out.shape for out in jaxnst.stylize_batch([content], [style], w, cfgs)]  # a sweep: 3 images
+    [(32, 32, 3), (32, 32, 3), (32, 32, 3)]
     """
     configs = [configs] if isinstance(configs, Config) else list(configs)
     n = max(len(contents), len(styles), len(configs))

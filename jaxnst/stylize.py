@@ -221,8 +221,12 @@ def stylize(
     start image, and the targets, optimiser state and loop follow their
     placement (``jaxnst.batch.stylize_spatial`` splits the height this way).
 
-    >>> w = jaxnst.random_weights("vgg19", seed=0)
-    >>> out = jaxnst.stylize(content, [style], w, jaxnst.Config(steps=10))
+    >>> import numpy as np, jaxnst
+    >>> w = jaxnst.random_weights("vgg19", seed=0)  # NOT pretrained: jaxnst.get_weights() for real work
+    >>> content, style = (np.random.default_rng(i).uniform(size=(32, 32, 3)).astype(np.float32) for i in (0, 1))
+    >>> cfg = jaxnst.Config(steps=3, min_size=None, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    >>> jaxnst.stylize(content, [style], w, cfg).shape
+    (32, 32, 3)
     """
     cfg = validate(config)
     check_arch(cfg, weights)

@@ -257,6 +257,7 @@ def features(
 
     The defaults are ``Config``'s (``Config.pooling``, ``precision``, ``remat``, ``ops``).
 
+    >>> import jaxnst
     >>> w = jaxnst.random_weights("vgg19", seed=0)
     >>> f = jaxnst.features(w, jnp.zeros((1, 32, 32, 3)), ["relu1_1", "relu2_1"])
     >>> f["relu2_1"].shape
