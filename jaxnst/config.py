@@ -134,6 +134,7 @@ class Config:
         "with coarse styles (--style-coarse): the style layers up to this one match the style images, the"
         " deeper ones the coarse styles",
         default="relu3_1",
+        page="Split layer (coarse styles)",
     )
     preserve_color: Literal["none", "luminance", "histogram", "post"] = setting(
         "keep the content's colours: luminance (transfer luminance only, then the content's chroma),"

@@ -5,7 +5,8 @@ checkpoints keep it as their meta and the main command's trace starts with it; `
 reads it. It holds ``record`` (the schema's version), ``jaxnst`` (the version that wrote it),
 ``command`` (one of ``COMMANDS``), the absolute paths of ``content``, ``styles`` and ``output``,
 ``weights`` (a path, ``"random"``, or ``None`` when unknown) and ``weights_sha256``, ``config`` (the
-``Config`` fields marked ``record``), ``device``, and what the writer adds (``bucket``, ``run``, ...).
+``Config`` fields marked ``record``), ``device``, the absolute paths of ``style_coarse`` when the run had
+coarse styles, and what the writer adds (``bucket``, ``run``, ...).
 
 A record comes from a file, so it is data: ``read_record`` checks it, and a reader takes only the
 settings and input paths it names, never a path to write or any other flag.
@@ -35,6 +36,7 @@ def make_record(
     weights_sha256: str,
     device: str,
     output,
+    style_coarse=(),
     **extra,
 ) -> dict:
     """The record of a run of ``cfg`` by ``command`` (see the module docstring); paths are made absolute."""
@@ -55,6 +57,7 @@ def make_record(
         "config": config,
         "device": device,
         "output": absolute(output),
+        **({"style_coarse": [absolute(s) for s in style_coarse]} if style_coarse else {}),
         **extra,
     }
 

@@ -166,3 +166,48 @@ def test_content_discovery_errors(images_dir, tmp_path, capsys):
     )
     assert code == 2 and "two content images are named 'chelsea'" in err
     assert parse_sweeps(["tv-weight=0,1"]) == {"tv_weight": [("0", 0.0), ("1", 1.0)]}
+
+
+def test_coarse_styles_reach_every_item_and_equal_the_library(images_dir, tmp_path, capsys):
+    """--style-coarse: one set for every item, loaded as the styles are, recorded; the pixels are
+    ``stylize_batch(..., coarse_styles=)``'s on the same inputs (the Gram, one program), and differ without it."""
+    import jaxnst
+    from jaxnst.cli.batch import build_parser
+    from jaxnst.cli.common import config_from_args
+    from jaxnst.config import style_size
+    from jaxnst.image import load_image, save_image
+
+    content, coarse = images_dir / "coffee.png", images_dir / "starry_night.jpg"
+    styles = [images_dir / "shipwreck.jpg", images_dir / "the_scream.jpg"]
+    args = ["batch", "--content", content, "--style", *styles, *FAST, "--size", 24, "--steps", 3]
+    args += ["--style-statistic", "gram", "--style-weight", 1e4, "--split-layer", "relu1_1", "--bucket-multiple", 1]
+    code, err = run([*args, "--out", tmp_path / "coarse", "--style-coarse", coarse], capsys)
+    assert code == 0, err
+    code, err = run([*args, "--out", tmp_path / "plain"], capsys)
+    assert code == 0, err
+    names = ["coffee__shipwreck.png", "coffee__the_scream.png"]
+    cfg = config_from_args(build_parser().parse_args([str(a) for a in [*args[1:], "--out", tmp_path]]))
+    load = lambda p: load_image(p, style_size(cfg))  # noqa: E731
+    want = jaxnst.stylize_batch([load_image(content, cfg.size)], [load(s) for s in styles],
+                                jaxnst.random_weights("vgg19", cfg.seed), cfg, multiple=1,
+                                coarse_styles=[[load(coarse)]])  # fmt: skip
+    for name, w in zip(names, want, strict=True):
+        save_image(w, tmp_path / name)
+        got = np.asarray(Image.open(tmp_path / "coarse" / name))
+        np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / name)))
+        assert np.abs(got.astype(int) - np.asarray(Image.open(tmp_path / "plain" / name))).max() > 2, name
+        rec = json.loads(Image.open(tmp_path / "coarse" / name).text["jaxnst"])
+        assert rec["style_coarse"] == [str(coarse.resolve())] and rec["config"]["split_layer"] == "relu1_1"
+        assert "style_coarse" not in json.loads(Image.open(tmp_path / "plain" / name).text["jaxnst"])
+    assert json.loads((tmp_path / "coarse" / "trace.json").read_text())["style_coarse"] == [str(coarse)]
+
+
+@pytest.mark.parametrize("bad", ["missing.png", "text.png"])
+def test_a_bad_coarse_style_is_one_line_and_nothing_is_written(images_dir, tmp_path, capsys, bad):
+    (tmp_path / "text.png").write_text("not an image")
+    out = tmp_path / "out"
+    args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg", "--out", out]
+    code, err = run([*args, *FAST, "--style-coarse", images_dir / "starry_night.jpg", tmp_path / bad], capsys)
+    message = "does not exist" if bad == "missing.png" else "is not an image Pillow can read"
+    assert code == 2 and err.count("\n") == 1 and f"{tmp_path / bad}" in err and message in err, err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["text.png"]

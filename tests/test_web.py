@@ -126,6 +126,45 @@ def test_bad_uploads_and_settings_are_refused_with_a_message(server, rng, conten
     assert list(runner.folder.iterdir()) == []  # nothing left of the rejected run
 
 
+def test_a_coarse_style_changes_the_result_and_is_recorded(server, rng):
+    """An optional coarse-style upload, split at relu1_1 (the layers after it from the coarse style): the run
+    finishes, its image differs from the same run without it, and its record names the upload."""
+    runner, client = server
+    content, style, coarse = png(rng), png(rng, 32, 24), png(rng, 28, 28)
+    results = {}
+    for name, extra in (("plain", []), ("coarse", [("coarse_styles", ("b.png", coarse, "image/png"))])):
+        files = [("content", ("c.png", content, "image/png")), ("styles", ("s.png", style, "image/png")), *extra]
+        r = client.post("/api/runs", files=files, data={**FAST, "style_weight": "1e4", "split_layer": "relu1_1"})
+        assert r.status_code == 201, r.text
+        done = events(client, r.json()["id"])[-1]
+        assert done["status"] == "done" and done["coarse"] == len(extra), done
+        res = client.get(f"/api/runs/{done['id']}/result/0")
+        results[name] = (np.asarray(Image.open(io.BytesIO(res.content)), int),
+                         json.loads(Image.open(io.BytesIO(res.content)).text["jaxnst"]))  # fmt: skip
+    (plain, plain_record), (image, record) = results["plain"], results["coarse"]
+    assert np.abs(image - plain).max() > 2 and record["config"]["split_layer"] == "relu1_1"
+    upload = runner.folder / record["run"] / "inputs" / "coarse1"
+    assert record["style_coarse"] == [str(upload.resolve())] and upload.read_bytes() == coarse
+    assert read_record(record, "result") == {**record, "command": "serve"} and "style_coarse" not in plain_record
+
+
+@pytest.mark.parametrize(
+    "coarse, message",
+    [
+        ([b"not an image"], "coarse style image 1 (b.png): "),
+        ([None, b""], "coarse style image 2 (b.png) is empty"),
+        ([None] * 5, "5 coarse style images: give at most 4"),
+    ],
+)
+def test_a_bad_coarse_upload_is_one_error_and_nothing_is_kept(server, rng, coarse, message):
+    runner, client = server
+    files = [("content", ("c.png", png(rng), "image/png")), ("styles", ("s.png", png(rng), "image/png"))]
+    files += [("coarse_styles", ("b.png", png(rng) if c is None else c, "image/png")) for c in coarse]
+    r = client.post("/api/runs", files=files, data=FAST)
+    assert r.status_code == 400 and message in r.json()["error"] and "\n" not in r.json()["error"], r.text
+    assert list(runner.folder.iterdir()) == [] and runner.runs == {}
+
+
 def test_the_page_offers_exactly_the_generated_settings(server):
     """The form's inputs are ``SETTINGS`` (from ``Config``'s metadata), each starting at its default (or its
     ``page_value``), menus with every choice; the sweep menu is ``SWEEPS``, and its error names them."""
@@ -152,7 +191,8 @@ def test_the_page_offers_exactly_the_generated_settings(server):
     runner, client = server
     form = Form()
     form.feed(client.get("/").text)
-    assert set(form.boxes) == {"content", "styles", *SETTINGS, "sweep_field", "sweep_values"}
+    assert set(form.boxes) == {"content", "styles", "coarse_styles", *SETTINGS, "sweep_field", "sweep_values"}
+    assert "split_layer" in SETTINGS  # with coarse styles, where they start
     assert form.options.pop("sweep_field") == ["", *SWEEPS]
     for f in dataclasses.fields(Config):
         if f.name in SETTINGS:

@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--content", nargs="+", required=True, metavar="DIR|GLOB|FILE", help="content images: folders, globs, files"
     )
     p.add_argument("--style", nargs="+", required=True, metavar="FILE", help="style images, one column each")
+    p.add_argument(
+        "--style-coarse",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="for every item, take the coarse structure from these images: the style layers after --split-layer "
+        "match them, the layers up to it the item's style",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument(
         "--grid",
@@ -233,6 +241,7 @@ def run_batch(args: argparse.Namespace) -> None:
         validate(c)  # before any image or weight is read
     content_paths = find_images(args.content)
     style_paths = [Path(s) for s in args.style]
+    coarse_paths = [Path(s) for s in args.style_coarse or ()]
     content_names = _unique_stems(content_paths, "content")
     style_names = _unique_stems(style_paths, "style")
     out = Path(args.out)
@@ -246,19 +255,21 @@ def run_batch(args: argparse.Namespace) -> None:
             for (values, c), text in zip(combos, texts, strict=True):
                 suffix = "".join(f"__{k}={v}" for k, v in text.items())
                 items.append({"ci": ci, "si": si, "values": values, "cfg": c, "name": f"{cname}__{sname}{suffix}"})
-    inputs = {p.resolve() for p in [*content_paths, *style_paths]}
+    inputs = {p.resolve() for p in [*content_paths, *style_paths, *coarse_paths]}
     for it in items:
         if (out / f"{it['name']}.png").resolve() in inputs:
             raise JaxnstError(f"output {out / (it['name'] + '.png')} is also an input image: give another --out")
     # Finished items are kept (a re-run finishes a folder); they must be there on every host.
     todo = [i for i, it in enumerate(items) if args.overwrite or not (out / f"{it['name']}.png").exists()]
     writer = jax.process_index() == 0  # on several hosts every process computes, one writes
+    # The few style images before --out is made: a bad one leaves nothing behind.
+    styles = [load_image(p, style_size(cfg)) for p in style_paths]
+    coarse = [load_image(p, style_size(cfg)) for p in coarse_paths]
     if writer:
         check_writable(out, "--out", create=True)
         if not trace_path.parent.is_dir():
             raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
     contents = [load_image(p, cfg.size) for p in content_paths]
-    styles = [load_image(p, style_size(cfg)) for p in style_paths]
     init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES and "init" not in sweeps else None
     weights = weights_from_args(args, cfg) if todo else None
 
@@ -279,6 +290,7 @@ def run_batch(args: argparse.Namespace) -> None:
     trace = {
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in sweeps},
         "sweep": {k: [v for v, _ in vs] for k, vs in sweeps.items()},
+        **({"style_coarse": [str(p) for p in coarse_paths]} if coarse_paths else {}),
         "device": device_name(),
         "items": [
             {
@@ -326,7 +338,7 @@ def run_batch(args: argparse.Namespace) -> None:
                 record = make_record(
                     item["cfg"], command="batch", content=content_paths[item["ci"]], styles=[style_paths[item["si"]]],
                     weights=args.weights, weights_sha256=digest(), device=device_name(), output=out / entry["output"],
-                    bucket=list(p.shape),
+                    bucket=list(p.shape), style_coarse=coarse_paths,
                 )  # fmt: skip
                 save_image(img, out / entry["output"], text={"jaxnst": json.dumps(record)})
             if args.grid:
@@ -352,6 +364,7 @@ def run_batch(args: argparse.Namespace) -> None:
             multiple=args.bucket_multiple,
             batch_size=args.batch_size,
             init_image=init_image,
+            coarse_styles=[coarse] if coarse else None,  # one set for every item
         )
     elif writer:
         write_trace()

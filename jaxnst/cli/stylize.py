@@ -183,7 +183,7 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     check_port("127.0.0.1", args.web, "--web")
     runner = Runner(tempfile.mkdtemp(prefix="jaxnst-web-"), None, device_name())
     run = runner.watch({name: getattr(cfg, name) for name in SETTINGS})
-    run.shape = (h, w)
+    run.shape, run.coarse = (h, w), len(args.style_coarse or ())
     # No logging set-up of its own: the run's messages stay the CLI's, on whatever stderr is at the time.
     config = uvicorn.Config(make_app(runner), host="127.0.0.1", port=args.web, log_level="warning", log_config=None)
     server = uvicorn.Server(config)

@@ -6,7 +6,8 @@ service; the page needs nothing more. Progress goes to the page as server-sent e
 HTTP, reconnecting by themselves), not WebSockets. Routes:
 
 * ``GET /`` the page; ``GET /api/runs`` every run; ``POST /api/runs`` a new one (multipart:
-  ``content``, ``styles``, the settings of ``jaxnst.web.runs.SETTINGS``, ``sweep_field``/``sweep_values``)
+  ``content``, ``styles``, optional ``coarse_styles``, the settings of ``jaxnst.web.runs.SETTINGS``,
+  ``sweep_field``/``sweep_values``)
 * ``GET /api/runs/{id}`` one run; ``GET /api/runs/{id}/events`` its progress as server-sent events
 * ``GET /api/runs/{id}/image/{k}`` the current image ``k``; ``GET /api/runs/{id}/result/{k}`` the PNG
 * ``POST /api/runs/{id}/stop``
@@ -27,7 +28,12 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from jaxnst.errors import JaxnstError
-from jaxnst.web.runs import FINAL, MAX_UPLOAD_BYTES, Runner, settings_html
+from jaxnst.web.runs import FINAL, MAX_STYLES, MAX_UPLOAD_BYTES, Runner, settings_html
+
+
+async def uploads(form, key: str) -> list[tuple[str, bytes]]:
+    """The files of the form's field ``key`` as (filename, bytes); a text value there is no file."""
+    return [(f.filename or "upload", await f.read()) for f in form.getlist(key) if hasattr(f, "read")]
 
 
 def make_app(runner: Runner) -> Starlette:
@@ -50,14 +56,14 @@ def make_app(runner: Runner) -> Starlette:
 
     async def create(request: Request) -> Response:
         try:
-            async with request.form(max_files=8, max_fields=40, max_part_size=MAX_UPLOAD_BYTES + 1) as form:
-                files = [v for v in form.getlist("styles") if hasattr(v, "read")]
-                content = form.get("content")
-                if not hasattr(content, "read"):
+            # Room for one file too many of each kind: ``submit`` then says how many it takes.
+            files = 1 + 2 * (MAX_STYLES + 1)
+            async with request.form(max_files=files, max_fields=40, max_part_size=MAX_UPLOAD_BYTES + 1) as form:
+                content, styles, coarse = [await uploads(form, k) for k in ("content", "styles", "coarse_styles")]
+                if not content:
                     raise JaxnstError("no content image: choose one")
-                uploads = [(f.filename or "upload", await f.read()) for f in (content, *files)]
                 fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            run = await asyncio.to_thread(runner.submit, uploads[0], uploads[1:], fields)
+            run = await asyncio.to_thread(runner.submit, content[0], styles, fields, coarse)
         except JaxnstError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
         except Exception as e:  # a malformed or too large multipart body: Starlette says which

@@ -57,6 +57,7 @@ class Run:
     folder: Path
     settings: dict
     sweep: dict  # {} or {field: [values]}: one image per value, one batch
+    coarse: int = 0  # coarse style images (for every image of the run)
     status: str = "queued"
     message: str = ""
     step: int = 0
@@ -73,8 +74,8 @@ class Run:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def summary(self) -> dict:
-        keys = ("id", "settings", "sweep", "status", "message", "step", "steps", "scale", "scales", "eta", "labels",
-                "version", "created")  # fmt: skip
+        keys = ("id", "settings", "sweep", "coarse", "status", "message", "step", "steps", "scale", "scales", "eta",
+                "labels", "version", "created")  # fmt: skip
         out = {k: getattr(self, k) for k in keys}
         out["shape"] = list(self.shape)
         out["images"] = len(self.labels)
@@ -154,27 +155,37 @@ class Runner:
 
     # -- what the app calls -------------------------------------------------------------------
 
-    def submit(self, content: tuple[str, bytes], styles: list[tuple[str, bytes]], form: dict[str, str]) -> Run:
-        """A new queued run of ``content`` and ``styles`` ((filename, bytes) each) with the page's
-        ``form`` fields. Every upload is read as an image here, so a bad one fails now, with a message."""
+    def submit(
+        self,
+        content: tuple[str, bytes],
+        styles: list[tuple[str, bytes]],
+        form: dict[str, str],
+        coarse: list[tuple[str, bytes]] = (),
+    ) -> Run:
+        """A new queued run of ``content``, ``styles`` and the optional ``coarse`` styles ((filename, bytes)
+        each) with the page's ``form`` fields. Every upload is read as an image here, so a bad one fails
+        now, with a message."""
         if self.weights is None:
             raise JaxnstError("this page follows one command-line run: start `jaxnst serve` to run others")
         settings, sweep = parse_settings(form)
         if not styles:
             raise JaxnstError("no style image: give at least one")
-        if len(styles) > MAX_STYLES:
-            raise JaxnstError(f"{len(styles)} style images: give at most {MAX_STYLES}")
-        run = Run(uuid.uuid4().hex[:12], Path(), settings, sweep)
+        for what, files in (("style images", styles), ("coarse style images", coarse)):
+            if len(files) > MAX_STYLES:
+                raise JaxnstError(f"{len(files)} {what}: give at most {MAX_STYLES}")
+        run = Run(uuid.uuid4().hex[:12], Path(), settings, sweep, coarse=len(coarse))
         run.folder = self.folder / run.id
         (run.folder / "inputs").mkdir(parents=True)
+        uploads = [("the content image", "content0", content)]
+        uploads += [(f"style image {i}", f"style{i}", f) for i, f in enumerate(styles, 1)]
+        uploads += [(f"coarse style image {i}", f"coarse{i}", f) for i, f in enumerate(coarse, 1)]
         try:
-            for i, (name, data) in enumerate([content, *styles]):
-                what = "the content image" if i == 0 else f"style image {i}"
+            for what, stem, (name, data) in uploads:
                 if len(data) > MAX_UPLOAD_BYTES:
                     raise JaxnstError(f"{what} ({name}) is {len(data) / 2**20:.0f} MiB: give one of at most 40 MiB")
                 if not data:
                     raise JaxnstError(f"{what} ({name}) is empty")
-                path = run.folder / "inputs" / (f"content{i}" if i == 0 else f"style{i}")
+                path = run.folder / "inputs" / stem
                 path.write_bytes(data)
                 try:
                     load_image(path, 16)  # every check of the CLI's loader: format, size, decompression bombs
@@ -264,7 +275,7 @@ class Runner:
             if not RUN_ID.fullmatch(str(rec.get("id", ""))) or path.parent.name != rec["id"]:
                 continue
             run = Run(rec["id"], path.parent, rec.get("settings", {}), rec.get("sweep", {}))
-            for k in ("status", "message", "step", "steps", "scale", "scales", "labels", "created"):
+            for k in ("coarse", "status", "message", "step", "steps", "scale", "scales", "labels", "created"):
                 if k in rec:
                     setattr(run, k, rec[k])
             run.shape = tuple(rec.get("shape", ()))
@@ -289,9 +300,10 @@ class Runner:
     def _run(self, run: Run) -> None:
         base = dataclasses.replace(Config(), **run.settings)
         configs = [cfg for _, cfg in grid_configs(base, run.sweep)]
-        content_path, style_paths = _inputs(run)
+        content_path, style_paths, coarse_paths = _inputs(run)
         content = load_image(content_path, base.size)
         styles = [load_image(s, style_size(base)) for s in style_paths]
+        coarse = [load_image(s, style_size(base)) for s in coarse_paths]
         self._set(run, status="running", message=f"compiling on {self.device}", shape=content.shape[:2])
         first: dict = {}
 
@@ -310,26 +322,29 @@ class Runner:
                 self._write_results(run, configs, p.outputs())
                 raise _Stopped
 
-        outs = stylize_batch([content], [styles], self.weights, configs, callback=callback, every=5, multiple=None)
+        outs = stylize_batch([content], [styles], self.weights, configs, callback=callback, every=5, multiple=None,
+                             coarse_styles=[coarse] if coarse else None)  # fmt: skip
         self._write_results(run, configs, outs)
         self._set(run, status="done", message=f"done in {run.step} steps on {self.device}")
 
     def _write_results(self, run: Run, configs: list[Config], images) -> None:
-        content, styles = _inputs(run)
+        content, styles, coarse = _inputs(run)
         for k, (cfg, im) in enumerate(zip(configs, images, strict=True)):
             out = run.folder / f"result_{k}.png"
             record = make_record(
-                cfg, command="serve", content=content, styles=styles,
+                cfg, command="serve", content=content, styles=styles, style_coarse=coarse,
                 weights=self.weights_path, weights_sha256=self._digest(), device=self.device, output=out, run=run.id,
                 sweep=run.sweep,
             )  # fmt: skip
             save_image(im, out, text={"jaxnst": json.dumps(record)})
 
 
-def _inputs(run: Run) -> tuple[Path, list[Path]]:
-    """The paths of a run's uploads (``submit`` names them): the content and the styles, in order."""
+def _inputs(run: Run) -> tuple[Path, list[Path], list[Path]]:
+    """The paths of a run's uploads (``submit`` names them): the content, the styles and the coarse styles,
+    in order."""
     inputs = run.folder / "inputs"
-    return inputs / "content0", sorted(inputs.glob("style*"), key=lambda p: int(p.name[5:]))
+    numbered = lambda stem: sorted(inputs.glob(f"{stem}*"), key=lambda p: int(p.name[len(stem) :]))  # noqa: E731
+    return inputs / "content0", numbered("style"), numbered("coarse")
 
 
 def _png(image) -> bytes:
