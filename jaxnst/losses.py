@@ -53,8 +53,8 @@ def gram(features: jax.Array, *, norm: str = "chw", precision=None, where: jax.A
     ``sum_hw m``, the region's area. This and the other statistics' ``where`` are Gatys et al.
     2017's guided statistics, normalised by area so that the region's size does not change the loss.
 
-    >>> gram(jnp.ones((1, 2, 2, 3)), norm="hw")[0]
-    Array([[1., 1., 1.], [1., 1., 1.], [1., 1., 1.]], dtype=float32)
+    >>> gram(jnp.ones((1, 2, 2, 3)), norm="hw")[0].tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
     c = features.shape[-1]
     m, area = _area(features, where)
