@@ -54,7 +54,7 @@ def run_jaxnst(size: int, steps: int, weights: str, home: str) -> dict:
     env.pop("JAXNST_COMPILATION_CACHE", None)
     cmd = [sys.executable, "-m", "jaxnst", str(IMAGES / "tubingen.jpg"), str(IMAGES / "starry_night.jpg")]
     cmd += ["-o", str(Path(home) / "out.png"), "--size", str(size), "--steps", str(steps), "--weights", weights]
-    cmd += ["--preset", "gatys"]  # the run PyTorch makes: one scale, Grams
+    cmd += ["--preset", "gatys", "--overwrite"]  # the run PyTorch makes: one scale, Grams; warm replaces cold's image
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
