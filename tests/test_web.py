@@ -41,6 +41,16 @@ def start(client, rng, **fields):
     return client.post("/api/runs", files=files, data={**FAST, **fields})
 
 
+def multipart(files, fields) -> tuple[bytes, str]:
+    """A form as a browser encodes it (test clients leave out ``filename=""``): (body, content type)."""
+    b = "jaxnst-test-boundary"
+    parts = [f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
+    for key, name, data in files:
+        head = f'--{b}\r\nContent-Disposition: form-data; name="{key}"; filename="{name}"\r\n'
+        parts.append(f"{head}Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
+
+
 def events(client, run_id):
     with client.stream("GET", f"/api/runs/{run_id}/events") as r:
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -132,12 +142,14 @@ def test_a_coarse_style_changes_the_result_and_is_recorded(server, rng):
     runner, client = server
     content, style, coarse = png(rng), png(rng, 32, 24), png(rng, 28, 28)
     results = {}
-    for name, extra in (("plain", []), ("coarse", [("coarse_styles", ("b.png", coarse, "image/png"))])):
-        files = [("content", ("c.png", content, "image/png")), ("styles", ("s.png", style, "image/png")), *extra]
-        r = client.post("/api/runs", files=files, data={**FAST, "style_weight": "1e4", "split_layer": "relu1_1"})
+    # "plain" sends what a browser sends for a file input left empty: a part with filename="" and no bytes.
+    for name, extra in (("plain", [("coarse_styles", "", b"")]), ("coarse", [("coarse_styles", "b.png", coarse)])):
+        files = [("content", "c.png", content), ("styles", "s.png", style), *extra]
+        body, kind = multipart(files, {**FAST, "style_weight": "1e4", "split_layer": "relu1_1"})
+        r = client.post("/api/runs", content=body, headers={"content-type": kind})
         assert r.status_code == 201, r.text
         done = events(client, r.json()["id"])[-1]
-        assert done["status"] == "done" and done["coarse"] == len(extra), done
+        assert done["status"] == "done" and done["coarse"] == (name == "coarse"), done
         res = client.get(f"/api/runs/{done['id']}/result/0")
         results[name] = (np.asarray(Image.open(io.BytesIO(res.content)), int),
                          json.loads(Image.open(io.BytesIO(res.content)).text["jaxnst"]))  # fmt: skip

@@ -32,8 +32,10 @@ from jaxnst.web.runs import FINAL, MAX_STYLES, MAX_UPLOAD_BYTES, Runner, setting
 
 
 async def uploads(form, key: str) -> list[tuple[str, bytes]]:
-    """The files of the form's field ``key`` as (filename, bytes); a text value there is no file."""
-    return [(f.filename or "upload", await f.read()) for f in form.getlist(key) if hasattr(f, "read")]
+    """The files of the form's field ``key`` as (filename, bytes); a text value there is no file, and neither is
+    the nameless empty part a browser sends for a file input left empty (an optional one: coarse styles)."""
+    files = [(f.filename, await f.read()) for f in form.getlist(key) if hasattr(f, "read")]
+    return [(name or "upload", data) for name, data in files if name or data]
 
 
 def make_app(runner: Runner) -> Starlette:
