@@ -39,19 +39,11 @@ from jax.sharding import PartitionSpec as P
 
 from jaxnst import color, engine
 from jaxnst.config import Config, scale_schedule, settings, validate
-from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, blocks, output
+from jaxnst.engine import STOP_REASONS, Block, output
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
-from jaxnst.stylize import (
-    as_batch,
-    as_masks,
-    check_arch,
-    check_image_sizes,
-    initial_image,
-    resize_mask,
-    scaled_hw,
-    stylize,
-)
+from jaxnst.stylize import as_masks, check_arch, check_image_sizes, stylize
+from jaxnst.transfer import as_batch, initial_image, resize, resize_mask, scaled_hw, scales
 from jaxnst.vgg import Weights
 
 # Config fields that may differ between the items of one batch: they enter the compiled program as
@@ -73,12 +65,6 @@ def bucket_shape(height: int, width: int, multiple: int | None = 32) -> tuple[in
         return height, width
     r = lambda n: max(multiple, multiple * round(n / multiple))  # noqa: E731
     return r(height), r(width)
-
-
-def _resize(image: jax.Array, hw: tuple[int, int]) -> jax.Array:
-    """(..., H, W, 3) -> (..., h, w, 3), antialiased as ``initial_image`` resizes."""
-    shape = (*image.shape[:-3], *hw, image.shape[-1])
-    return image if image.shape == shape else jax.image.resize(image, shape, "linear", antialias=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,14 +328,14 @@ def _regional_target(it, hw, hw_k, ratio, spec, weights, cache) -> Targets:
 
 def _scaled_styles(it, ratio: float, which: str = "style") -> list[jax.Array]:
     images = (as_batch(a, "style") for a in getattr(it, which))
-    return [_resize(s, scaled_hw(s.shape[1:3], ratio)) for s in images]
+    return [resize(s, scaled_hw(s.shape[1:3], ratio)) for s in images]
 
 
 def _content_target(it, hw, hw_k, spec, weights, cache):
     """The item's content at the bucket's shape ``hw`` brought to this scale's ``hw_k``, and its features."""
     key = ("content", id(it.content), hw, hw_k)
     if key not in cache:
-        c = _resize(_resize(as_batch(it.content, "content"), hw), hw_k)
+        c = resize(resize(as_batch(it.content, "content"), hw), hw_k)
         cache[key] = (c, make_targets(weights, c, [], dataclasses.replace(spec, style_layers=())).content)
     return cache[key]
 
@@ -363,6 +349,14 @@ def _style_target(it, ratio, spec, weights, cache):
                                   coarse_styles=_scaled_styles(it, ratio, "coarse"),
                                   split_layer=it.cfg.split_layer).style  # fmt: skip
     return cache[key]
+
+
+class _Scale(NamedTuple):  # a chunk's problem at one scale
+    programs: Batched
+    loss_fn: Callable
+    terms_fn: Callable
+    contents: list  # (content at the scale, its features) per row
+    ratio: float
 
 
 def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, every, init_image):
@@ -382,39 +376,36 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
     regions = items[0].masks is not None
     same_style = {(tuple(map(id, it.style)), it.cfg.style_blend_weights, tuple(map(id, it.coarse))) for it in items}
     shared = not regions and len(same_style) == 1
-    done_before = np.zeros(len(rows), np.int64)  # steps taken at earlier scales
-    state, t0 = None, time.perf_counter()
+    # Each item's steps at each scale; padding rows take none.
+    steps = [np.array([sc[k][1] for sc in schedules[:b]] + [0] * pad) for k in range(len(sides))]
+    t0 = time.perf_counter()
 
-    def report(block: Block, finished: bool, k: int, programs: Batched, terms_of):
+    def report(block: Block, finished: bool, k: int, before, pb: _Scale):
         # A clipped copy: the loop donates the state, and the callback may keep the progress.
         x = jnp.clip(output(block.state), 0.0, 1.0)
 
         def outputs():
             imgs = _get(x[:, 0])[:b]
-            return [np.asarray(_resize(jnp.asarray(im), s)) for im, s in zip(imgs, shapes, strict=True)]
+            return [np.asarray(resize(jnp.asarray(im), s)) for im, s in zip(imgs, shapes, strict=True)]
 
         def terms():
-            t = {name: _get(v)[:b] for name, v in programs.terms(terms_of, x).items()}
+            t = {name: _get(v)[:b] for name, v in pb.programs.terms(pb.terms_fn, x).items()}
             return [{name: float(v[i]) for name, v in t.items()} for i in range(b)]
 
         reasons = tuple(STOP_REASONS[int(c)] for c in block.stop[:b]) if finished else ()
         p = BatchProgress(
-            tuple(index), tuple(map(int, done_before[:b] + block.step[:b])), totals, tuple(map(float, block.loss[:b])),
+            tuple(index), tuple(map(int, (before + block.step)[:b])), totals, tuple(map(float, block.loss[:b])),
             tuple(x.shape[2:4]), time.perf_counter() - t0, finished, reasons, outputs, terms, k, len(sides),
         )  # fmt: skip
         if callback is not None:
             callback(p)
         return p
 
-    for k, side in enumerate(sides):
-        ratio, last = side / long, k == len(sides) - 1
-        hw_k = scaled_hw(hw, ratio)
-        steps = np.array([sc[k][1] for sc in schedules[:b]] + [0] * pad)
-        if state is not None:  # an item that went NaN takes no more steps
-            steps = np.where(_get(state.stop) == STOP_NONFINITE, 0, steps)
+    def problem(k: int):
+        ratio, hw_k = sides[k] / long, scaled_hw(hw, sides[k] / long)
         # The kernels a single run of this shape and length would pick (ops="auto"); the targets
         # use plain lax kernels whatever the spec, so the cache serves every bucket.
-        spec = LossSpec.from_config(dataclasses.replace(cfg0, steps=int(steps.max())), hw_k[0] * hw_k[1])
+        spec = LossSpec.from_config(dataclasses.replace(cfg0, steps=int(steps[k].max())), hw_k[0] * hw_k[1])
         contents = [_content_target(it, hw, hw_k, spec, weights, cache) for it in rows]
         content_features = _put(_stack([f for _, f in contents]), per_item)
         if regions:
@@ -426,28 +417,23 @@ def _run_chunk(items, index, shapes, hw, weights, mesh, ndev, cache, callback, e
             targets = Targets(content_features, _put(style, replicated if shared else per_item))
         loss_fn, terms_of = (objective_fn(_put(weights, replicated), targets, loss_weights, s)
                              for s in (spec, spec.forward_only))  # fmt: skip
-        programs = batched_engine(spec, cfg0.optimizer, shared, mesh, regions)
-        if state is None:
-            starts = [
-                initial_image(it.cfg, c, _scaled_styles(it, ratio), init_image)
-                for it, (c, _) in zip(rows, contents, strict=True)
-            ]
-            # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
-            per_row = lambda name: jnp.asarray([getattr(it.cfg, name) for it in rows], jnp.float32)  # noqa: E731
-            state = programs.init(jnp.stack(starts), per_row("lr"), per_row("ema"))
-        else:
-            state = _rescale_batch(state, hw_k)
-        state = _put(state, per_item)
-        block = Block(state, _get(state.step), _get(state.stop), _get(state.loss), True)
-        run_n = lambda s, n, tol: programs.run(s, loss_fn, n, tol)  # noqa: B023, E731
-        for block in blocks(run_n, state, steps, tol, every, put=put, get=_get):
-            state = block.state
-            if not (block.done and last):
-                report(block, False, k, programs, terms_of)
-        if last or (block.stop[:b] == STOP_NONFINITE).all():
-            return report(block, True, k, programs, terms_of).outputs()
-        done_before += _get(state.step)
-    raise AssertionError("unreachable: the last scale returns")
+        return _Scale(batched_engine(spec, cfg0.optimizer, shared, mesh, regions), loss_fn, terms_of, contents, ratio)
+
+    def init(k: int, pb: _Scale) -> engine.State:
+        starts = [initial_image(it.cfg, c, _scaled_styles(it, pb.ratio), init_image)
+                  for it, (c, _) in zip(rows, pb.contents, strict=True)]  # fmt: skip
+        # Each item's own optimiser state, learning rate included (Adam keeps it in the state).
+        per_row = lambda name: jnp.asarray([getattr(it.cfg, name) for it in rows], jnp.float32)  # noqa: E731
+        return _put(pb.programs.init(jnp.stack(starts), per_row("lr"), per_row("ema")), per_item)
+
+    stages = scales(
+        None, steps, tol, every, problem=problem, init=init, live=np.arange(len(rows)) < b, put=put, get=_get,
+        rescale=lambda s, k: _put(_rescale_batch(s, scaled_hw(hw, sides[k] / long)), per_item),
+        run=lambda s, pb, n, tol: pb.programs.run(s, pb.loss_fn, n, tol),
+    )  # fmt: skip
+    for stage in stages:
+        p = report(stage.block, stage.done, stage.scale, stage.before, stage.problem)
+    return p.outputs()
 
 
 @functools.partial(jax.jit, static_argnums=1)

@@ -5,8 +5,8 @@ checkpoints keep it as their meta and the main command's trace starts with it; `
 reads it. It holds ``record`` (the schema's version), ``jaxnst`` (the version that wrote it),
 ``command`` (one of ``COMMANDS``), the absolute paths of ``content``, ``styles`` and ``output``,
 ``weights`` (a path, ``"random"``, or ``None`` when unknown) and ``weights_sha256``, ``config`` (the
-``Config`` fields marked ``record``), ``device``, the absolute paths of ``style_coarse`` when the run had
-coarse styles, and what the writer adds (``bucket``, ``run``, ...).
+``Config`` fields marked ``record``), ``device``, the absolute paths of the controls (``CONTROLS``:
+coarse styles, masks) the run had, and what the writer adds (``bucket``, ``run``, ``sweep``...).
 
 A record comes from a file, so it is data: ``read_record`` checks it, and a reader takes only the
 settings and input paths it names, never a path to write or any other flag.
@@ -22,6 +22,8 @@ from jaxnst.config import INIT_CHOICES, Config, parse_value, settings
 from jaxnst.errors import JaxnstError
 
 VERSION = 1
+# The perceptual controls' images, each a list of absolute paths ("none": that style has no mask).
+CONTROLS = ("style_coarse", "content_masks", "style_masks")
 # What wrote it: the main command (``jaxnst CONTENT STYLE``), ``jaxnst batch``, the web page.
 COMMANDS = ("stylize", "batch", "serve")
 
@@ -37,9 +39,12 @@ def make_record(
     device: str,
     output,
     style_coarse=(),
+    content_masks=(),
+    style_masks=(),
     **extra,
 ) -> dict:
-    """The record of a run of ``cfg`` by ``command`` (see the module docstring); paths are made absolute."""
+    """The record of a run of ``cfg`` by ``command`` (see the module docstring); paths are made absolute.
+    The controls (``CONTROLS``) are recorded when given."""
     from jaxnst import __version__
 
     absolute = lambda p: str(Path(p).resolve())  # noqa: E731
@@ -57,7 +62,11 @@ def make_record(
         "config": config,
         "device": device,
         "output": absolute(output),
-        **({"style_coarse": [absolute(s) for s in style_coarse]} if style_coarse else {}),
+        **{
+            name: [p if p == "none" else absolute(p) for p in paths]
+            for name, paths in zip(CONTROLS, (style_coarse, content_masks, style_masks), strict=True)
+            if paths
+        },
         **extra,
     }
 
@@ -91,6 +100,11 @@ def read_record(data: str | dict, where: str) -> dict:
         texts = [*(data.get(k) for k in ("content", "weights_sha256", "output")), *styles]
         if not all(isinstance(t, str) for t in texts) or not isinstance(data.get("weights"), (str, type(None))):
             raise damaged
+    for name in CONTROLS:
+        paths = data.get(name, [])
+        if not isinstance(paths, list) or not all(isinstance(p, str) and (p == "none" or Path(p).is_absolute())
+                                                  for p in paths):  # fmt: skip
+            raise JaxnstError(f"{where}: the record's {name} is damaged: it holds {paths!r}, not absolute paths")
     fields = {f.name for f in dataclasses.fields(Config)}
     unknown = [k for k in data["config"] if k not in fields]
     if unknown:
@@ -101,14 +115,14 @@ def read_record(data: str | dict, where: str) -> dict:
     config = {k: v for k, v in data["config"].items() if k in settings("record")}
     for name, value in config.items():
         try:
-            parse_value(name, _text(value))
+            parse_value(name, setting_text(value))
         except JaxnstError as e:
             raise JaxnstError(f"{where}: its record's {e}") from None
     return {**data, "record": version, "command": command, "config": config}
 
 
-def _text(value) -> str:
+def setting_text(value) -> str:
     """A JSON value as ``parse_value`` reads it: ``none``, ``true``, comma-separated lists."""
     if isinstance(value, list):
-        return ",".join(map(_text, value))
+        return ",".join(map(setting_text, value))
     return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,8 +1,8 @@
-"""Style transfer of one image, end to end: targets once, then the engine's loop.
+"""Style transfer of one image: its inputs checked, then ``jaxnst.transfer``'s loop.
 
 The library never prints or saves: progress leaves through ``callback``, a
 ``Progress`` after each block of steps, which carries the run's ``State``.
-(``jaxnst.engine.blocks`` is the generator underneath, for callers who want
+(``jaxnst.transfer.scales`` is the generator underneath, for callers who want
 to drive the loop themselves.)
 """
 
@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxnst import color, engine
-from jaxnst.config import INIT_CHOICES, Config, scale_schedule, validate
-from jaxnst.engine import STOP_NONFINITE, STOP_REASONS, Block, State, blocks, output
+from jaxnst import color, engine, transfer
+from jaxnst.config import Config, scale_schedule, validate
+from jaxnst.engine import STOP_REASONS, State, output
 from jaxnst.errors import JaxnstError
-from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
+from jaxnst.transfer import as_batch, initial_image, scale_shapes, scaled_hw, start
 from jaxnst.vgg import Weights, check_image_size
 
 
@@ -73,16 +72,6 @@ def check_image_sizes(cfg: Config, content_shapes, style_shapes) -> None:
             check_image_size(smallest(shape), cfg.style_layers, "style image at the first scale", "min_size")
 
 
-def as_batch(a, what: str) -> jax.Array:
-    """``a`` as one float32 RGB image with a batch axis, (1, H, W, 3); else a ``JaxnstError`` naming ``what``."""
-    a = jnp.asarray(a, jnp.float32)
-    if a.ndim == 3:
-        a = a[None]
-    if a.ndim != 4 or a.shape[0] != 1 or a.shape[-1] != 3:
-        raise JaxnstError(f"{what} must be one RGB image, (H, W, 3) or (1, H, W, 3); got shape {a.shape}")
-    return a
-
-
 def as_mask(m, image_shape: tuple[int, ...], what: str) -> jax.Array:
     """A mask (H, W) or (1, H, W) of weights in [0, 1] for an image of ``image_shape`` (..., H, W, 3),
     as (1, H, W) float32; else a ``JaxnstError`` naming ``what``."""
@@ -115,63 +104,6 @@ def check_masks(content_masks, style_masks, n: int) -> None:
     for name, masks in (("content_masks", content_masks), ("style_masks", style_masks)):
         if masks is not None and len(masks) != n:
             raise JaxnstError(f"{len(masks)} {name} for {n} style images: give one per style", name)
-
-
-def resize_mask(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
-    """A (1, H, W) mask at ``hw``, averaged over the pixels it shrinks (antialiased)."""
-    return m if m.shape[1:] == tuple(hw) else jax.image.resize(m, (1, *hw), "linear", antialias=True)
-
-
-def initial_image(cfg: Config, content: jax.Array, styles: Sequence[jax.Array], init_image=None) -> jax.Array:
-    """The start image (1, H, W, 3) named by ``cfg.init`` (``config.INIT_CHOICES``) or ``init_image``.
-
-    ``noise`` is uniform in [0, 1]; ``gray`` 0.5 plus uniform noise below 1/255; ``normal`` a normal
-    around 0.5 with deviation 0.25, truncated to [0, 1]; ``style-stats`` the same per channel with the
-    mean and deviation of the styles' pixels (blended as ``style_blend_weights``: the pooled pixels'
-    moments); ``style`` the first style resized. The random ones draw from ``cfg.seed``.
-    """
-    shape = content.shape
-    key = jax.random.key(cfg.seed)
-
-    def truncated_normal(mean, std):
-        lo, hi = (0.0 - mean) / std, (1.0 - mean) / std
-        return mean + std * jax.random.truncated_normal(key, lo, hi, shape, jnp.float32)
-
-    if init_image is not None:
-        img = as_batch(init_image, "init image")
-    elif cfg.init == "content":
-        return content
-    elif cfg.init == "noise":
-        return jax.random.uniform(key, shape, jnp.float32)
-    elif cfg.init == "gray":
-        return 0.5 + jax.random.uniform(key, shape, jnp.float32) / 255
-    elif cfg.init == "normal":
-        return truncated_normal(0.5, 0.25)
-    elif cfg.init == "style-stats":
-        blend = np.asarray(cfg.style_blend_weights or [1.0] * len(styles), np.float32)
-        blend = blend / blend.sum()
-        mean = sum(b * jnp.mean(s, axis=(0, 1, 2)) for b, s in zip(blend, styles, strict=True))
-        second = sum(b * jnp.mean(jnp.square(s), axis=(0, 1, 2)) for b, s in zip(blend, styles, strict=True))
-        return truncated_normal(mean, jnp.sqrt(jnp.maximum(second - jnp.square(mean), 1e-6)))
-    elif cfg.init == "style":
-        img = styles[0]
-    else:
-        raise JaxnstError(f"init {cfg.init!r}: use {', '.join(INIT_CHOICES)}, or an image file", "init")
-    return jax.image.resize(img, shape, "linear", antialias=True) if img.shape != shape else img
-
-
-def scaled_hw(hw: tuple[int, int], ratio: float) -> tuple[int, int]:
-    """``hw`` = (height, width) times ``ratio``, rounded, at least 1 each."""
-    return tuple(max(1, round(n * ratio)) for n in hw)
-
-
-def scale_shapes(cfg: Config, content_hw: tuple[int, int], style_hws) -> list[tuple[tuple[int, int], list]]:
-    """``(content hw, [style hw, ...])`` at each scale of ``config.scale_schedule(cfg)``: the content and
-    styles are given at the last scale, and each earlier one shrinks them by ``side / cfg.size``."""
-    return [
-        (scaled_hw(content_hw, side / cfg.size), [scaled_hw(hw, side / cfg.size) for hw in style_hws])
-        for side, _ in scale_schedule(cfg)
-    ]
 
 
 def stylize(
@@ -247,7 +179,6 @@ def stylize(
     check_image_sizes(sized, [content.shape], [s.shape for s in every_style])
     schedule = scale_schedule(sized)
     shapes = scale_shapes(sized, content.shape[1:3], [s.shape[1:3] for s in every_style])
-    resize = lambda a, hw: a if a.shape[1:3] == hw else jax.image.resize(a, (1, *hw, 3), "linear")  # noqa: E731
     first = 0
     if state is not None:  # the scale it was saved at, told by its shape
         at = [k for k, (hw, _) in enumerate(shapes) if tuple(state.image.shape[1:3]) == hw]
@@ -255,56 +186,28 @@ def stylize(
             want = " or ".join(f"{hw}" for hw, _ in shapes)
             raise JaxnstError(f"the state's image is {state.image.shape[1:3]}, this run's scales are {want}: resize")
         first = at[-1]
+
+    problem = lambda k: transfer.problem(weights, cfg, schedule[k][1], content, every_style[:n], shapes[k],  # noqa: E731
+                                         coarse_styles=every_style[n:], content_masks=content_masks,
+                                         style_masks=style_masks, place=place)  # fmt: skip
+    stages = transfer.scales(
+        state, [steps for _, steps in schedule], jnp.float32(cfg.tol), every, first=first, problem=problem,
+        init=lambda k, pb: start(place(initial_image(cfg, pb.content, pb.styles, init_image)), cfg),
+        rescale=lambda s, k: _rescale(s, shapes[k][0]),
+        run=lambda s, pb, n, tol: engine.run(s, pb.loss_fn, n, tol=tol, donate=True),
+    )  # fmt: skip
     t0 = time.perf_counter()
-    done = False
-    for k in range(first, len(schedule)):
-        (hw, style_hws), steps = shapes[k], schedule[k][1]
-        content_k = place(resize(content, hw))
-        every_k = [resize(s, shw) for s, shw in zip(every_style, style_hws, strict=True)]
-        styles_k = every_k[:n]
-        spec = LossSpec.from_config(dataclasses.replace(cfg, steps=steps), hw[0] * hw[1])
-        masks_k = None if content_masks is None else [resize_mask(m, hw) for m in content_masks]
-        style_masks_k = None if style_masks is None else [
-            None if m is None else resize_mask(m, s.shape[1:3]) for m, s in zip(style_masks, styles_k, strict=True)
-        ]  # fmt: skip
-        targets = make_targets(weights, content_k, styles_k, spec, cfg.style_blend_weights,
-                               coarse_styles=every_k[n:], split_layer=cfg.split_layer,
-                               content_masks=masks_k, style_masks=style_masks_k)  # fmt: skip
-        loss_weights = LossWeights.from_config(cfg)
-        loss_fn = objective_fn(weights, targets, loss_weights, spec)
-        terms_of = objective_fn(weights, targets, loss_weights, spec.forward_only)
-        if state is None:
-            state = start(place(initial_image(cfg, content_k, styles_k, init_image)), cfg)
-        elif k > first:
-            state = _rescale(state, hw)
-
-        def report(block: Block, done: bool):
-            if callback is not None:
-                raw = jnp.clip(output(block.state), 0.0, 1.0)  # what the losses see; ``img``: what the user sees
-                img = finish(raw[0])
-                terms_fn = lambda: {k: float(v) for k, v in _aux(terms_of, raw).items()}  # noqa: B023, E731
-                reason = STOP_REASONS[int(block.stop)] if done else ""
-                p = Progress(int(block.step), steps, float(block.loss), img, time.perf_counter() - t0, done,  # noqa: B023
-                             reason, terms_fn, block.state, int(block.stop), k, len(schedule))  # noqa: B023  # fmt: skip
-                callback(p)
-
-        last = k == len(schedule) - 1
-        block = None
-        run_n = lambda s, n, tol: engine.run(s, loss_fn, n, tol=tol, donate=True)  # noqa: B023, E731
-        for block in blocks(run_n, state, steps, jnp.float32(cfg.tol), every):
-            state = block.state
-            done = block.done and (last or int(block.stop) == STOP_NONFINITE)
-            report(block, done)
-        if done:
-            break
-    if not done:  # nothing left to do at the last scale: no steps asked for, or a continued run already done
-        report(Block(state, *(np.asarray(a) for a in (state.step, state.stop, state.loss)), True), True)
-    return finish(output(state)[0])
-
-
-def start(image: jax.Array, cfg: Config) -> State:
-    """``engine.init`` of ``image`` with ``cfg``'s optimiser, learning rate and moving average."""
-    return engine.with_learning_rate(engine.init(image, engine.optimizer(cfg.optimizer), ema=cfg.ema), cfg.lr)
+    for stage in stages:
+        block, state = stage.block, stage.block.state
+        if callback is not None:
+            raw = jnp.clip(output(state), 0.0, 1.0)  # what the losses see; ``img``: what the user sees
+            terms_fn = lambda: {k: float(v) for k, v in _aux(stage.problem.terms_fn, raw).items()}  # noqa: B023, E731
+            reason = STOP_REASONS[int(block.stop)] if stage.done else ""
+            callback(Progress(int(block.step), schedule[stage.scale][1], float(block.loss), finish(raw[0]),
+                              time.perf_counter() - t0, stage.done, reason, terms_fn, state, int(block.stop),
+                              stage.scale, len(schedule)))  # fmt: skip
+    # A run that ended early (a NaN at a coarse scale) still returns the content's shape.
+    return finish(transfer.resize(output(state), content.shape[1:3])[0])
 
 
 _rescale = jax.jit(engine.rescale, static_argnums=1)

@@ -275,6 +275,15 @@ def save_with_record(src, dst, record: dict) -> None:
         (lambda r: {**r, "config": {**r["config"], "size": "big"}}, "its record's size 'big' is not a whole number"),
         (lambda r: {**r, "record": 2}, "has a record of version 2"),
         (lambda r: {**r, "styles": "s.png"}, "its jaxnst record is damaged"),
+        (lambda r: {**r, "content_masks": [3]}, "the record's content_masks is damaged"),
+        # The web page's and batch's records run again as a batch: their sweep is data too.
+        (lambda r: {**r, "command": "serve", "sweep": {"model": ["vgg16"]}}, "its sweep is not one the page makes"),
+        (lambda r: {**r, "command": "serve", "sweep": {"seed": list(range(1000))}}, "its sweep is not one the page"),
+        (lambda r: {**r, "command": "serve", "sweep": {"seed": [1, "x"]}}, "seed 'x' is not a whole number"),
+        (lambda r: {**r, "command": "serve", "sweep": {"seed": [7, 8]}}, "its settings are not one of its sweep's"),
+        (lambda r: {**r, "command": "serve", "styles": ["--output=EVIL"]}, "--output=EVIL does not exist"),
+        (lambda r: {**r, "command": "batch", "bucket": [24, 32]}, "has no bucket multiple"),
+        (lambda r: {"command": "serve", "record": 0, "config": r["config"]}, "whose record holds only the settings"),
     ],
 )
 def test_a_record_never_chooses_an_output_or_a_flag(pair, tmp_path, capsys, change, message):

@@ -200,3 +200,38 @@ def test_rescale_any_optax_state(rng, name):
     assert any(a.shape == (1, 12, 9, 3) for a in jax.tree.leaves(up.opt_state))  # momentum, mu/nu moved up
     after, _ = engine.run(up, lambda x: jnp.sum((x - 0.5) ** 2), 2)
     assert int(after.step) == 2
+
+
+def test_scales_drives_any_problem_coarse_to_fine():
+    """``transfer.scales`` on a toy objective: a block after each dispatch, one ``done`` at the very
+    end, the steps of earlier scales in ``before``, and each scale's state carried up by ``rescale``."""
+    from jaxnst import transfer
+
+    hws = [(2, 3), (4, 6)]
+    target = lambda k: jnp.full((1, *hws[k], 3), 0.25)  # noqa: E731
+    stages = list(transfer.scales(
+        None, [3, 5], 0.0, 2, problem=lambda k: (lambda x: jnp.sum((x - target(k)) ** 2)),
+        init=lambda k, loss_fn: engine.init(jnp.zeros((1, *hws[k], 3)), optax.sgd(0.1)),
+        rescale=lambda s, k: engine.rescale(s, hws[k]), run=lambda s, loss_fn, n, tol: engine.run(s, loss_fn, n),
+    ))  # fmt: skip
+    got = [(s.scale, int(s.block.step), int(np.asarray(s.before)), s.done) for s in stages]
+    assert got == [(0, 1, 0, False), (0, 2, 0, False), (0, 3, 0, False),
+                   (1, 1, 3, False), (1, 2, 3, False), (1, 4, 3, False), (1, 5, 3, True)]  # fmt: skip
+    x = engine.output(stages[-1].block.state)
+    assert x.shape == (1, 4, 6, 3)
+    # Plain gradient descent on the quadratic: the error shrinks by 1 - 2 * 0.1 per step, 5 steps from
+    # the coarse image carried up (3 steps from 0: 0.25 * (1 - 0.8 ** 3), bicubic of a constant).
+    np.testing.assert_allclose(x, 0.25 - 0.25 * 0.8**8, rtol=1e-5)
+
+
+def test_a_nan_at_a_coarse_scale_ends_the_run_at_the_contents_shape(vgg19, rng):
+    """A loss that overflows stops the whole run at once (no more scales), says why once, and the
+    image returned still has the content's shape."""
+    cfg = dataclasses.replace(multiscale_config(), style_weight=1e38, style_statistic="gram")
+    c = rng.uniform(size=(32, 24, 3)).astype(np.float32)
+    s = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+    seen = []
+    out = jaxnst.stylize(c, [s], vgg19, cfg, callback=seen.append)
+    assert out.shape == (32, 24, 3) and np.isfinite(out).all()
+    assert [p.done for p in seen] == [False] * (len(seen) - 1) + [True]
+    assert seen[-1].scale == 0 and seen[-1].stop == engine.STOP_NONFINITE and "NaN" in seen[-1].reason

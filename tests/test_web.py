@@ -24,7 +24,7 @@ FAST = {"size": "32", "steps": "3", "min_size": "none", "style_statistic": "gram
 
 @pytest.fixture
 def server(tmp_path, vgg19):
-    runner = Runner(tmp_path / "runs", vgg19, "cpu (test)")
+    runner = Runner(tmp_path / "runs", vgg19, "cpu (test)", weights_path="random")  # the seed's weights: vgg19
     with TestClient(make_app(runner)) as client:
         yield runner, client
     runner.close()
@@ -81,14 +81,16 @@ def test_a_run_reports_progress_and_keeps_its_result(server, rng, capsys):
     assert res.status_code == 200 and "attachment" in res.headers["content-disposition"]
     record = json.loads(Image.open(io.BytesIO(res.content)).text["jaxnst"])
     assert record["config"]["steps"] == 3 and record["config"]["size"] == 32 and record["run"] == run_id
-    # The CLI's record (one schema): the uploads' paths, the weights' digest; `jaxnst reproduce` says
-    # in one line why it does not run it again (it once crashed with KeyError: 'content').
+    # The CLI's record (one schema): the uploads' paths, the weights' digest; `jaxnst reproduce` makes it
+    # again, as the page's batch program (it once crashed with KeyError: 'content').
     assert read_record(record, "result") == {**record, "command": "serve"} and record["record"] == 1
     assert Path(record["content"]).parent == runner.folder / run_id / "inputs" and len(record["weights_sha256"]) == 64
     (runner.folder / "web.png").write_bytes(res.content)
-    code = main(["reproduce", str(runner.folder / "web.png")])
+    code = main(["reproduce", str(runner.folder / "web.png"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and f"was made on the web page (jaxnst serve, run {run_id})" in err
+    assert code == 0 and "web_reproduced.png has the same pixels as" in err, err
+    again = json.loads(Image.open(runner.folder / "web_reproduced.png").text["jaxnst"])
+    assert again["command"] == "serve" and again["config"] == record["config"] and again["run"] == run_id
     assert json.loads((runner.folder / run_id / "run.json").read_text())["status"] == "done"
     assert [r["id"] for r in client.get("/api/runs").json()["runs"]] == [run_id]
 
@@ -102,6 +104,10 @@ def test_a_sweep_is_one_batch_of_images_side_by_side(server, rng):
     a, b = (np.asarray(Image.open(io.BytesIO(client.get(f"/api/runs/{done['id']}/result/{k}").content)))
             for k in (0, 1))  # fmt: skip
     assert a.shape == b.shape == (24, 32, 3) and not np.array_equal(a, b)
+    # `jaxnst reproduce` of one image of a sweep runs the sweep's program again and takes that image.
+    (runner.folder / "second.png").write_bytes(client.get(f"/api/runs/{done['id']}/result/1").content)
+    assert main(["reproduce", str(runner.folder / "second.png"), "--quiet"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(runner.folder / "second_reproduced.png")), b)
 
 
 def test_stop_keeps_the_image_and_the_queue_goes_on(server, rng):

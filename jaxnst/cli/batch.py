@@ -338,7 +338,7 @@ def run_batch(args: argparse.Namespace) -> None:
                 record = make_record(
                     item["cfg"], command="batch", content=content_paths[item["ci"]], styles=[style_paths[item["si"]]],
                     weights=args.weights, weights_sha256=digest(), device=device_name(), output=out / entry["output"],
-                    bucket=list(p.shape), style_coarse=coarse_paths,
+                    bucket=list(p.shape), bucket_multiple=args.bucket_multiple, style_coarse=coarse_paths,
                 )  # fmt: skip
                 save_image(img, out / entry["output"], text={"jaxnst": json.dumps(record)})
             if args.grid:

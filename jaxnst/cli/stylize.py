@@ -153,21 +153,10 @@ def _auto_size(args: argparse.Namespace) -> int:
 CONTROL_FLAGS = {"style_coarse": "--style-coarse", "content_masks": "--content-masks", "style_masks": "--style-masks"}
 
 
-def _control_record(args: argparse.Namespace) -> dict:
-    paths = lambda v: [m if m == "none" else str(Path(m).resolve()) for m in v]  # noqa: E731
-    return {name: paths(getattr(args, name)) for name in CONTROL_FLAGS if getattr(args, name)}
-
-
 def control_argv(record: dict) -> list[str]:
-    """The flags of the perceptual controls in a run record (``_control_record``): absolute paths (or none),
-    so that none is read as a flag."""
-    argv = []
-    for name, opt in CONTROL_FLAGS.items():
-        values = record.get(name, [])
-        if not isinstance(values, list) or not all(v == "none" or Path(str(v)).is_absolute() for v in values):
-            raise JaxnstError(f"the record's {name} is damaged: it holds {values!r}, not absolute paths")
-        argv += [opt, *values] if values else []
-    return argv
+    """The flags of the perceptual controls in a run record (``jaxnst.record.read_record`` checked them: absolute
+    paths, or none, so that none is read as a flag)."""
+    return [arg for name, opt in CONTROL_FLAGS.items() if record.get(name) for arg in (opt, *record[name])]
 
 
 def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
@@ -363,7 +352,9 @@ def run_stylize(args: argparse.Namespace) -> None:
     record = functools.cache(
         lambda: make_record(
             cfg, command="stylize", content=args.content, styles=args.styles, weights=args.weights,
-            weights_sha256=weights_digest(weights.params), device=device_name(), output=out, **_control_record(args),
+            weights_sha256=weights_digest(weights.params), device=device_name(), output=out,
+            style_coarse=args.style_coarse or (), content_masks=args.content_masks or (),
+            style_masks=args.style_masks or (),
         )
     )  # fmt: skip
     schedule = scale_schedule(cfg)
