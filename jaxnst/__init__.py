@@ -12,14 +12,16 @@ Images are float32 RGB in [0, 1], NHWC. The names here are what most programs ne
   ``layer_names``;
 - the objective: ``make_targets`` (``Targets``), ``LossWeights``, ``LossSpec``, and
   ``objective_fn``, the Gatys loss as a ``loss_fn(image) -> (loss, terms)``;
-- submodules: ``jaxnst.losses`` (statistics, distances, content/style/TV losses),
-  ``jaxnst.engine`` (``init``/``run``/``rescale``/``output`` over any loss function and any
-  optax optimiser), ``jaxnst.color`` (colour control).
+- submodules: ``jaxnst.transfer`` (the algorithm in the order it runs: scales, targets per
+  scale, the coarse-to-fine loop ``scales`` that every entry point drives; read it first),
+  ``jaxnst.losses`` (statistics, distances, content/style/TV losses), ``jaxnst.engine``
+  (``init``/``run``/``rescale``/``output`` over any loss function and any optax optimiser),
+  ``jaxnst.color`` (colour control).
 
 docs/research.md shows them under ``jit``, ``grad``, ``vmap`` and ``jvp``.
 """
 
-from jaxnst import color, engine, losses
+from jaxnst import color, engine, losses, transfer
 from jaxnst.batch import BatchProgress, stylize_batch, stylize_spatial
 from jaxnst.checkpoint import load_checkpoint, save_checkpoint
 from jaxnst.compilation import enable_compilation_cache
@@ -66,4 +68,5 @@ __all__ = [
     "stylize",
     "stylize_batch",
     "stylize_spatial",
+    "transfer",
 ]

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxnst.config import Config, scale_schedule, style_size
 from jaxnst.engine import run, run_steps
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
-from jaxnst.stylize import start
+from jaxnst.transfer import start
 from jaxnst.vgg import Weights, param_shapes
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import jaxnst
 from jaxnst import engine, ops, vgg
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
-from jaxnst.stylize import start
+from jaxnst.transfer import start
 
 # The convolution and max pooling each variant runs with (jaxnst.ops); the others run the default.
 VARIANT_OPS = {

@@ -32,7 +32,7 @@ import jaxnst
 from jaxnst import engine
 from jaxnst.batch import batched_engine, device_mesh
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
-from jaxnst.stylize import start
+from jaxnst.transfer import start
 
 
 def bench(size: int, b: int, steps: int, repeats: int, weights) -> dict:

@@ -19,7 +19,7 @@ import jaxnst
 from jaxnst import engine
 from jaxnst.config import Config
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
-from jaxnst.stylize import start
+from jaxnst.transfer import start
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ t = [time.perf_counter()]
 import dataclasses, jax, jax.numpy as jnp, jaxnst
 from jaxnst import engine
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
-from jaxnst.stylize import start
+from jaxnst.transfer import start
 t.append(time.perf_counter())
 cfg = jaxnst.preset("gatys", size={size}, steps={steps}, ops={ops!r})
 c = jaxnst.load_image({content!r}, cfg.size)[None]

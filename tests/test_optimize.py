@@ -10,7 +10,7 @@ import jaxnst
 from jaxnst import engine
 from jaxnst.engine import STOP_NONFINITE, STOP_STEPS, STOP_TOL
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective, objective_fn
-from jaxnst.stylize import start
+from jaxnst.transfer import start
 from jaxnst.vgg import Network
 
 

@@ -13,7 +13,7 @@ import jaxnst
 from jaxnst import engine
 from jaxnst.config import Config, scale_schedule
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
-from jaxnst.stylize import initial_image, start
+from jaxnst.transfer import initial_image, start
 
 LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 

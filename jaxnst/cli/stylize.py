@@ -15,7 +15,9 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from jaxnst.cli.common import (
     STARTED,
@@ -181,18 +183,6 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     return runner, run
 
 
-def _check_controls(args: argparse.Namespace, blend) -> None:
-    from jaxnst.stylize import check_masks
-
-    check_masks(args.content_masks, args.style_masks, len(args.styles))  # the library's check, before any read
-    if args.content_masks and (args.style_coarse or blend is not None):
-        other = "--style-coarse" if args.style_coarse else "--style-blend-weights"
-        raise JaxnstError(f"{other} with --content-masks: each region takes one style image; drop one of them")
-    for m in args.style_masks or ():
-        if m != "none" and not Path(m).exists():
-            raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
-
-
 def _check_styles_are_not_the_output(styles: list[str], out: Path) -> None:
     # `jaxnst content.jpg style.jpg out.png` reads out.png as a second style; say where the
     # output goes instead of failing on a missing image or blending in last run's result.
@@ -279,17 +269,54 @@ def _save(image, out: Path, record: dict) -> None:
 
 
 def run_stylize(args: argparse.Namespace) -> None:
-    import jax
-    import numpy as np
-    from tqdm import tqdm
+    """The main command: plan (flags and paths, checked before anything is read), load (images,
+    weights, a resumed state), run the library with a reporter (bar, page, prints, files), finish."""
+    plan = _plan(args)
+    cache = enable_compilation_cache()  # before anything compiles
+    run = _load(args, plan)
+    report = _Report(args, plan, run, cache)
+    t0 = time.perf_counter()
+    try:
+        with stop_requests() as report.stop:
+            image = run.stylize(callback=report)
+    except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        report.bar.close()
+        raise JaxnstError(
+            f"out of memory at --size {run.cfg.size} ({run.w}x{run.h} px) on {device_name()}: use a smaller "
+            "--size, or --precision bf16, or --remat (`jaxnst estimate` says what fits)"
+        ) from None
+    report.bar.close()
+    report.finish(image, time.perf_counter() - t0)
 
-    from jaxnst._files import atomic_path
-    from jaxnst.checkpoint import load_checkpoint, read_meta, save_checkpoint
-    from jaxnst.engine import STOP_NONFINITE
-    from jaxnst.image import check_output_path, load_image, load_mask, save_image
-    from jaxnst.record import make_record, read_record
-    from jaxnst.stylize import check_image_sizes, scale_shapes, stylize
-    from jaxnst.weights import weights_digest
+
+@dataclasses.dataclass
+class _Plan:
+    """What the flags ask for and where it goes, checked before any image or weight is read."""
+
+    cfg: Config | None  # None while --size auto is undecided
+    out: Path
+    ckpt: Path  # the run's checkpoint, beside ``out``
+    meta: dict | None  # the record of the checkpoint --resume continues
+    overwrite: bool
+    trace: Path | None
+    inputs: dict[str, str | None]  # what each input is, for the messages
+
+    def snapshot(self, k: int) -> Path:
+        return self.out.with_name(f"{self.out.stem}_{k}{self.out.suffix}")
+
+    def snapshots(self, cfg: Config, every: int) -> list[Path]:
+        """The snapshots of every ``every`` steps, counted over all scales."""
+        total = sum(n for _, n in scale_schedule(cfg))
+        return [self.snapshot(k) for k in range(every, total, every)] if every else []
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    from jaxnst.checkpoint import read_meta
+    from jaxnst.image import check_output_path
+    from jaxnst.record import read_record
+    from jaxnst.stylize import check_masks
 
     cfg = config_from_args(args) if args.size != "auto" else None  # bad flags fail before anything is read
     for name, v in (("--save-every", args.save_every), ("--print-every", args.print_every),
@@ -299,19 +326,18 @@ def run_stylize(args: argparse.Namespace) -> None:
     blend = cfg.style_blend_weights if cfg else None
     if blend is not None and len(blend) != len(args.styles):
         raise JaxnstError(f"{len(blend)} --style-blend-weights for {len(args.styles)} style images: give one per style")
-    _check_controls(args, blend)
+    check_masks(args.content_masks, args.style_masks, len(args.styles))  # the library's check, before any read
+    if args.content_masks and (args.style_coarse or blend is not None):
+        other = "--style-coarse" if args.style_coarse else "--style-blend-weights"
+        raise JaxnstError(f"{other} with --content-masks: each region takes one style image; drop one of them")
+    for m in args.style_masks or ():
+        if m != "none" and not Path(m).exists():
+            raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
     out = check_output_path(args.output)
     _check_styles_are_not_the_output(args.styles, out)
-    ckpt = out.with_suffix(".ckpt.npz")
     meta = read_record(read_meta(args.resume), args.resume) if args.resume else None
     # A resumed run replaces what its interrupted part wrote.
     overwrite = args.overwrite or bool(meta and Path(meta["output"]) == out.resolve())
-    snapshot = lambda k: out.with_name(f"{out.stem}_{k}{out.suffix}")  # noqa: E731
-
-    def snapshots(cfg):  # every --save-every steps, counted over all scales
-        total = sum(n for _, n in scale_schedule(cfg))
-        return [snapshot(k) for k in range(args.save_every, total, args.save_every)] if args.save_every else []
-
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
     inputs.update({f"coarse style {s}": s for s in args.style_coarse or ()})
     inputs.update({f"content mask {m}": m for m in args.content_masks or ()})
@@ -319,106 +345,157 @@ def run_stylize(args: argparse.Namespace) -> None:
     inputs["init image"] = args.init if args.init not in INIT_CHOICES else None
     if inputs["init image"] and not Path(args.init).exists():
         raise JaxnstError(f"--init {args.init}: give {', '.join(INIT_CHOICES)}, or the path of an image file")
-    trace_path = Path(args.trace) if args.trace else None
-    check_outputs([out, *(snapshots(cfg) if cfg else []), *([trace_path] if trace_path else [])], inputs, overwrite)
-    if ckpt.exists() and not overwrite and not (args.resume and Path(args.resume).resolve() == ckpt.resolve()):
-        raise JaxnstError(f"{ckpt} exists (an earlier run's checkpoint): --resume it, or add --overwrite")
+    plan = _Plan(cfg, out, out.with_suffix(".ckpt.npz"), meta, overwrite, Path(args.trace) if args.trace else None,
+                 inputs)  # fmt: skip
+    snapshots = plan.snapshots(cfg, args.save_every) if cfg else []
+    check_outputs([out, *snapshots, *([plan.trace] if plan.trace else [])], inputs, overwrite)
+    resuming_it = args.resume and Path(args.resume).resolve() == plan.ckpt.resolve()
+    if plan.ckpt.exists() and not overwrite and not resuming_it:
+        raise JaxnstError(f"{plan.ckpt} exists (an earlier run's checkpoint): --resume it, or add --overwrite")
+    return plan
 
-    cache = enable_compilation_cache()  # before anything compiles
-    if args.size == "auto" and meta:  # the size the interrupted run picked, not a new pick
-        args.size = meta["config"].get("size", Config.size)
-        cfg = config_from_args(args)
-    if args.size == "auto":
-        args.size = _auto_size(args)
-        cfg = config_from_args(args)
-        if args.save_every:
-            check_outputs(snapshots(cfg), inputs, overwrite)
+
+@dataclasses.dataclass
+class _Run:
+    """The loaded run: its settings, its inputs, the weights and where a resumed run starts."""
+
+    cfg: Config
+    content: Any  # (H, W, 3)
+    stylize: Callable  # ``jaxnst.stylize`` with every input bound; takes ``callback``
+    record: Callable[[], dict]  # the run record (hashing the weights takes a moment: only when written)
+    source: str  # where the weights came from
+    schedule: list  # (side, steps) per scale
+    resumed: int  # steps taken before this process (a resumed run)
+
+    @property
+    def h(self) -> int:
+        return self.content.shape[0]
+
+    @property
+    def w(self) -> int:
+        return self.content.shape[1]
+
+    def offset(self, scale: int) -> int:
+        """Steps of the scales before ``scale``."""
+        return sum(n for _, n in self.schedule[:scale])
+
+
+def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
+    import jax
+    import numpy as np
+
+    from jaxnst.checkpoint import load_checkpoint
+    from jaxnst.image import load_image, load_mask
+    from jaxnst.record import make_record
+    from jaxnst.stylize import check_image_sizes, scale_shapes, stylize
+    from jaxnst.transfer import start
+    from jaxnst.weights import weights_digest
+
+    if args.size == "auto":  # the size an interrupted run picked, or a new pick
+        args.size = plan.meta["config"].get("size", Config.size) if plan.meta else _auto_size(args)
+        if args.save_every and not plan.meta:
+            check_outputs(plan.snapshots(config_from_args(args), args.save_every), plan.inputs, plan.overwrite)
+    cfg = config_from_args(args)
     content = load_image(args.content, cfg.size)
-    h, w, _ = content.shape
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
     coarse = [load_image(s, style_size(cfg)) for s in args.style_coarse or ()]
-    content_masks = [load_mask(m, (h, w), "content mask") for m in args.content_masks] if args.content_masks else None
+    content_masks = [load_mask(m, content.shape[:2], "content mask") for m in args.content_masks or ()] or None
     style_masks = None
     if args.style_masks:
         style_masks = [None if m == "none" else load_mask(m, s.shape[:2], "style mask")
                        for m, s in zip(args.style_masks, styles, strict=True)]  # fmt: skip
-    init_image = None
-    if cfg.init not in INIT_CHOICES:
-        init_image = load_image(cfg.init)
+    init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES else None
     check_image_sizes(cfg, [content.shape], [s.shape for s in styles + coarse])  # before the bar, not inside stylize
     weights = weights_from_args(args, cfg)
-    log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    # Hashing the weights takes a moment: only when a record is written.
     record = functools.cache(
         lambda: make_record(
             cfg, command="stylize", content=args.content, styles=args.styles, weights=args.weights,
-            weights_sha256=weights_digest(weights.params), device=device_name(), output=out,
+            weights_sha256=weights_digest(weights.params), device=device_name(), output=plan.out,
             style_coarse=args.style_coarse or (), content_masks=args.content_masks or (),
             style_masks=args.style_masks or (),
         )
     )  # fmt: skip
     schedule = scale_schedule(cfg)
-    total = sum(n for _, n in schedule)
-    offsets = [sum(n for _, n in schedule[:k]) for k in range(len(schedule))]  # steps before each scale
-    state = None
-    if meta:
-        from jaxnst.stylize import start
-
-        _check_resume(meta, record(), args.resume)
-        k = meta.get("scale", 0)
+    state, resumed = None, 0
+    if plan.meta:
+        _check_resume(plan.meta, record(), args.resume)
+        k = plan.meta.get("scale", 0)
         shapes = scale_shapes(cfg, content.shape[:2], [s.shape[:2] for s in styles])
         if k not in range(len(shapes)) or isinstance(k, bool):
             raise JaxnstError(f"checkpoint {args.resume}: scale {k!r} is not one of this run's {len(shapes)} scales")
         template = jax.eval_shape(lambda x: start(x, cfg), jax.ShapeDtypeStruct((1, *shapes[k][0], 3), np.float32))
         state, _ = load_checkpoint(args.resume, template)
-        log(f"jaxnst: resuming {args.resume} at step {offsets[k] + int(state.step)}")
-    steps = f"{cfg.steps} {cfg.optimizer} steps"
-    if len(schedule) > 1:
-        sides = ", ".join(str(side) for side, _ in schedule)
-        first = schedule[0][1]
-        steps = f"scales {sides} px, {total} {cfg.optimizer} steps ({first} at the first, {cfg.steps} at each other)"
-    log(f"jaxnst: {w}x{h} px, {steps}, {cfg.model} from {weights.source}, on {device_name()}")
-    kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
-    sizes = f"{w}x{h}" if len(schedule) == 1 else f"each scale, the first at {schedule[0][0]} px"
-    log(f"jaxnst: compiling the targets and the step for {sizes} ({kept})...")
-
+        resumed = sum(n for _, n in schedule[:k]) + int(state.step)
     # Steps per dispatch: every print, save and checkpoint falls on a block's end (gcd(n, 0) = n),
     # and at most 10 so the bar keeps moving. The first block is one step (the bar moves as soon as
     # the step is compiled), the others end at multiples of ``every``; the last wherever the run stops.
     every = min(math.gcd(math.gcd(args.print_every, args.save_every), args.checkpoint_every) or 10, 10)
-    bar = tqdm(total=total, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    seen = {"prev": offsets[k] + int(state.step) if state is not None else 0}  # steps done before this process
+    run = functools.partial(stylize, content, styles, weights, cfg, every=every, init_image=init_image, state=state,
+                            coarse_styles=coarse, content_masks=content_masks, style_masks=style_masks)  # fmt: skip
+    return _Run(cfg, content, run, record, weights.source, schedule, resumed)
 
-    def checkpoint(p):
-        save_checkpoint(ckpt, p.state, {**record(), "scale": p.scale})
 
-    losses = []
+class _Report:
+    """The library's ``callback``: the bar, the --web page, the printed losses, snapshots, checkpoints and
+    the trace; a stop asked by a signal (``stop``) saves and raises ``Interrupted``. ``finish`` writes the
+    image and says how the run went."""
 
-    def write_trace(p, reason):
-        if trace_path:
+    def __init__(self, args: argparse.Namespace, plan: _Plan, run: _Run, cache):
+        from tqdm import tqdm
+
+        self.args, self.plan, self.run, self.stop = args, plan, run, {}
+        self.log = (lambda *a: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+        cfg, schedule = run.cfg, run.schedule
+        self.total = sum(n for _, n in schedule)
+        if run.resumed:
+            self.log(f"jaxnst: resuming {args.resume} at step {run.resumed}")
+        steps = f"{cfg.steps} {cfg.optimizer} steps"
+        if len(schedule) > 1:
+            sides = ", ".join(str(side) for side, _ in schedule)
+            steps = (f"scales {sides} px, {self.total} {cfg.optimizer} steps ({schedule[0][1]} at the first, "
+                     f"{cfg.steps} at each other)")  # fmt: skip
+        self.log(f"jaxnst: {run.w}x{run.h} px, {steps}, {cfg.model} from {run.source}, on {device_name()}")
+        kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
+        sizes = f"{run.w}x{run.h}" if len(schedule) == 1 else f"each scale, the first at {schedule[0][0]} px"
+        self.log(f"jaxnst: compiling the targets and the step for {sizes} ({kept})...")
+        self.bar = tqdm(total=self.total, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+        self.seen = {"prev": run.resumed}  # steps done before this process
+        self.losses: list[dict] = []
+        self.page = _web_page(args, cfg, run.w, run.h) if args.web is not None else None
+
+    def checkpoint(self, p) -> None:
+        from jaxnst.checkpoint import save_checkpoint
+
+        save_checkpoint(self.plan.ckpt, p.state, {**self.run.record(), "scale": p.scale})
+
+    def write_trace(self, p, reason: str) -> None:
+        from jaxnst._files import atomic_path
+
+        if self.plan.trace:
             final = {"loss": p.loss, **p.terms()}
-            steps = offsets[p.scale] + p.step
-            trace = {**record(), "losses": losses, "final": final, "steps": steps, "stopped": reason}
-            with atomic_path(trace_path) as tmp:
+            steps = self.run.offset(p.scale) + p.step
+            trace = {**self.run.record(), "losses": self.losses, "final": final, "steps": steps, "stopped": reason}
+            with atomic_path(self.plan.trace) as tmp:
                 Path(tmp).write_text(json.dumps(trace, indent=1, allow_nan=True) + "\n")
 
-    def written(write, what):
+    def written(self, write: Callable[[], None], what: str) -> None:
         try:
             write()
         except OSError as e:  # the run goes on: only this file is missing
-            log(f"jaxnst: warning: could not write {what} ({e.strerror}); going on")
+            self.log(f"jaxnst: warning: could not write {what} ({e.strerror}); going on")
 
-    page = _web_page(args, cfg, w, h) if args.web is not None else None
+    def __call__(self, p) -> None:
+        from jaxnst.image import save_image
 
-    def callback(p):
-        g = offsets[p.scale] + p.step  # steps over all scales
-        if page is not None:
-            runner, run = page
+        args, out, seen, bar = self.args, self.plan.out, self.seen, self.bar
+        g = self.run.offset(p.scale) + p.step  # steps over all scales
+        if self.page is not None:
+            runner, run = self.page
             now = {"status": "done", "message": f"wrote {out}"} if p.done else {
                 "message": f"{p.image.shape[1]}x{p.image.shape[0]} px, writing {out}"}  # fmt: skip
-            runner.update(run, p.image, p.loss, step=g, steps=total, scale=p.scale, scales=p.scales, **now)
+            runner.update(run, p.image, p.loss, step=g, steps=self.total, scale=p.scale, scales=p.scales, **now)
         if "t" not in seen:  # the first block includes the compile: the bar's rate and ETA start after it
-            bar.reset(total=total)
+            bar.reset(total=self.total)
             bar.initial = bar.n = g
         bar.update(g - bar.n)
         if p.scales > 1:
@@ -428,71 +505,62 @@ def run_stylize(args: argparse.Namespace) -> None:
         seen.setdefault("step", g)
         seen.setdefault("first", time.perf_counter() - STARTED)
         seen.setdefault("first_image", p.image)
-        losses.append({"step": g, "loss": p.loss, **({"scale": p.scale} if p.scales > 1 else {})})
+        self.losses.append({"step": g, "loss": p.loss, **({"scale": p.scale} if p.scales > 1 else {})})
         # Each N-th step over all scales; a block may end past it when scales do not split at multiples of N.
         crossed = lambda n: n and g // n > seen["prev"] // n  # noqa: E731
         at = f" at {p.image.shape[1]}x{p.image.shape[0]}" if p.scales > 1 else ""
         if (crossed(args.print_every) or (args.print_every and p.done)) and not args.quiet:
             t = p.terms()
-            log(
-                f"step {g:5d}/{total}{at}  loss {p.loss:.5g}  content {t['content']:.4g}  "
+            self.log(
+                f"step {g:5d}/{self.total}{at}  loss {p.loss:.5g}  content {t['content']:.4g}  "
                 f"style {t['style']:.4g}  tv {t['tv']:.4g}"
             )
         if crossed(args.save_every) and not p.done:
             k = g // args.save_every * args.save_every
-            written(lambda: save_image(p.image, snapshot(k)), f"the snapshot at step {k}")
+            self.written(lambda: save_image(p.image, self.plan.snapshot(k)), f"the snapshot at step {k}")
         if crossed(args.checkpoint_every) or (args.checkpoint_every and p.done):
-            written(lambda: checkpoint(p), f"the checkpoint at step {g}")
+            self.written(lambda: self.checkpoint(p), f"the checkpoint at step {g}")
         seen["prev"] = g
         if p.done:
             seen["last"] = p
-        elif stop.get("signum"):
+        elif self.stop.get("signum"):
             bar.close()
-            name = signal.Signals(stop["signum"]).name
-            _save(p.image, out, record())
-            checkpoint(p)
-            write_trace(p, f"stopped by {name}")
-            say(f"stopped by {name} at step {g}/{total}: wrote {out} and {ckpt}; to go on, run the same "
-                f"command with --resume {ckpt}")  # fmt: skip
-            raise Interrupted(stop["signum"])
+            name = signal.Signals(self.stop["signum"]).name
+            _save(p.image, out, self.run.record())
+            self.checkpoint(p)
+            self.write_trace(p, f"stopped by {name}")
+            say(f"stopped by {name} at step {g}/{self.total}: wrote {out} and {self.plan.ckpt}; to go on, run the "
+                f"same command with --resume {self.plan.ckpt}")  # fmt: skip
+            raise Interrupted(self.stop["signum"])
 
-    t0 = time.perf_counter()
-    try:
-        with stop_requests() as stop:
-            image = stylize(content, styles, weights, cfg, callback=callback, every=every, init_image=init_image,
-                            state=state, coarse_styles=coarse, content_masks=content_masks,
-                            style_masks=style_masks)  # fmt: skip
-    except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
-        if "RESOURCE_EXHAUSTED" not in str(e):
-            raise
-        bar.close()
-        raise JaxnstError(
-            f"out of memory at --size {cfg.size} ({w}x{h} px) on {device_name()}: use a smaller --size, "
-            "or --precision bf16, or --remat (`jaxnst estimate` says what fits)"
-        ) from None
-    bar.close()
-    p = seen.get("last")
-    if p is not None and p.stop == STOP_NONFINITE and p.step == 0 and p.scale == 0:
-        raise JaxnstError(
-            f"the loss became NaN or infinite at the first step, so nothing was written: {_cause(cfg, p)}"
-        )
-    steps = offsets[p.scale] + p.step if p else 0
-    if p is not None and steps > seen["step"] and np.array_equal(seen["first_image"], p.image):
-        raise JaxnstError(f"the image did not change in {steps} steps, so nothing was written: {_cause(cfg, p)}")
-    _save(image, out, record())
-    if p is not None:
-        write_trace(p, p.reason)
-    if p is not None and p.stop == STOP_NONFINITE:
-        say(f"warning: the loss became NaN or infinite at step {steps + 1}; wrote the image of step {steps}: "
-            f"{_cause(cfg, p)}")  # fmt: skip
-    wall = time.perf_counter() - t0
-    # The first block includes the compile; with one block there is no steady rate to report.
-    steady = ""
-    if p and steps > seen["step"]:
-        steady = f" ({(p.elapsed - seen['t']) / (steps - seen['step']):.3f} s/step after compile)"
-    reason = p.reason if p else "no steps"
-    if "first" in seen:  # what a user waits before anything moves: start-up, targets, compile, one step
-        first = "first step" if seen["step"] == 1 else f"first {seen['step']} steps"
-        steady += f"; {first} done {seen['first']:.1f} s after start"
-    where = f"on {device_name()}; stopped: {reason}"
-    log(f"jaxnst: wrote {out} ({w}x{h}) after {steps} steps in {wall:.1f} s{steady} {where}")
+    def finish(self, image, wall: float) -> None:
+        """Refuses an image that went NaN at once or never moved; else writes it, the trace, and the summary."""
+        import numpy as np
+
+        from jaxnst.engine import STOP_NONFINITE
+
+        cfg, seen, out = self.run.cfg, self.seen, self.plan.out
+        p = seen.get("last")
+        if p is not None and p.stop == STOP_NONFINITE and p.step == 0 and p.scale == 0:
+            raise JaxnstError(
+                f"the loss became NaN or infinite at the first step, so nothing was written: {_cause(cfg, p)}"
+            )
+        steps = self.run.offset(p.scale) + p.step if p else 0
+        if p is not None and steps > seen["step"] and np.array_equal(seen["first_image"], p.image):
+            raise JaxnstError(f"the image did not change in {steps} steps, so nothing was written: {_cause(cfg, p)}")
+        _save(image, out, self.run.record())
+        if p is not None:
+            self.write_trace(p, p.reason)
+        if p is not None and p.stop == STOP_NONFINITE:
+            say(f"warning: the loss became NaN or infinite at step {steps + 1}; wrote the image of step {steps}: "
+                f"{_cause(cfg, p)}")  # fmt: skip
+        # The first block includes the compile; with one block there is no steady rate to report.
+        steady = ""
+        if p and steps > seen["step"]:
+            steady = f" ({(p.elapsed - seen['t']) / (steps - seen['step']):.3f} s/step after compile)"
+        reason = p.reason if p else "no steps"
+        if "first" in seen:  # what a user waits before anything moves: start-up, targets, compile, one step
+            first = "first step" if seen["step"] == 1 else f"first {seen['step']} steps"
+            steady += f"; {first} done {seen['first']:.1f} s after start"
+        where = f"on {device_name()}; stopped: {reason}"
+        self.log(f"jaxnst: wrote {out} ({self.run.w}x{self.run.h}) after {steps} steps in {wall:.1f} s{steady} {where}")
