@@ -18,6 +18,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from jaxnst.cli.common import (
     Parser,
@@ -29,7 +30,7 @@ from jaxnst.cli.common import (
     enable_compilation_cache,
     weights_from_args,
 )
-from jaxnst.config import INIT_CHOICES, flag, parse_value, scale_schedule, settings, style_size, validate
+from jaxnst.config import INIT_CHOICES, Config, flag, parse_value, scale_schedule, settings, style_size, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.weights import weights_digest
 
@@ -211,21 +212,57 @@ def _finite(x: float) -> float | None:
 
 
 def run_batch(args: argparse.Namespace) -> None:
+    """``jaxnst batch``: plan the items (flags and paths, before anything is read), load, run the library
+    with a reporter (bar, trace, each finished image with its record), finish (grid, summary)."""
     enable_compilation_cache()  # before anything compiles
-    from PIL import Image
-    from tqdm import tqdm
-
-    from jaxnst._files import atomic_path
-    from jaxnst.image import load_image, save_image
-    from jaxnst.record import make_record
-
     if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
         import jax
 
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    from jaxnst.batch import stylize_batch
+
+    plan = _plan(args)
+    run = _load(args, plan)
+    report = _Report(args, plan, run)
+    t0 = time.perf_counter()
+    if plan.todo:
+        stylize_batch(
+            [run.contents[plan.items[i]["ci"]] for i in plan.todo],
+            [run.styles[plan.items[i]["si"]] for i in plan.todo],
+            run.weights,
+            [plan.items[i]["cfg"] for i in plan.todo],
+            callback=report,
+            every=args.every,
+            multiple=args.bucket_multiple,
+            batch_size=args.batch_size,
+            init_image=run.init_image,
+            coarse_styles=[run.coarse] if run.coarse else None,  # one set for every item
+        )
+    elif plan.writer:
+        report.write_trace()
+    report.finish(time.perf_counter() - t0)
+
+
+class _Plan(NamedTuple):
+    """The items of a batch and where each goes, checked before any image or weight is read."""
+
+    cfg: Config
+    sweeps: dict  # name -> [(text, value), ...]
+    texts: list[dict]  # per setting combination, {name: text}
+    content_paths: list[Path]
+    style_paths: list[Path]
+    coarse_paths: list[Path]
+    items: list[dict]  # content-major, then style, then swept values: ci, si, values, cfg, name
+    todo: list[int]  # the items to compute (not already in --out)
+    out: Path
+    trace: Path
+    writer: bool  # this process writes (on several hosts every process computes, one writes)
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
     import jax
 
-    from jaxnst.batch import grid_configs, stylize_batch
+    from jaxnst.batch import grid_configs
 
     cfg = config_from_args(args)
     for name, v in (("--every", args.every), ("--bucket-multiple", args.bucket_multiple)):
@@ -247,8 +284,6 @@ def run_batch(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise JaxnstError(f"--out {out} is a file: give a folder")
-    trace_path = Path(args.trace) if args.trace else out / TRACE_NAME
-    # Items: content-major, then style, then swept values (first --sweep slowest).
     items = []
     for ci, cname in enumerate(content_names):
         for si, sname in enumerate(style_names):
@@ -261,128 +296,156 @@ def run_batch(args: argparse.Namespace) -> None:
             raise JaxnstError(f"output {out / (it['name'] + '.png')} is also an input image: give another --out")
     # Finished items are kept (a re-run finishes a folder); they must be there on every host.
     todo = [i for i, it in enumerate(items) if args.overwrite or not (out / f"{it['name']}.png").exists()]
-    writer = jax.process_index() == 0  # on several hosts every process computes, one writes
+    trace = Path(args.trace) if args.trace else out / TRACE_NAME
+    return _Plan(cfg, sweeps, texts, content_paths, style_paths, coarse_paths, items, todo, out, trace,
+                 jax.process_index() == 0)  # fmt: skip
+
+
+class _Run(NamedTuple):
+    contents: list
+    styles: list
+    coarse: list
+    init_image: object
+    weights: object
+
+
+def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
+    from jaxnst.image import load_image
+
+    cfg = plan.cfg
     # The few style images before --out is made: a bad one leaves nothing behind.
-    styles = [load_image(p, style_size(cfg)) for p in style_paths]
-    coarse = [load_image(p, style_size(cfg)) for p in coarse_paths]
-    if writer:
-        check_writable(out, "--out", create=True)
-        if not trace_path.parent.is_dir():
-            raise JaxnstError(f"--trace folder {trace_path.parent} does not exist: create it first")
-    contents = [load_image(p, cfg.size) for p in content_paths]
-    init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES and "init" not in sweeps else None
-    weights = weights_from_args(args, cfg) if todo else None
+    styles = [load_image(p, style_size(cfg)) for p in plan.style_paths]
+    coarse = [load_image(p, style_size(cfg)) for p in plan.coarse_paths]
+    if plan.writer:
+        check_writable(plan.out, "--out", create=True)
+        if not plan.trace.parent.is_dir():
+            raise JaxnstError(f"--trace folder {plan.trace.parent} does not exist: create it first")
+    contents = [load_image(p, cfg.size) for p in plan.content_paths]
+    init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES and "init" not in plan.sweeps else None
+    weights = weights_from_args(args, cfg) if plan.todo else None
+    return _Run(contents, styles, coarse, init_image, weights)
 
-    quiet = args.quiet or not writer
-    say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    done = len(items) - len(todo)
-    kept = f", {done} already in {out} (kept; --overwrite redoes them)" if done else ""
-    source = f"{cfg.model} from {weights.source}" if weights else "nothing to compute"
-    say(
-        f"jaxnst batch: {len(contents)} content x {len(styles)} style x {len(combos)} setting(s) = {len(items)} "
-        f"images at {cfg.size} px{kept}, {source}, on {device_name()}"
-    )
-    previous = _previous_trace(trace_path)
-    # Each item's steps over all its scales; a bucket's long side may differ from --size, and with it the
-    # scales: the library's count (``p.steps``) then corrects the total.
-    total = {i: sum(n for _, n in scale_schedule(items[i]["cfg"])) for i in todo}
-    bar = tqdm(total=sum(total.values()), unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-    trace = {
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in sweeps},
-        "sweep": {k: [v for v, _ in vs] for k, vs in sweeps.items()},
-        **({"style_coarse": [str(p) for p in coarse_paths]} if coarse_paths else {}),
-        "device": device_name(),
-        "items": [
-            {
-                "output": f"{it['name']}.png",
-                "content": str(content_paths[it["ci"]]),
-                "style": str(style_paths[it["si"]]),
-                "params": it["values"],
-                "shape": list(contents[it["ci"]].shape[:2]),
-                "losses": [],
-            }
-            for it in items
-        ],
-    }
-    seen = [0] * len(items)
-    thumbs: dict[int, Image.Image] = {}
-    cell = 192  # contact-sheet square per image
-    finished = [0]
 
-    def write_trace():
-        with atomic_path(trace_path) as tmp:
-            Path(tmp).write_text(json.dumps(trace, indent=1) + "\n")
+class _Report:
+    """``stylize_batch``'s ``callback``: the bar, the trace (written after every chunk: a long run leaves a
+    usable one if stopped), each finished image with its record, the grid's thumbnails; ``finish`` writes
+    the grid and the summary."""
 
-    digest = functools.cache(lambda: weights_digest(weights.params))  # once, not per image (a moment each)
+    CELL = 192  # contact-sheet square per image
 
-    def callback(p):
-        for i, s, n, loss in zip((todo[k] for k in p.items), p.step, p.steps, p.loss, strict=True):
+    def __init__(self, args: argparse.Namespace, plan: _Plan, run: _Run):
+        from PIL import Image
+        from tqdm import tqdm
+
+        self.args, self.plan, self.run = args, plan, run
+        cfg, items, todo = plan.cfg, plan.items, plan.todo
+        quiet = args.quiet or not plan.writer
+        self.say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+        done = len(items) - len(todo)
+        kept = f", {done} already in {plan.out} (kept; --overwrite redoes them)" if done else ""
+        source = f"{cfg.model} from {run.weights.source}" if run.weights else "nothing to compute"
+        self.say(
+            f"jaxnst batch: {len(run.contents)} content x {len(run.styles)} style x {len(plan.texts)} setting(s) = "
+            f"{len(items)} images at {cfg.size} px{kept}, {source}, on {device_name()}"
+        )
+        # Each item's steps over all its scales; a bucket's long side may differ from --size, and with it the
+        # scales: the library's count (``p.steps``) then corrects the total.
+        self.total = {i: sum(n for _, n in scale_schedule(items[i]["cfg"])) for i in todo}
+        self.bar = tqdm(total=sum(self.total.values()), unit="step", disable=quiet, file=sys.stderr,
+                        dynamic_ncols=True)  # fmt: skip
+        self.trace = {
+            "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in plan.sweeps},
+            "sweep": {k: [v for v, _ in vs] for k, vs in plan.sweeps.items()},
+            **({"style_coarse": [str(p) for p in plan.coarse_paths]} if plan.coarse_paths else {}),
+            "device": device_name(),
+            "items": [
+                {
+                    "output": f"{it['name']}.png",
+                    "content": str(plan.content_paths[it["ci"]]),
+                    "style": str(plan.style_paths[it["si"]]),
+                    "params": it["values"],
+                    "shape": list(run.contents[it["ci"]].shape[:2]),
+                    "losses": [],
+                }
+                for it in items
+            ],
+        }
+        self.seen = [0] * len(items)
+        self.thumbs: dict = {}
+        self.finished = 0
+        self.digest = functools.cache(lambda: weights_digest(run.weights.params))  # once, not per image
+        previous, redo = _previous_trace(plan.trace), set(todo)
+        for i, entry in enumerate(self.trace["items"]):
+            if i not in redo:  # kept from an earlier run: its trace entry too, if that run left one
+                entry.update(previous.get(entry["output"], {}), kept="the image was already in --out")
+                if args.grid:
+                    self.thumbs[i] = Image.open(plan.out / entry["output"]).convert("RGB")
+
+    def write_trace(self) -> None:
+        from jaxnst._files import atomic_path
+
+        with atomic_path(self.plan.trace) as tmp:
+            Path(tmp).write_text(json.dumps(self.trace, indent=1) + "\n")
+
+    def __call__(self, p) -> None:
+        from PIL import Image
+
+        from jaxnst.image import save_image
+        from jaxnst.record import make_record
+
+        plan, trace, total, bar = self.plan, self.trace, self.total, self.bar
+        for i, s, n, loss in zip((plan.todo[k] for k in p.items), p.step, p.steps, p.loss, strict=True):
             bar.total += n - total[i]
             total[i] = n
-            bar.update(s - seen[i])
-            seen[i] = s
+            bar.update(s - self.seen[i])
+            self.seen[i] = s
             if s and (not trace["items"][i]["losses"] or trace["items"][i]["losses"][-1]["step"] != s):
                 trace["items"][i]["losses"].append({"step": s, "loss": _finite(loss)})
-        bar.set_postfix(bucket=f"{p.shape[1]}x{p.shape[0]}", done=f"{finished[0]}/{len(todo)}", refresh=False)
+        bar.set_postfix(bucket=f"{p.shape[1]}x{p.shape[0]}", done=f"{self.finished}/{len(plan.todo)}", refresh=False)
         if not p.done:
             return
-        finished[0] += len(p.items)
+        self.finished += len(p.items)
         terms = p.terms()
         for k, img, t, reason in zip(p.items, p.outputs(), terms, p.reasons, strict=True):
-            entry = trace["items"][todo[k]]
+            entry = trace["items"][plan.todo[k]]
             j = p.items.index(k)
             entry.update(bucket=list(p.shape), steps=p.step[j], stopped=reason)
             entry["final"] = {"loss": _finite(p.loss[j]), **{name: _finite(v) for name, v in t.items()}}
-            if writer:
-                item = items[todo[k]]
+            if plan.writer:
+                item = plan.items[plan.todo[k]]
                 record = make_record(
-                    item["cfg"], command="batch", content=content_paths[item["ci"]], styles=[style_paths[item["si"]]],
-                    weights=args.weights, weights_sha256=digest(), device=device_name(), output=out / entry["output"],
-                    bucket=list(p.shape), bucket_multiple=args.bucket_multiple, style_coarse=coarse_paths,
+                    item["cfg"], command="batch", content=plan.content_paths[item["ci"]],
+                    styles=[plan.style_paths[item["si"]]], weights=self.args.weights, weights_sha256=self.digest(),
+                    device=device_name(), output=plan.out / entry["output"], bucket=list(p.shape),
+                    bucket_multiple=self.args.bucket_multiple, style_coarse=plan.coarse_paths,
                 )  # fmt: skip
-                save_image(img, out / entry["output"], text={"jaxnst": json.dumps(record)})
-            if args.grid:
-                thumbs[todo[k]] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
-        if writer:
-            write_trace()  # after every chunk: a long run leaves a usable trace if stopped
+                save_image(img, plan.out / entry["output"], text={"jaxnst": json.dumps(record)})
+            if self.args.grid:
+                self.thumbs[plan.todo[k]] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
+        if plan.writer:
+            self.write_trace()
 
-    redo = set(todo)
-    for i, entry in enumerate(trace["items"]):
-        if i not in redo:  # kept from an earlier run: its trace entry too, if that run left one
-            entry.update(previous.get(entry["output"], {}), kept="the image was already in --out")
-            if args.grid:
-                thumbs[i] = Image.open(out / entry["output"]).convert("RGB")
-    t0 = time.perf_counter()
-    if todo:
-        stylize_batch(
-            [contents[items[i]["ci"]] for i in todo],
-            [styles[items[i]["si"]] for i in todo],
-            weights,
-            [items[i]["cfg"] for i in todo],
-            callback=callback,
-            every=args.every,
-            multiple=args.bucket_multiple,
-            batch_size=args.batch_size,
-            init_image=init_image,
-            coarse_styles=[coarse] if coarse else None,  # one set for every item
+    def finish(self, wall: float) -> None:
+        from jaxnst._files import atomic_path
+
+        plan, args = self.plan, self.args
+        self.bar.close()
+        extra = [plan.trace.name]
+        if args.grid and plan.writer:
+            content_names = [p.stem for p in plan.content_paths]
+            style_names = [p.stem for p in plan.style_paths]
+            cols = len(style_names) * len(plan.texts)
+            cells = [[self.thumbs[r * cols + c] for c in range(cols)] for r in range(len(content_names))]
+            col_labels = ["\n".join([s, *(f"{k}={v}" for k, v in text.items())])
+                          for s in style_names for text in plan.texts]  # fmt: skip
+            with atomic_path(plan.out / GRID_NAME) as tmp:
+                contact_sheet(cells, content_names, col_labels, self.CELL).save(tmp, "PNG")
+            extra.insert(0, GRID_NAME)
+        buckets = sorted({tuple(e["bucket"]) for e in self.trace["items"] if "bucket" in e})
+        self.say(
+            f"jaxnst batch: wrote {len(plan.todo)} images (+ {', '.join(extra)}) to {plan.out} in {wall:.1f} s, "
+            f"{len(buckets)} bucket(s) {' '.join(f'{w}x{h}' for h, w in buckets)}, on {device_name()}"
         )
-    elif writer:
-        write_trace()
-    bar.close()
-    extra = [trace_path.name]
-    if args.grid and writer:
-        cols = len(style_names) * len(combos)
-        cells = [[thumbs[r * cols + c] for c in range(cols)] for r in range(len(content_names))]
-        col_labels = ["\n".join([s, *(f"{k}={v}" for k, v in text.items())]) for s in style_names for text in texts]
-        with atomic_path(out / GRID_NAME) as tmp:
-            contact_sheet(cells, content_names, col_labels, cell).save(tmp, "PNG")
-        extra.insert(0, GRID_NAME)
-    buckets = sorted({tuple(e["bucket"]) for e in trace["items"] if "bucket" in e})
-    say(
-        f"jaxnst batch: wrote {len(todo)} images (+ {', '.join(extra)}) to {out} in "
-        f"{time.perf_counter() - t0:.1f} s, {len(buckets)} bucket(s) "
-        f"{' '.join(f'{w}x{h}' for h, w in buckets)}, on {device_name()}"
-    )
 
 
 def _previous_trace(path: Path) -> dict[str, dict]:
