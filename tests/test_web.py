@@ -25,7 +25,7 @@ FAST = {"size": "32", "steps": "3", "min_size": "none", "style_statistic": "gram
 @pytest.fixture
 def server(tmp_path, vgg19):
     runner = Runner(tmp_path / "runs", vgg19, "cpu (test)", weights_path="random")  # the seed's weights: vgg19
-    with TestClient(make_app(runner)) as client:
+    with TestClient(make_app(runner), base_url="http://127.0.0.1:8765") as client:  # as a browser names it
         yield runner, client
     runner.close()
 
@@ -251,7 +251,7 @@ def test_no_request_names_a_file_outside_the_runs(server, rng):
 
 def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
     runner = Runner(tmp_path / "runs", vgg19)
-    with TestClient(make_app(runner)) as client:
+    with TestClient(make_app(runner), base_url="http://127.0.0.1:8765") as client:  # as a browser names it
         run_id = start(client, rng).json()["id"]
         assert events(client, run_id)[-1]["status"] == "done"
     runner.close()
@@ -260,7 +260,7 @@ def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
         json.dumps({"id": "0123456789ab", "status": "running"})
     )
     again = Runner(tmp_path / "runs", vgg19)
-    with TestClient(make_app(again)) as client:
+    with TestClient(make_app(again), base_url="http://127.0.0.1:8765") as client:
         runs = {r["id"]: r for r in client.get("/api/runs").json()["runs"]}
         assert runs[run_id]["status"] == "done" and runs["0123456789ab"]["status"] == "interrupted"
         assert client.get(f"/api/runs/{run_id}/result/0").status_code == 200
@@ -292,3 +292,44 @@ def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(form, timeout=10)
     assert e.value.code == 400
+
+
+@pytest.mark.parametrize(
+    "method, path, headers",
+    [
+        ("GET", "/api/runs", {"host": "evil.example"}),  # a DNS-rebinding page reads the runs list
+        ("GET", "/", {"host": "evil.example:8765"}),
+        ("POST", "/api/runs", {"origin": "http://evil.example"}),  # another site's form or fetch
+        ("POST", "/api/runs", {"origin": "null"}),  # a sandboxed frame
+        ("POST", "/api/runs", {"sec-fetch-site": "cross-site"}),
+        ("POST", "/api/runs", {"origin": "http://127.0.0.1:9999"}),  # another local server's page
+    ],
+)
+def test_other_sites_cannot_drive_or_read_the_page(server, rng, method, path, headers):
+    runner, client = server
+    files = [("content", ("c.png", png(rng), "image/png")), ("styles", ("s.png", png(rng), "image/png"))]
+    extra = {"files": files, "data": FAST} if method == "POST" else {}
+    r = client.request(method, path, headers=headers, **extra)
+    assert r.status_code == 403 and ("another site" in r.json()["error"] or "answers as" in r.json()["error"])
+    assert runner.runs == {}  # nothing started
+
+
+def test_the_page_itself_may_drive_it(server, rng):
+    runner, client = server
+    same = {"origin": "http://127.0.0.1:8765", "sec-fetch-site": "same-origin"}
+    files = [("content", ("c.png", png(rng), "image/png")), ("styles", ("s.png", png(rng), "image/png"))]
+    r = client.post("/api/runs", files=files, data={**FAST, "steps": "100000"}, headers=same)
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    assert client.post(f"/api/runs/{run_id}/stop", headers={"origin": "http://evil.example"}).status_code == 403
+    assert client.post(f"/api/runs/{run_id}/stop", headers=same).status_code == 200
+    assert wait_for(runner, run_id, lambda r: r.status in ("stopped", "done")).status == "stopped"
+    for name in ("localhost:8765", "[::1]:8765", "127.0.0.1"):
+        assert client.get("/api/runs", headers={"host": name}).status_code == 200
+
+
+def test_host_names():
+    from jaxnst.web.app import host_name
+
+    assert [host_name(h) for h in ("127.0.0.1:8765", "LOCALHOST", "[::1]:80", "[::1]", "::1", "")] == [
+        "127.0.0.1", "localhost", "::1", "::1", "::1", ""]  # fmt: skip

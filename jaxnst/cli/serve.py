@@ -50,6 +50,7 @@ def main(argv: list[str]) -> int:
     add_weights_flag(p)
     args = p.parse_args(argv)
     uvicorn, make_app = web_extra("jaxnst serve")
+    from jaxnst.web.app import LOOPBACK
     from jaxnst.web.runs import Runner, run_folder_default
 
     check_port(args.host, args.port, "--port")  # before the weights load
@@ -61,5 +62,8 @@ def main(argv: list[str]) -> int:
     weights = weights_from_args(args, cfg)
     runner = Runner(args.runs or run_folder_default(), weights, device_name(), args.weights)
     say(f"open http://{args.host}:{args.port}/ (runs kept in {runner.folder}; Ctrl-C stops)")
-    uvicorn.run(make_app(runner), host=args.host, port=args.port, log_level="warning")
+    # A browser names a loopback server by a loopback name; one on another address by that address,
+    # and one on every address by any of the machine's names.
+    hosts = LOOPBACK if is_loopback(args.host) else None if args.host in ("0.0.0.0", "::") else (*LOOPBACK, args.host)
+    uvicorn.run(make_app(runner, hosts), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -13,7 +13,10 @@ HTTP, reconnecting by themselves), not WebSockets. Routes:
 * ``POST /api/runs/{id}/stop``
 
 Files are only ever named by a run id (12 hex digits) and an image number: nothing from a request
-becomes a path.
+becomes a path. Other sites cannot drive the page : a request must name one of the
+server's own hosts (``Host``: a DNS-rebinding page names its own), and a request that changes
+anything (not GET or HEAD) must come from the page itself (``Origin``, ``Sec-Fetch-Site``: another
+site's form or script can post without asking first); ``SameSite`` answers the others 403.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -38,8 +42,49 @@ async def uploads(form, key: str) -> list[tuple[str, bytes]]:
     return [(name or "upload", data) for name, data in files if name or data]
 
 
-def make_app(runner: Runner) -> Starlette:
-    """The Starlette app serving ``runner``'s runs."""
+# The names of this machine a browser on it uses for a server on the loopback address.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def host_name(host: str) -> str:
+    """The name in a ``Host`` header, without its port: ``127.0.0.1:8765`` -> ``127.0.0.1``, ``[::1]:80`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def refused(method: str, headers: dict[str, str], hosts: tuple[str, ...] | None) -> str | None:
+    """Why a request with ``headers`` (lower-case names) may not reach the page served as ``hosts``
+    (None: any host, for a server on every address), or None."""
+    host = headers.get("host", "")
+    if hosts is not None and host_name(host) not in hosts:
+        return f"this server answers as {', '.join(hosts)}, not as {host[:80]!r}: open the address jaxnst printed"
+    if method not in ("GET", "HEAD"):
+        origin, fetch_site = headers.get("origin"), headers.get("sec-fetch-site", "same-origin")
+        if (origin is not None and origin != f"http://{host}") or fetch_site not in ("same-origin", "none"):
+            return "another site cannot start or stop runs here: use the page itself"
+    return None
+
+
+class SameSite:
+    """ASGI middleware: a 403 with the reason for every request ``refused`` names."""
+
+    def __init__(self, app, hosts: tuple[str, ...] | None = LOOPBACK):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            why = refused(scope["method"], headers, self.hosts)
+            if why is not None:
+                return await JSONResponse({"error": why}, status_code=403)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK) -> Starlette:
+    """The Starlette app serving ``runner``'s runs to a browser that names the server as one of ``hosts``
+    (None: any name, for a server listening on every address)."""
     page = resources.files("jaxnst.web").joinpath("page.html").read_text(encoding="utf-8")
     page = page.replace("{{settings}}", settings_html())
 
@@ -136,6 +181,7 @@ def make_app(runner: Runner) -> Starlette:
         return JSONResponse(run.summary())
 
     return Starlette(
+        middleware=[Middleware(SameSite, hosts=hosts)],
         routes=[
             Route("/", index),
             Route("/api/runs", list_runs, methods=["GET"]),
@@ -145,5 +191,5 @@ def make_app(runner: Runner) -> Starlette:
             Route("/api/runs/{run_id}/image/{k}", image),
             Route("/api/runs/{run_id}/result/{k}", result),
             Route("/api/runs/{run_id}/stop", stop, methods=["POST"]),
-        ]
+        ],
     )
