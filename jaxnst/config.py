@@ -329,7 +329,8 @@ def validate(cfg: Config) -> Config:
         elif sequence_of(hint) is float and v is not None:
             need(all(math.isfinite(x) for x in v), name, f"{','.join(map(str, v))} must be finite numbers")
     need(cfg.size >= 16, "size", f"{cfg.size} is too small: use at least 16 pixels")
-    need(-(2**63) <= cfg.seed < 2**63, "seed", f"{cfg.seed} is too large: use a 64-bit integer")
+    # A JAX key holds 32 bits of its seed: seeds 2**32 apart would give the same image.
+    need(0 <= cfg.seed < 2**32, "seed", f"{cfg.seed} is too large or negative: give 0 to {2**32 - 1}")
     need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")
     need(cfg.steps >= 0, "steps", f"{cfg.steps} must be >= 0")
     need(cfg.initial_steps is None or cfg.initial_steps >= 0, "initial_steps", f"{cfg.initial_steps} must be >= 0")

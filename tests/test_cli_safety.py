@@ -115,6 +115,14 @@ def test_an_output_that_fails_at_the_end_is_rescued(pair, tmp_path, capsys, monk
     assert code == 2 and "could not write" in line and "No space left on device" in line
     rescued = line.rsplit("the result is in ", 1)[1]
     assert Image.open(rescued).size == (32, 21) and not (tmp_path / "o.png").exists()
+    # The next rescue of the same name keeps the first; a rescue that fails too is one line.
+    code, err = run([c, s, *FAST, "--steps", "3", "-o", tmp_path / "o.png", "--quiet"], capsys)
+    second = one_error_line(err).rsplit("the result is in ", 1)[1]
+    assert code == 2 and second != rescued and Image.open(second).size == (32, 21)
+    assert not np.array_equal(np.asarray(Image.open(second)), np.asarray(Image.open(rescued)))
+    monkeypatch.setattr(jaxnst.image, "save_image", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space")))
+    code, err = run([c, s, *FAST, "--steps", "2", "-o", tmp_path / "o.png", "--quiet"], capsys)
+    assert code == 2 and "nor a copy in" in one_error_line(err) and "free some space" in err
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -170,6 +178,9 @@ def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
             "the image did not change in 4 steps, so nothing was written: --style-weight 1e+30",
         ),
         (["--lr", "5"], "--lr 5.0 is too large for pixels in [0, 1]"),
+        # With the default moving average the image's float noise once passed for a change (exit 0).
+        (["--lr", "1e-30"], "the image did not change in 4 steps, so nothing was written: --lr 1e-30 is too small"),
+        (["--style-weight", "1e30"], "the image did not change in 4 steps, so nothing was written: --style-weight"),
         (["--size", "16", "--style-layers", "relu5_1"], "layer relu5_1 needs at least 16 px on each side"),
     ],
 )
@@ -225,10 +236,19 @@ def test_checkpoint_files_are_checked(pair, tmp_path, capsys):
     assert (tmp_path / "b.ckpt.npz").read_bytes() == b"an earlier run's checkpoint"
 
 
-def test_a_seed_too_large_for_64_bits_is_refused(pair, tmp_path, capsys):
+@pytest.mark.parametrize("seed", [2**64, 2**32, -1])
+def test_a_seed_a_jax_key_cannot_hold_is_refused(pair, tmp_path, capsys, seed):
+    """A key holds 32 bits: seed 2**32 once gave seed 0's image."""
     c, s = pair
-    code, err = run([c, s, *FAST, "--seed", str(2**64), "-o", tmp_path / "o.png", "--quiet"], capsys)
-    assert code == 2 and "--seed 18446744073709551616 is too large" in one_error_line(err)
+    code, err = run([c, s, *FAST, "--seed", str(seed), "-o", tmp_path / "o.png", "--quiet"], capsys)
+    assert code == 2 and f"--seed {seed} is too large or negative: give 0 to 4294967295" in one_error_line(err)
+
+
+def test_no_steps_at_all_is_refused(pair, tmp_path, capsys):
+    c, s = pair
+    code, err = run([c, s, *FAST, "--steps", "0", "-o", tmp_path / "o.png", "--quiet"], capsys)
+    assert code == 2 and "--steps 0 (and no --initial-steps) would write the start image" in one_error_line(err)
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_the_png_records_its_run_and_reproduce_remakes_it(pair, tmp_path, capsys):
@@ -377,3 +397,23 @@ def test_a_multiscale_run_stopped_mid_scale_resumes_to_the_same_pixels(pair, tmp
     assert code == 0 and "resuming" in err and "at step 6" in err, err
     whole, resumed = (np.asarray(Image.open(tmp_path / n)) for n in ("whole.png", "part.png"))
     np.testing.assert_array_equal(resumed, whole)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["serv"], "no command 'serv' and no such image: did you mean `jaxnst serve`?"),
+        (["wieghts", "list"], "did you mean `jaxnst weights`?"),
+        (["reproduc", "x.png"], "did you mean `jaxnst reproduce`?"),
+    ],
+)
+def test_a_mistyped_command_is_named(argv, message, capsys):
+    code, err = run(argv, capsys)
+    assert code == 2 and message in one_error_line(err)
+
+
+def test_a_trace_into_a_missing_folder_is_refused_before_the_run(pair, tmp_path, capsys):
+    c, s = pair
+    code, err = run([c, s, *FAST, "--trace", tmp_path / "no" / "t.json", "-o", tmp_path / "o.png"], capsys)
+    assert code == 2 and "--trace folder" in one_error_line(err) and "does not exist" in err
+    assert not (tmp_path / "o.png").exists()

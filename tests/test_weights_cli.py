@@ -193,6 +193,13 @@ def test_convert_command(keras16, tmp_path, monkeypatch, capsys):
     assert code == 2 and "does not exist" in err
     code, _, err = run(["weights", "frobnicate"], capsys)
     assert code == 2 and "invalid choice" in err and err.count("\n") == 1
+    # An existing file is replaced only with --overwrite, and never the file being converted.
+    before = (tmp_path / "c.h5").read_bytes()
+    code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "c.h5"], capsys)
+    assert code == 2 and "c.h5 exists: add --overwrite" in err and (tmp_path / "c.h5").read_bytes() == before
+    code, _, err = run(["weights", "convert", tmp_path / "c.h5", "-o", tmp_path / "c.h5", "--overwrite"], capsys)
+    assert code == 2 and "is the file to convert" in err and (tmp_path / "c.h5").read_bytes() == before
+    assert run(["weights", "convert", keras16, "-o", tmp_path / "c.h5", "--overwrite"], capsys)[0] == 0
 
 
 def test_fetch_torchvision(tmp_path, monkeypatch, capsys):

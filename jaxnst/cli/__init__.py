@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]) or 0
+        _check_not_a_mistyped_command(argv)
         run_stylize(build_parser().parse_args(argv))
     except JaxnstError as e:
         print(f"jaxnst: error: {e.for_cli()}", file=sys.stderr)
@@ -38,6 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         print("jaxnst: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _check_not_a_mistyped_command(argv: list[str]) -> None:
+    """``jaxnst serv``: a first word that is no file, has no suffix and is close to a command's name is
+    that command mistyped, not a content image."""
+    import difflib
+    from pathlib import Path
+
+    word = argv[0] if argv else ""
+    if word and not word.startswith("-") and "." not in word and "/" not in word and not Path(word).exists():
+        close = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+        if close:
+            raise JaxnstError(f"no command {word!r} and no such image: did you mean `jaxnst {close[0]}`?")
 
 
 if __name__ == "__main__":

@@ -246,6 +246,8 @@ def _cause(cfg: Config, p) -> str:
         return f"the {bad[0]} loss of the image itself is {terms[bad[0]]}: a weight file or an image holds NaN or inf"
     if cfg.optimizer == "adam" and cfg.lr > 0.5:
         return f"--lr {cfg.lr} is likely too large; try 0.02"
+    if cfg.optimizer == "adam" and cfg.lr < 1e-4:
+        return f"--lr {cfg.lr:g} is too small to move the pixels; try 0.02"
     weighted = {term: getattr(cfg, f"{term}_weight") * v for term, v in terms.items()}
     term = max(weighted, key=lambda t: abs(weighted[t]))
     name, value = flag(f"{term}_weight"), getattr(cfg, f"{term}_weight")
@@ -254,7 +256,9 @@ def _cause(cfg: Config, p) -> str:
 
 def _save(image, out: Path, record: dict) -> None:
     """``save_image`` with ``record`` in the PNG; if the output cannot be written, the result is
-    kept in ``$JAXNST_HOME/rescued``."""
+    kept in ``$JAXNST_HOME/rescued`` under a name no earlier rescue holds."""
+    import os
+
     from jaxnst.hub import cache_dir
     from jaxnst.image import save_image
 
@@ -262,9 +266,20 @@ def _save(image, out: Path, record: dict) -> None:
     try:
         save_image(image, out, text=text)
     except OSError as e:
-        rescued = cache_dir() / "rescued" / out.name
-        rescued.parent.mkdir(parents=True, exist_ok=True)
-        save_image(image, rescued, text=text)
+        folder = cache_dir() / "rescued"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 10_000):  # claimed by creating it: two runs rescuing at once get two names
+                rescued = folder / (out.name if n == 1 else f"{out.stem}_{n}{out.suffix}")
+                try:
+                    os.close(os.open(rescued, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    break
+                except FileExistsError:
+                    continue
+            save_image(image, rescued, text=text)
+        except OSError as e2:
+            raise JaxnstError(f"could not write {out} ({e.strerror}), nor a copy in {folder} ({e2.strerror}): "
+                              "free some space and run again") from None  # fmt: skip
         raise JaxnstError(f"could not write {out} ({e.strerror}); the result is in {rescued}") from None
 
 
@@ -347,6 +362,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise JaxnstError(f"--init {args.init}: give {', '.join(INIT_CHOICES)}, or the path of an image file")
     plan = _Plan(cfg, out, out.with_suffix(".ckpt.npz"), meta, overwrite, Path(args.trace) if args.trace else None,
                  inputs)  # fmt: skip
+    if plan.trace and not plan.trace.parent.is_dir():
+        raise JaxnstError(f"--trace folder {plan.trace.parent} does not exist: create it first")
     snapshots = plan.snapshots(cfg, args.save_every) if cfg else []
     check_outputs([out, *snapshots, *([plan.trace] if plan.trace else [])], inputs, overwrite)
     resuming_it = args.resume and Path(args.resume).resolve() == plan.ckpt.resolve()
@@ -396,6 +413,8 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
         if args.save_every and not plan.meta:
             check_outputs(plan.snapshots(config_from_args(args), args.save_every), plan.inputs, plan.overwrite)
     cfg = config_from_args(args)
+    if not sum(n for _, n in scale_schedule(cfg)):
+        raise JaxnstError("--steps 0 (and no --initial-steps) would write the start image unchanged: give --steps N")
     content = load_image(args.content, cfg.size)
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
     coarse = [load_image(s, style_size(cfg)) for s in args.style_coarse or ()]
@@ -546,7 +565,11 @@ class _Report:
                 f"the loss became NaN or infinite at the first step, so nothing was written: {_cause(cfg, p)}"
             )
         steps = self.run.offset(p.scale) + p.step if p else 0
-        if p is not None and steps > seen["step"] and np.array_equal(seen["first_image"], p.image):
+        # Moved by less than one level of an 8-bit image since the first step (the moving average's float
+        # noise is not a change); a run that went up a scale has moved.
+        first, last = (np.asarray(a) for a in (seen.get("first_image", 0), p.image if p else 0))
+        moved = first.shape != last.shape or np.abs(first - last).max() >= 1 / 255
+        if p is not None and steps > seen["step"] and not moved:
             raise JaxnstError(f"the image did not change in {steps} steps, so nothing was written: {_cause(cfg, p)}")
         _save(image, out, self.run.record())
         if p is not None:

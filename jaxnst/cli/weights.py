@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src", metavar="SRC", help="Keras notop .h5, flaxmodels .h5, torchvision .pth, MatConvNet .mat")
     c.add_argument("-o", "--output", required=True, metavar="DST.h5", help="where to write the jaxnst .h5")
     c.add_argument("--arch", choices=tuple(BLOCKS), default=None, help="check the file is this architecture")
+    c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     i = sub.add_parser("info", help="architecture, layers, preprocessing, source and SHA-256 of a weight file")
     i.add_argument("file", metavar="FILE")
     sub.add_parser("list", help="the weight files in the cache ($JAXNST_HOME, default ~/.cache/jaxnst)")
@@ -175,6 +176,10 @@ def main(argv: list[str]) -> int:
         dst = Path(args.output)
         if dst.suffix not in (".h5", ".hdf5"):
             raise JaxnstError(f"-o {dst}: the output is an HDF5 file, name it *.h5")
+        if dst.exists() and Path(args.src).exists() and dst.resolve() == Path(args.src).resolve():
+            raise JaxnstError(f"-o {dst} is the file to convert: give another -o")
+        if dst.exists() and not args.overwrite:
+            raise JaxnstError(f"{dst} exists: add --overwrite to replace it, or give another -o")
         check_writable(dst.parent, "-o", create=True)
         try:
             weights = convert(args.src, dst, args.arch)
