@@ -148,7 +148,7 @@ def test_checkpoint_and_resume_give_the_uninterrupted_pixels(pair, tmp_path, cap
     assert code == 2 and "was made with --style-weight 1.0, this run has 7.0" in one_error_line(err)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
     """A real process, stopped after its first step: it saves and exits 128 + signal; --resume goes on."""
     c, s = pair
@@ -355,6 +355,22 @@ def test_a_second_signal_quits_at_once(capsys):
         pytest.fail("the second signal did not stop the run")
     assert signal.getsignal(signal.SIGINT) is before
     assert "again to quit without saving" in capsys.readouterr().err
+
+
+def test_a_signal_after_the_last_step_still_writes_the_image(pair, tmp_path, capsys, monkeypatch):
+    """Ctrl-C between the last step and the write once lost the finished run (the handler was gone)."""
+    import jaxnst.cli.stylize as cli_stylize
+
+    real = cli_stylize._save
+
+    def save_after_a_signal(*a):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*a)
+
+    monkeypatch.setattr(cli_stylize, "_save", save_after_a_signal)
+    c, s = pair
+    code, err = run([c, s, *FAST, "--steps", "2", "-o", tmp_path / "o.png", "--quiet"], capsys)
+    assert code == 0 and Image.open(tmp_path / "o.png").size == (32, 21), err
 
 
 def test_keyboard_interrupt_is_exit_130_and_one_line(monkeypatch, capsys):

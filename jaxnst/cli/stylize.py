@@ -206,8 +206,8 @@ class Interrupted(Exception):
 
 @contextlib.contextmanager
 def stop_requests():
-    """While inside, SIGINT and SIGTERM ask the run to stop at the end of its block (a dict gets
-    ``signum``); a second one quits at once (``KeyboardInterrupt``)."""
+    """While inside, SIGINT, SIGTERM and SIGHUP (a closed terminal) ask the run to stop at the end of its
+    block (a dict gets ``signum``); a second one quits at once (``KeyboardInterrupt``)."""
     got: dict = {}
 
     def handler(signum, frame):
@@ -216,7 +216,7 @@ def stop_requests():
         got["signum"] = signum
         say(f"{signal.Signals(signum).name}: saving at the end of this block (again to quit without saving)")
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield got
     finally:
@@ -291,19 +291,20 @@ def run_stylize(args: argparse.Namespace) -> None:
     run = _load(args, plan)
     report = _Report(args, plan, run, cache)
     t0 = time.perf_counter()
-    try:
-        with stop_requests() as report.stop:
+    # A signal after the last step still lets the finished image be written.
+    with stop_requests() as report.stop:
+        try:
             image = run.stylize(callback=report)
-    except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
-        if "RESOURCE_EXHAUSTED" not in str(e):
-            raise
+        except Exception as e:  # XLA's out-of-memory error is a runtime error like any other; only it is the user's
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            report.bar.close()
+            raise JaxnstError(
+                f"out of memory at --size {run.cfg.size} ({run.w}x{run.h} px) on {device_name()}: use a smaller "
+                "--size, or --precision bf16, or --remat (`jaxnst estimate` says what fits)"
+            ) from None
         report.bar.close()
-        raise JaxnstError(
-            f"out of memory at --size {run.cfg.size} ({run.w}x{run.h} px) on {device_name()}: use a smaller "
-            "--size, or --precision bf16, or --remat (`jaxnst estimate` says what fits)"
-        ) from None
-    report.bar.close()
-    report.finish(image, time.perf_counter() - t0)
+        report.finish(image, time.perf_counter() - t0)
 
 
 @dataclasses.dataclass
