@@ -290,6 +290,9 @@ def style_layer_weights(cfg: Config) -> tuple[float, ...]:
     return tuple(float(cfg.style_layer_ratio ** (5 - int(name[4]))) for name in cfg.style_layers)
 
 
+MAX_SIZE, MAX_STEPS = 16384, 10**7  # what ``validate`` accepts
+
+
 def style_size(cfg: Config) -> int:
     """Long side of each style image in pixels: ``size * style_scale``, at least 16."""
     return max(16, round(cfg.size * cfg.style_scale))
@@ -329,6 +332,13 @@ def validate(cfg: Config) -> Config:
         elif sequence_of(hint) is float and v is not None:
             need(all(math.isfinite(x) for x in v), name, f"{','.join(map(str, v))} must be finite numbers")
     need(cfg.size >= 16, "size", f"{cfg.size} is too small: use at least 16 pixels")
+    # Bounds far past any run a machine finishes, so that a typo or a hostile form is a message, not an overflow.
+    need(cfg.size <= MAX_SIZE, "size", f"{cfg.size} is too large: use at most {MAX_SIZE} pixels")
+    need(style_size(cfg) <= MAX_SIZE, "style_scale", f"{cfg.style_scale} makes styles of {style_size(cfg)} px: "
+         f"at most {MAX_SIZE}")  # fmt: skip
+    for name in ("steps", "initial_steps"):
+        v = getattr(cfg, name)
+        need(v is None or v <= MAX_STEPS, name, f"{v} is too many: use at most {MAX_STEPS}")
     # A JAX key holds 32 bits of its seed: seeds 2**32 apart would give the same image.
     need(0 <= cfg.seed < 2**32, "seed", f"{cfg.seed} is too large or negative: give 0 to {2**32 - 1}")
     need(cfg.style_scale > 0, "style_scale", f"{cfg.style_scale} must be positive")
@@ -341,7 +351,8 @@ def validate(cfg: Config) -> Config:
     too_large = f"{cfg.lr} is too large for pixels in [0, 1]: use at most 1, e.g. 0.02"
     need(cfg.optimizer != "adam" or cfg.lr <= 1, "lr", too_large)
     need(cfg.tol >= 0, "tol", f"{cfg.tol} must be >= 0")
-    need(cfg.style_layer_ratio > 0, "style_layer_ratio", f"{cfg.style_layer_ratio} must be positive")
+    ratio = cfg.style_layer_ratio
+    need(0 < ratio <= 1e6, "style_layer_ratio", f"{ratio} must be positive, at most 1e6 (a layer weighs its 4th power)")
     for name in ("content_weight", "style_weight", "tv_weight"):
         need(getattr(cfg, name) >= 0, name, f"{getattr(cfg, name)} must be >= 0")
     need(cfg.content_layers or cfg.style_layers, "style_layers", "and content_layers are both empty: give a layer")

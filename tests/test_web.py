@@ -333,3 +333,42 @@ def test_host_names():
 
     assert [host_name(h) for h in ("127.0.0.1:8765", "LOCALHOST", "[::1]:80", "[::1]", "::1", "")] == [
         "127.0.0.1", "localhost", "::1", "::1", "::1", ""]  # fmt: skip
+
+
+def test_oversize_uploads_are_refused_before_they_are_read(server, rng, monkeypatch):
+    """A body over the cap is 413 from its length, or as it arrives without one; a file over the
+    per-file cap is refused before it is read into memory. Nothing is queued."""
+    import jaxnst.web.app as app
+
+    runner, client = server
+    content, style = png(rng, 64, 64), png(rng)
+    files = [("content", ("c.png", content, "image/png")), ("styles", ("s.png", style, "image/png"))]
+    monkeypatch.setattr(app, "MAX_REQUEST_BYTES", 4000)
+    r = client.post("/api/runs", files=files, data=FAST)
+    assert r.status_code == 413 and "over 0 MiB in all" in r.json()["error"]
+    body, kind = multipart([("content", "c.png", content), ("styles", "s.png", style)], FAST)
+    chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))  # no Content-Length: sent chunked
+    r = client.post("/api/runs", content=chunks, headers={"content-type": kind})
+    assert r.status_code == 413, r.text
+    monkeypatch.setattr(app, "MAX_REQUEST_BYTES", 2**30)
+    monkeypatch.setattr(app, "MAX_UPLOAD_BYTES", 1000)
+    r = client.post("/api/runs", files=files, data=FAST)
+    assert r.status_code == 400 and "c.png is 0 MiB: give one of at most 0 MiB" in r.json()["error"]
+    assert runner.runs == {}
+
+
+def test_the_queue_and_the_size_are_bounded(server, rng, monkeypatch):
+    import jaxnst.web.runs as runs
+
+    runner, client = server
+    r = start(client, rng, size="5000")
+    assert r.status_code == 400 and "size 5000 is too large for the page: use at most 4096 px" in r.json()["error"]
+    monkeypatch.setattr(runs, "MAX_QUEUED", 1)
+    first = start(client, rng, steps="100000").json()["id"]
+    wait_for(runner, first, lambda r: r.status == "running")
+    second = start(client, rng, steps="100000").json()["id"]
+    r = start(client, rng)
+    assert r.status_code == 400 and "1 runs are already waiting" in r.json()["error"]
+    for run_id in (second, first):
+        client.post(f"/api/runs/{run_id}/stop")
+    wait_for(runner, first, lambda r: r.status == "stopped")

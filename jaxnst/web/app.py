@@ -37,9 +37,20 @@ from jaxnst.web.runs import FINAL, MAX_STYLES, MAX_UPLOAD_BYTES, Runner, setting
 
 async def uploads(form, key: str) -> list[tuple[str, bytes]]:
     """The files of the form's field ``key`` as (filename, bytes); a text value there is no file, and neither is
-    the nameless empty part a browser sends for a file input left empty (an optional one: coarse styles)."""
-    files = [(f.filename, await f.read()) for f in form.getlist(key) if hasattr(f, "read")]
+    the nameless empty part a browser sends for a file input left empty (an optional one: coarse styles). A file
+    over ``MAX_UPLOAD_BYTES`` is refused before it is read into memory (the parser spooled it to disk)."""
+    files = [f for f in form.getlist(key) if hasattr(f, "read")]
+    for f in files:
+        if (f.size or 0) > MAX_UPLOAD_BYTES:
+            raise JaxnstError(f"{f.filename or 'an upload'} is {f.size / 2**20:.0f} MiB: give one of at most "
+                              f"{MAX_UPLOAD_BYTES >> 20} MiB")  # fmt: skip
+    files = [(f.filename, await f.read()) for f in files]
     return [(name or "upload", data) for name, data in files if name or data]
+
+
+# A whole request: the content and the styles and coarse styles at their cap would be 360 MiB; no page
+# needs that much, and the server reads it before it can say no.
+MAX_REQUEST_BYTES = 160 * 2**20
 
 
 # The names of this machine a browser on it uses for a server on the loopback address.
@@ -74,12 +85,35 @@ class SameSite:
         self.app, self.hosts = app, hosts
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            why = refused(scope["method"], headers, self.hosts)
-            if why is not None:
-                return await JSONResponse({"error": why}, status_code=403)(scope, receive, send)
-        return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        why = refused(scope["method"], headers, self.hosts)
+        if why is not None:
+            return await JSONResponse({"error": why}, status_code=403)(scope, receive, send)
+        too_large = JSONResponse({"error": f"the upload is over {MAX_REQUEST_BYTES >> 20} MiB in all: send smaller "
+                                           "images"}, status_code=413)  # fmt: skip
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+            return await too_large(scope, receive, send)
+        seen = 0
+
+        async def counted():  # a body without a length (chunked) is counted as it arrives
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_REQUEST_BYTES:
+                raise _TooLarge
+            return message
+
+        try:
+            return await self.app(scope, counted, send)
+        except _TooLarge:
+            return await too_large(scope, receive, send)
+
+
+class _TooLarge(BaseException):  # not an ``Exception``: the route's handlers must not take it for theirs
+    pass
 
 
 def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK) -> Starlette:

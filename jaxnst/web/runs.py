@@ -41,6 +41,8 @@ SETTINGS = settings("page")
 SWEEPS = _page_sweeps(Config)
 MAX_UPLOAD_BYTES = 40 * 2**20
 MAX_STYLES = 4
+MAX_QUEUED = 20  # runs waiting at once
+MAX_PAGE_SIZE = 4096  # the page's largest image side (the command line goes to config.MAX_SIZE)
 FINAL = ("done", "stopped", "failed", "interrupted")
 RUN_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -168,6 +170,10 @@ class Runner:
         if self.weights is None:
             raise JaxnstError("this page follows one command-line run: start `jaxnst serve` to run others")
         settings, sweep = parse_settings(form)
+        if settings.get("size", Config.size) > MAX_PAGE_SIZE:
+            raise JaxnstError(f"size {settings['size']} is too large for the page: use at most {MAX_PAGE_SIZE} px")
+        if sum(r.status == "queued" for r in list(self.runs.values())) >= MAX_QUEUED:
+            raise JaxnstError(f"{MAX_QUEUED} runs are already waiting: wait for them, or stop some")
         if not styles:
             raise JaxnstError("no style image: give at least one")
         for what, files in (("style images", styles), ("coarse style images", coarse)):
