@@ -21,11 +21,12 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: Pillow's convert('RGB') would clip at 255 instead of scaling.
-        a = np.asarray(img, np.float64)
-        a = a / (65535.0 if a.max() > 255 else 255.0)
-        img = Image.fromarray(np.round(a * 255).astype(np.uint8), "L")
+    """``img`` as RGB, or as one float channel in [0, 1] (mode ``F``) for 16-bit and float greyscale, whose
+    precision 8 bits would lose (Pillow's convert('RGB') would clip them at 255 instead of scaling)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale (Pillow opens some PNGs of it as "I")
+        return Image.fromarray(np.clip(np.asarray(img, np.float32) / 65535.0, 0.0, 1.0))  # float32: mode F
+    if img.mode == "F":  # float greyscale (TIFF), taken as [0, 1]
+        return Image.fromarray(np.nan_to_num(np.clip(np.asarray(img, np.float32), 0.0, 1.0)))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -47,6 +48,8 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)))
     if size is not None:
         img = img.resize(fit_long_side(img.size, size), Image.Resampling.LANCZOS)
+    if img.mode == "F":  # greyscale kept in float
+        return np.repeat(np.clip(np.asarray(img, np.float32), 0.0, 1.0)[..., None], 3, axis=-1)
     return np.asarray(img, np.float32) / 255.0
 
 
@@ -54,11 +57,12 @@ def load_mask(path: str | os.PathLike, hw: tuple[int, int], what: str = "mask") 
     """Reads a region mask for an image of ``hw`` = (height, width): float32 (H, W) in [0, 1], white
     = inside, gray = partly (colour images count by their luminance, transparency as white). It is
     resized to ``hw``; a mask of another aspect ratio (beyond 2 %) is a ``JaxnstError``."""
-    img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)).convert("L"))
+    img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)))
+    img, scale = (img, 1.0) if img.mode == "F" else (img.convert("L"), 255.0)
     (w, h), (hh, ww) = img.size, hw
     if abs((w / h) / (ww / hh) - 1) > 0.02:
         raise JaxnstError(f"{what} {path} is {w}x{h} px but its image is {ww}x{hh}: give a mask of the image's shape")
-    return np.asarray(img.resize((ww, hh), Image.Resampling.BILINEAR), np.float32) / 255.0
+    return np.clip(np.asarray(img.resize((ww, hh), Image.Resampling.BILINEAR), np.float32) / scale, 0.0, 1.0)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import jaxnst
-from jaxnst.image import fit_long_side, image_size, load_image, save_image
+from jaxnst.image import fit_long_side, image_size, load_image, load_mask, save_image
 
 
 def test_resize_keeps_aspect(images_dir):
@@ -45,6 +45,19 @@ def test_modes_become_rgb(tmp_path, mode):
         np.testing.assert_allclose(got, 1.0)  # full-scale 16 bit is white, not clipped garbage
     elif mode in ("RGBA",):
         np.testing.assert_allclose(got[0, 0], np.array([200, 100, 50]) / 255, atol=1 / 255)
+
+
+def test_16_bit_and_float_greyscale_keep_their_values(tmp_path):
+    """A dark 16-bit PNG was read 257x too bright (the divisor followed its maximum), a float TIFF black,
+    and 16 bits were rounded to 8."""
+    a = np.arange(6 * 8, dtype=np.uint16).reshape(6, 8) * 5  # 0..235 of 65535: very dark
+    Image.fromarray(a).save(tmp_path / "dark.png")
+    np.testing.assert_allclose(load_image(tmp_path / "dark.png"), np.repeat(a[..., None] / 65535, 3, -1), atol=1e-6)
+    f = np.linspace(0, 1, 48, dtype=np.float32).reshape(6, 8)
+    Image.fromarray(f, "F").save(tmp_path / "f.tiff")
+    np.testing.assert_allclose(load_image(tmp_path / "f.tiff")[..., 1], f, atol=1e-6)
+    np.testing.assert_allclose(load_mask(tmp_path / "f.tiff", (6, 8)), f, atol=1e-6)
+    assert load_image(tmp_path / "f.tiff", size=16).shape == (12, 16, 3)
 
 
 def test_transparent_is_white(tmp_path):
