@@ -212,3 +212,33 @@ def test_a_bad_coarse_style_is_one_line_and_nothing_is_written(images_dir, tmp_p
     message = "does not exist" if bad == "missing.png" else "is not an image Pillow can read"
     assert code == 2 and err.count("\n") == 1 and f"{tmp_path / bad}" in err and message in err, err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["text.png"]
+
+
+def test_a_signal_stops_a_batch_and_keeps_its_finished_images(images_dir, tmp_path, capsys, monkeypatch):
+    """Ctrl-C (SIGINT) during the second chunk: the first chunk's image and the trace stay, exit 130,
+    and the same command finishes the folder."""
+    import os
+    import signal
+
+    import jaxnst.cli.batch as cli_batch
+
+    out = tmp_path / "out"
+    args = ["batch", "--content", images_dir / "chelsea.png", "--style", images_dir / "starry_night.jpg"]
+    args += [images_dir / "the_scream.jpg", "--out", out, *FAST, "--size", 32, "--steps", 4, "--every", 2]
+    args += ["--batch-size", 1, "--quiet"]
+    real = cli_batch._Report.__call__
+    calls = []
+
+    def interrupt_in_the_second_chunk(self, p):
+        calls.append(p.items)
+        if p.items == (1,) and not p.done and len(calls) == 5:  # the second block of the second chunk
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, p)
+
+    monkeypatch.setattr(cli_batch._Report, "__call__", interrupt_in_the_second_chunk)
+    code, err = run(args, capsys)
+    assert code == 130 and "stopped by SIGINT: 1 of 2 images written" in err, (calls, err)
+    assert sorted(p.name for p in out.iterdir()) == ["chelsea__starry_night.png", "trace.json"]
+    monkeypatch.setattr(cli_batch._Report, "__call__", real)
+    code, err = run(args, capsys)
+    assert code == 0 and (out / "chelsea__the_scream.png").exists(), err

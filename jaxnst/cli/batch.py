@@ -15,6 +15,7 @@ import glob
 import itertools
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,8 +29,10 @@ from jaxnst.cli.common import (
     config_from_args,
     device_name,
     enable_compilation_cache,
+    say,
     weights_from_args,
 )
+from jaxnst.cli.stylize import Interrupted, stop_requests
 from jaxnst.config import INIT_CHOICES, Config, flag, parse_value, scale_schedule, settings, style_size, validate
 from jaxnst.errors import JaxnstError
 from jaxnst.weights import weights_digest
@@ -226,18 +229,19 @@ def run_batch(args: argparse.Namespace) -> None:
     report = _Report(args, plan, run)
     t0 = time.perf_counter()
     if plan.todo:
-        stylize_batch(
-            [run.contents[plan.items[i]["ci"]] for i in plan.todo],
-            [run.styles[plan.items[i]["si"]] for i in plan.todo],
-            run.weights,
-            [plan.items[i]["cfg"] for i in plan.todo],
-            callback=report,
-            every=args.every,
-            multiple=args.bucket_multiple,
-            batch_size=args.batch_size,
-            init_image=run.init_image,
-            coarse_styles=[run.coarse] if run.coarse else None,  # one set for every item
-        )
+        with stop_requests() as report.stop:  # a signal stops at a block's end; finished images stay
+            stylize_batch(
+                [run.contents[plan.items[i]["ci"]] for i in plan.todo],
+                [run.styles[plan.items[i]["si"]] for i in plan.todo],
+                run.weights,
+                [plan.items[i]["cfg"] for i in plan.todo],
+                callback=report,
+                every=args.every,
+                multiple=args.bucket_multiple,
+                batch_size=args.batch_size,
+                init_image=run.init_image,
+                coarse_styles=[run.coarse] if run.coarse else None,  # one set for every item
+            )
     elif plan.writer:
         report.write_trace()
     report.finish(time.perf_counter() - t0)
@@ -337,7 +341,7 @@ class _Report:
         from PIL import Image
         from tqdm import tqdm
 
-        self.args, self.plan, self.run = args, plan, run
+        self.args, self.plan, self.run, self.stop = args, plan, run, {}
         cfg, items, todo = plan.cfg, plan.items, plan.todo
         quiet = args.quiet or not plan.writer
         self.say = (lambda msg: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
@@ -403,7 +407,7 @@ class _Report:
                 trace["items"][i]["losses"].append({"step": s, "loss": _finite(loss)})
         bar.set_postfix(bucket=f"{p.shape[1]}x{p.shape[0]}", done=f"{self.finished}/{len(plan.todo)}", refresh=False)
         if not p.done:
-            return
+            return self._stop_if_asked()
         self.finished += len(p.items)
         terms = p.terms()
         for k, img, t, reason in zip(p.items, p.outputs(), terms, p.reasons, strict=True):
@@ -424,6 +428,17 @@ class _Report:
                 self.thumbs[plan.todo[k]] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
         if plan.writer:
             self.write_trace()
+        self._stop_if_asked()
+
+    def _stop_if_asked(self) -> None:
+        if self.stop.get("signum"):
+            self.bar.close()
+            if self.plan.writer:
+                self.write_trace()
+            name = signal.Signals(self.stop["signum"]).name
+            say(f"stopped by {name}: {self.finished} of {len(self.plan.todo)} images written to {self.plan.out}; "
+                "run the same command again to do the rest")  # fmt: skip
+            raise Interrupted(self.stop["signum"])
 
     def finish(self, wall: float) -> None:
         from jaxnst._files import atomic_path
