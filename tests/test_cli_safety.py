@@ -140,12 +140,21 @@ def test_checkpoint_and_resume_give_the_uninterrupted_pixels(pair, tmp_path, cap
     # --size auto resumes at the size the checkpoint's run picked, without picking again.
     with pytest.MonkeyPatch.context() as m:
         m.setattr("jaxnst.memory.auto_size", lambda *a, **k: pytest.fail("picked a size again"))
-        again = [*args, "--steps", "6", "--resume", ckpt, "--size", "auto", "-o", tmp_path / "part.png"]
+        again = [*args, "--steps", "6", "--resume", ckpt, "--size", "auto", "-o", tmp_path / "auto.png"]
         code, err = run(again, capsys)
     assert code == 0, err
     # Another run's checkpoint is refused, with the flag that differs.
     code, err = run([*args, "--steps", "6", "--resume", ckpt, "--style-weight", "7", "-o", tmp_path / "x.png"], capsys)
     assert code == 2 and "was made with --style-weight 1.0, this run has 7.0" in one_error_line(err)
+    # ...or with other images under the same names; and an output edited since is never replaced.
+    edited = tmp_path / "part.png"
+    Image.open(edited).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(edited)
+    before = edited.read_bytes()
+    code, err = run([*args, "--steps", "6", "--resume", ckpt, "-o", edited], capsys)
+    assert code == 2 and "is not the image checkpoint" in one_error_line(err) and edited.read_bytes() == before
+    Image.open(s).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(s)
+    code, err = run([*args, "--steps", "6", "--resume", ckpt, "-o", tmp_path / "y.png"], capsys)
+    assert code == 2 and "was made from other images" in one_error_line(err) and not (tmp_path / "y.png").exists()
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])

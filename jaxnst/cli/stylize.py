@@ -254,6 +254,16 @@ def _cause(cfg: Config, p) -> str:
     return f"{name} {value:g} makes the {term} term {weighted[term]:.3g}, too large to optimise; try a smaller {name}"
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _save(image, out: Path, record: dict) -> None:
     """``save_image`` with ``record`` in the PNG; if the output cannot be written, the result is
     kept in ``$JAXNST_HOME/rescued`` under a name no earlier rescue holds."""
@@ -352,8 +362,12 @@ def _plan(args: argparse.Namespace) -> _Plan:
     out = check_output_path(args.output)
     _check_styles_are_not_the_output(args.styles, out)
     meta = read_record(read_meta(args.resume), args.resume) if args.resume else None
-    # A resumed run replaces what its interrupted part wrote.
-    overwrite = args.overwrite or bool(meta and Path(meta["output"]) == out.resolve())
+    # A resumed run replaces what its interrupted part wrote, if the file still holds it.
+    ours = bool(meta and Path(meta["output"]) == out.resolve())
+    if ours and out.is_file() and not args.overwrite and _sha256(out) != meta.get("output_sha256"):
+        raise JaxnstError(f"{out} is not the image checkpoint {args.resume} left there (changed since?): add "
+                          "--overwrite to replace it, or give another -o")  # fmt: skip
+    overwrite = args.overwrite or ours
     inputs = {"content image": args.content, **{f"style image {s}": s for s in args.styles}}
     inputs.update({f"coarse style {s}": s for s in args.style_coarse or ()})
     inputs.update({f"content mask {m}": m for m in args.content_masks or ()})
@@ -382,6 +396,7 @@ class _Run:
     stylize: Callable  # ``jaxnst.stylize`` with every input bound; takes ``callback``
     record: Callable[[], dict]  # the run record (hashing the weights takes a moment: only when written)
     source: str  # where the weights came from
+    inputs_sha256: list  # of the content, styles, coarse styles, masks and start image files, in that order
     schedule: list  # (side, steps) per scale
     resumed: int  # steps taken before this process (a resumed run)
 
@@ -436,9 +451,13 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
         )
     )  # fmt: skip
     schedule = scale_schedule(cfg)
+    inputs = [_sha256(Path(p)) for p in plan.inputs.values() if p]
     state, resumed = None, 0
     if plan.meta:
         _check_resume(plan.meta, record(), args.resume)
+        if plan.meta.get("inputs_sha256", inputs) != inputs:
+            raise JaxnstError(f"checkpoint {args.resume} was made from other images (an input file changed since): "
+                              "give that run's images")  # fmt: skip
         k = plan.meta.get("scale", 0)
         shapes = scale_shapes(cfg, content.shape[:2], [s.shape[:2] for s in styles])
         if k not in range(len(shapes)) or isinstance(k, bool):
@@ -452,7 +471,7 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
     every = min(math.gcd(math.gcd(args.print_every, args.save_every), args.checkpoint_every) or 10, 10)
     run = functools.partial(stylize, content, styles, weights, cfg, every=every, init_image=init_image, state=state,
                             coarse_styles=coarse, content_masks=content_masks, style_masks=style_masks)  # fmt: skip
-    return _Run(cfg, content, run, record, weights.source, schedule, resumed)
+    return _Run(cfg, content, run, record, weights.source, inputs, schedule, resumed)
 
 
 class _Report:
@@ -486,7 +505,12 @@ class _Report:
     def checkpoint(self, p) -> None:
         from jaxnst.checkpoint import save_checkpoint
 
-        save_checkpoint(self.plan.ckpt, p.state, {**self.run.record(), "scale": p.scale})
+        # What the output holds now (the image this run wrote, when it has written one) and what the inputs
+        # were: a resume replaces only that output, and only with the same inputs (``_plan``, ``_check_resume``).
+        out = self.plan.out
+        meta = {**self.run.record(), "scale": p.scale, "inputs_sha256": self.run.inputs_sha256,
+                "output_sha256": _sha256(out) if out.is_file() else None}  # fmt: skip
+        save_checkpoint(self.plan.ckpt, p.state, meta)
 
     def write_trace(self, p, reason: str) -> None:
         from jaxnst._files import atomic_path
@@ -538,7 +562,7 @@ class _Report:
         if crossed(args.save_every) and not p.done:
             k = g // args.save_every * args.save_every
             self.written(lambda: save_image(p.image, self.plan.snapshot(k)), f"the snapshot at step {k}")
-        if crossed(args.checkpoint_every) or (args.checkpoint_every and p.done):
+        if crossed(args.checkpoint_every) and not p.done:  # the last one after the image is written (``finish``)
             self.written(lambda: self.checkpoint(p), f"the checkpoint at step {g}")
         seen["prev"] = g
         if p.done:
@@ -573,6 +597,8 @@ class _Report:
         if p is not None and steps > seen["step"] and not moved:
             raise JaxnstError(f"the image did not change in {steps} steps, so nothing was written: {_cause(cfg, p)}")
         _save(image, out, self.run.record())
+        if p is not None and self.args.checkpoint_every:
+            self.written(lambda: self.checkpoint(p), f"the checkpoint at step {steps}")
         if p is not None:
             self.write_trace(p, p.reason)
         if p is not None and p.stop == STOP_NONFINITE:
