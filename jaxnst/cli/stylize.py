@@ -255,13 +255,9 @@ def _cause(cfg: Config, p) -> str:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from jaxnst.fetch import file_digests
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digests(path)["sha256"]
 
 
 def _save(image, out: Path, record: dict) -> None:
@@ -451,7 +447,7 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
         )
     )  # fmt: skip
     schedule = scale_schedule(cfg)
-    inputs = [_sha256(Path(p)) for p in plan.inputs.values() if p]
+    inputs = [_sha256(Path(p)) for p in plan.inputs.values() if p]  # as read now, for the checkpoints
     state, resumed = None, 0
     if plan.meta:
         _check_resume(plan.meta, record(), args.resume)

@@ -13,7 +13,7 @@ HTTP, reconnecting by themselves), not WebSockets. Routes:
 * ``POST /api/runs/{id}/stop``
 
 Files are only ever named by a run id (12 hex digits) and an image number: nothing from a request
-becomes a path. Other sites cannot drive the page : a request must name one of the
+becomes a path. Other sites cannot drive the page: a request must name one of the
 server's own hosts (``Host``: a DNS-rebinding page names its own), and a request that changes
 anything (not GET or HEAD) must come from the page itself (``Origin``, ``Sec-Fetch-Site``: another
 site's form or script can post without asking first); ``SameSite`` answers the others 403.
@@ -91,11 +91,11 @@ class SameSite:
         why = refused(scope["method"], headers, self.hosts)
         if why is not None:
             return await JSONResponse({"error": why}, status_code=403)(scope, receive, send)
-        too_large = JSONResponse({"error": f"the upload is over {MAX_REQUEST_BYTES >> 20} MiB in all: send smaller "
-                                           "images"}, status_code=413)  # fmt: skip
+        too_large = lambda: JSONResponse({"error": f"the upload is over {MAX_REQUEST_BYTES >> 20} MiB in all: "  # noqa: E731
+                                                   "send smaller images"}, status_code=413)  # fmt: skip
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-            return await too_large(scope, receive, send)
+            return await too_large()(scope, receive, send)
         seen = 0
 
         async def counted():  # a body without a length (chunked) is counted as it arrives
@@ -109,7 +109,7 @@ class SameSite:
         try:
             return await self.app(scope, counted, send)
         except _TooLarge:
-            return await too_large(scope, receive, send)
+            return await too_large()(scope, receive, send)
 
 
 class _TooLarge(BaseException):  # not an ``Exception``: the route's handlers must not take it for theirs
