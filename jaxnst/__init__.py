@@ -21,52 +21,58 @@ Images are float32 RGB in [0, 1], NHWC. The names here are what most programs ne
 docs/research.md shows them under ``jit``, ``grad``, ``vmap`` and ``jvp``.
 """
 
-from jaxnst import color, engine, losses, transfer
-from jaxnst.batch import BatchProgress, stylize_batch, stylize_spatial
-from jaxnst.checkpoint import load_checkpoint, save_checkpoint
-from jaxnst.compilation import enable_compilation_cache
-from jaxnst.config import Config, preset
-from jaxnst.errors import JaxnstError
-from jaxnst.hub import get_weights
-from jaxnst.image import load_image, load_mask, save_image
-from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
-from jaxnst.stylize import Progress, stylize
-from jaxnst.vgg import VGG, Network, Weights, features, layer_names
-from jaxnst.weights import load_weights, random_weights, save_weights
+import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BatchProgress",
-    "Config",
-    "JaxnstError",
-    "LossSpec",
-    "LossWeights",
-    "Network",
-    "Progress",
-    "Targets",
-    "VGG",
-    "Weights",
-    "color",
-    "enable_compilation_cache",
-    "engine",
-    "features",
-    "get_weights",
-    "layer_names",
-    "load_checkpoint",
-    "load_image",
-    "load_mask",
-    "load_weights",
-    "losses",
-    "make_targets",
-    "objective_fn",
-    "preset",
-    "random_weights",
-    "save_checkpoint",
-    "save_image",
-    "save_weights",
-    "stylize",
-    "stylize_batch",
-    "stylize_spatial",
-    "transfer",
-]
+# Each public name and the module that defines it. They are imported on first use (PEP 562), so that
+# `jaxnst --help` answers at once and a Ctrl-C during JAX's import reaches the CLI's handler.
+_HOME = {
+    "BatchProgress": "batch",
+    "stylize_batch": "batch",
+    "stylize_spatial": "batch",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "enable_compilation_cache": "compilation",
+    "Config": "config",
+    "preset": "config",
+    "JaxnstError": "errors",
+    "get_weights": "hub",
+    "load_image": "image",
+    "load_mask": "image",
+    "save_image": "image",
+    "LossSpec": "optimize",
+    "LossWeights": "optimize",
+    "Targets": "optimize",
+    "make_targets": "optimize",
+    "objective_fn": "optimize",
+    "Progress": "single",
+    "stylize": "single",
+    "VGG": "vgg",
+    "Network": "vgg",
+    "Weights": "vgg",
+    "features": "vgg",
+    "layer_names": "vgg",
+    "load_weights": "weights",
+    "random_weights": "weights",
+    "save_weights": "weights",
+}
+_SUBMODULES = ("color", "engine", "losses", "transfer")
+
+__all__ = sorted([*_HOME, *_SUBMODULES])
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"jaxnst.{_HOME[name]}"), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"jaxnst.{name}") is not None:
+        value = importlib.import_module(f"jaxnst.{name}")  # any submodule: jaxnst.vgg, jaxnst.memory, ...
+    else:
+        raise AttributeError(f"module 'jaxnst' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

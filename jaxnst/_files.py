@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+_PENDING: set[str] = set()  # temporary files being written, for remove_pending
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -17,6 +19,7 @@ def atomic_path(path: str | os.PathLike):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
+    _PENDING.add(tmp)
     try:
         yield tmp
         umask = os.umask(0)
@@ -26,3 +29,16 @@ def atomic_path(path: str | os.PathLike):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        _PENDING.discard(tmp)
+
+
+def leave_at_once(signum, frame) -> None:
+    """A signal handler for the CLI outside a run's own (``cli.stylize.stop_requests``: imports, weights,
+    compiling, ``--size auto``'s timing), where nothing is finished: removes the temporary files of
+    writes under way and leaves. (A ``KeyboardInterrupt`` raised there became an ImportError traceback
+    inside numpy's import, a C++ abort inside jaxlib, or was swallowed by JAX's gc callback.)"""
+    for tmp in list(_PENDING):
+        Path(tmp).unlink(missing_ok=True)
+    os.write(2, b"jaxnst: interrupted\n")
+    os._exit(128 + signum)

@@ -42,7 +42,7 @@ from jaxnst.config import Config, scale_schedule, settings, validate
 from jaxnst.engine import STOP_REASONS, Block, output
 from jaxnst.errors import JaxnstError
 from jaxnst.optimize import LossSpec, LossWeights, Targets, make_targets, objective_fn
-from jaxnst.stylize import as_masks, check_arch, check_image_sizes, stylize
+from jaxnst.single import as_masks, check_arch, check_image_sizes, stylize
 from jaxnst.transfer import as_batch, initial_image, resize, resize_mask, scaled_hw, scales
 from jaxnst.vgg import Weights
 

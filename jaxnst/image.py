@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import functools
+import io
 import os
 import re
+import stat
+import struct
 import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,27 +43,182 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@functools.cache
+def _srgb():
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _profile(img: Image.Image, path: Path):
+    """The image's embedded ICC profile if it is not sRGB (else ``None``); a damaged one is a ``JaxnstError``."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        is_srgb = "srgb" in (profile.profile.profile_description or "").lower()
+    except (OSError, ImageCms.PyCMSError) as e:
+        raise JaxnstError(_bad_profile(path, e)) from None
+    return None if is_srgb else profile
+
+
+def _bad_profile(path: Path, e: Exception) -> str:
+    return f"image {path} has a damaged colour profile (ICC: {e}): save it again without the profile, or as sRGB"
+
+
+def _convert(img: Image.Image, profile, path: Path) -> Image.Image:
+    """``img`` (RGB, CMYK or L) from ``profile``'s colours to sRGB, as RGB (perceptual intent)."""
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.profileToProfile(img, profile, _srgb(), ImageCms.Intent.PERCEPTUAL, outputMode="RGB")
+    except (OSError, ImageCms.PyCMSError) as e:
+        raise JaxnstError(_bad_profile(path, e)) from None
+
+
+def _decode(img: Image.Image, f: BinaryIO, path: Path, deep: bool = True) -> list[Image.Image]:
+    """The opened image as one RGB image, one float greyscale image (mode ``F``) or, for a 16-bit colour PNG
+    (with ``deep``), its R, G and B as float images: EXIF orientation applied, colours converted from an embedded
+    ICC profile to sRGB (RGB, CMYK and greyscale at 8 bits; 16-bit greyscale keeps its values, its profile unused),
+    transparency onto white."""
+    profile = _profile(img, path)
+    space = profile.profile.xcolor_space.strip() if profile else None
+    if deep and space is None and img.format == "PNG":
+        f.seek(16)
+        w, h, depth, kind, _, _, interlaced = struct.unpack(">IIBBBBB", f.read(13))
+        if depth == 16 and kind in (2, 6) and not interlaced:  # else Pillow's 8 bits
+            a = _png16(f, w, h, 3 if kind == 2 else 4).astype(np.float32) / 65535.0
+            if kind == 6:  # transparency onto white
+                a = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])
+            planes = [Image.fromarray(np.ascontiguousarray(a[..., i])) for i in range(3)]
+            turn = _TRANSPOSE.get(img.getexif().get(0x0112))
+            return [p.transpose(turn) for p in planes] if turn is not None else planes
+    mode = img.mode
+    img = ImageOps.exif_transpose(img)
+    if space == "CMYK" and mode == "CMYK":
+        img = _convert(img, profile, path)
+    img = _to_rgb(img)
+    if space == "RGB" and img.mode == "RGB" and mode in ("RGB", "RGBA", "RGBX", "P", "PA"):
+        img = _convert(img, profile, path)
+    elif space == "GRAY" and mode in ("L", "LA"):
+        img = _convert(img.convert("L"), profile, path)
+    return [img]  # a profile of another colour space than the image's is not used, as viewers do
+
+
+# EXIF orientation -> the transpose that undoes it (as ImageOps.exif_transpose)
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # fmt: skip
+
+
+def _png16(f: BinaryIO, w: int, h: int, channels: int) -> np.ndarray:
+    """The pixels of a non-interlaced 16-bit PNG as uint16 (h, w, channels) (Pillow reads them as 8 bits).
+    Decompresses at most the bytes ``w`` x ``h`` pixels hold; a short or damaged stream is an ``OSError``."""
+    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:  # Pillow refused it already; kept for safety
+        raise Image.DecompressionBombError(f"Image size ({w * h} pixels) exceeds limit")
+    stride = w * channels * 2
+    need, data, z = h * (stride + 1), bytearray(), zlib.decompressobj()
+    f.seek(8)
+    while len(data) < need:
+        head = f.read(8)
+        if len(head) < 8:
+            raise OSError("image file is truncated")
+        length, tag = struct.unpack(">I4s", head)
+        if tag == b"IEND":
+            raise OSError(f"image file is truncated ({len(data)} of {need} bytes)")
+        if tag != b"IDAT":
+            f.seek(length + 4, os.SEEK_CUR)  # and its CRC
+            continue
+        crc, left = zlib.crc32(tag), length
+        while left:  # in pieces: a huge chunk is never in memory whole
+            piece = f.read(min(left, 1 << 20))
+            if not piece:
+                raise OSError("image file is truncated")
+            crc, left = zlib.crc32(piece, crc), left - len(piece)
+            try:
+                data += z.decompress(piece, need - len(data)) if len(data) < need else b""  # never more than that
+            except zlib.error as e:
+                raise OSError(f"broken data stream: {e}") from None
+        if f.read(4) != struct.pack(">I", crc):
+            raise OSError("broken PNG file: an IDAT chunk fails its CRC")
+    raw = np.frombuffer(data, np.uint8).reshape(h, stride + 1)
+    if raw[:, 0].max(initial=0) > 4:
+        raise OSError("unknown PNG filter type")
+    rows = _unfilter(raw[:, 0], raw[:, 1:], channels * 2)
+    return rows.view(">u2").reshape(h, w, channels)
+
+
+def _unfilter(kinds: np.ndarray, rows: np.ndarray, bpp: int, band: int = 256) -> np.ndarray:
+    """PNG's filters (0 none, 1 sub, 2 up, 3 average, 4 Paeth; ``kinds`` per row) undone on ``rows`` (h, width
+    in bytes), for pixels of ``bpp`` bytes. In bands of ``band`` rows: rows with none, sub and up at once; with
+    average or Paeth, whose bytes depend on the one to their left, along anti-diagonals (pixel r, c at step r + c)."""
+    out, prev = np.empty_like(rows), np.zeros(rows.shape[1], np.uint8)
+    n = rows.shape[1] // bpp
+    for i in range(0, len(rows), band):
+        k, d = kinds[i : i + band], rows[i : i + band].reshape(-1, n, bpp)
+        if k.max() <= 2:
+            for j in range(len(d)):
+                if k[j] == 1:
+                    d[j] = np.cumsum(d[j], axis=0, dtype=np.uint8)
+                elif k[j] == 2:
+                    d[j] += prev.reshape(n, bpp)
+                prev = d[j].reshape(-1)
+        else:
+            d = _diagonals(k, d, prev.reshape(n, bpp))
+            prev = d[-1].reshape(-1)
+        out[i : i + band] = d.reshape(len(d), -1)
+    return out
+
+
+def _diagonals(kinds: np.ndarray, d: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Rows ``d`` (m, n, bpp) unfiltered below the row ``prev`` (n, bpp), a whole anti-diagonal at a time:
+    ``z[r + c + 2, r + 1]`` is pixel (r, c); ``z[:, 0]`` the row above, ``z[:2]`` zeros left of the image."""
+    m, n, bpp = d.shape
+    z = np.zeros((m + n + 1, m + 1, bpp), np.int16)
+    z[1 : n + 1, 0] = prev
+    skew = np.zeros((m + n, m, bpp), np.int16)  # skew[r + c, r] = d[r, c]
+    for r in range(m):
+        skew[r : r + n, r] = d[r]
+    sub, up, average, paeth = (kinds[:, None] == k for k in (1, 2, 3, 4))
+    for t in range(m + n - 1):
+        lo, hi = max(0, t - n + 1), min(m, t + 1)  # the rows with a pixel on this diagonal
+        a, b, c = z[t + 1, lo + 1 : hi + 1], z[t + 1, lo:hi], z[t, lo:hi]  # left, up, up-left
+        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+        guess = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))  # Paeth
+        guess = np.where(average[lo:hi], (a + b) >> 1, np.where(paeth[lo:hi], guess, 0))
+        guess = np.where(sub[lo:hi], a, np.where(up[lo:hi], b, guess))
+        z[t + 2, lo + 1 : hi + 1] = (skew[t, lo:hi] + guess) & 255
+    return np.stack([z[r + 2 : r + 2 + n, r + 1] for r in range(m)]).astype(np.uint8)
+
+
 def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """Reads an image file as float32 RGB (H, W, 3) in [0, 1].
 
     Honours EXIF orientation; converts greyscale, palette, alpha (onto white),
-    CMYK and 16-bit images to RGB. With ``size`` the long side is resized to it
-    (Lanczos), keeping the aspect ratio. Refuses images of more than Pillow's
-    ``PIL.Image.MAX_IMAGE_PIXELS`` (where Pillow only warns up to twice that).
+    CMYK and 16-bit images to RGB, and the colours of an embedded ICC profile
+    (Adobe RGB, Display P3, a CMYK profile...) to sRGB. 16-bit PNGs keep their
+    16 bits (except interlaced ones and ones with a profile other than sRGB: 8).
+    With ``size`` the long side is resized to it (Lanczos), keeping the aspect
+    ratio. Refuses images of more than Pillow's ``PIL.Image.MAX_IMAGE_PIXELS``
+    (where Pillow only warns up to twice that).
     """
-    img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)))
+    planes = _read(path, lambda img, f: _decode(img, f, Path(path)))
     if size is not None:
-        img = img.resize(fit_long_side(img.size, size), Image.Resampling.LANCZOS)
-    if img.mode == "F":  # greyscale kept in float
-        return np.repeat(np.clip(np.asarray(img, np.float32), 0.0, 1.0)[..., None], 3, axis=-1)
-    return np.asarray(img, np.float32) / 255.0
+        planes = [p.resize(fit_long_side(p.size, size), Image.Resampling.LANCZOS) for p in planes]
+    if planes[0].mode == "RGB":
+        return np.asarray(planes[0], np.float32) / 255.0
+    a = np.stack([np.asarray(p, np.float32) for p in planes], axis=-1)  # one (grey) or three float planes
+    return np.clip(np.broadcast_to(a, (*a.shape[:2], 3)), 0.0, 1.0)
 
 
 def load_mask(path: str | os.PathLike, hw: tuple[int, int], what: str = "mask") -> np.ndarray:
     """Reads a region mask for an image of ``hw`` = (height, width): float32 (H, W) in [0, 1], white
     = inside, gray = partly (colour images count by their luminance, transparency as white). It is
     resized to ``hw``; a mask of another aspect ratio (beyond 2 %) is a ``JaxnstError``."""
-    img = _read(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)))
+    (img,) = _read(path, lambda img, f: _decode(img, f, Path(path), deep=False))
     img, scale = (img, 1.0) if img.mode == "F" else (img.convert("L"), 255.0)
     (w, h), (hh, ww) = img.size, hw
     if abs((w / h) / (ww / hh) - 1) > 0.02:
@@ -69,7 +230,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file as ``load_image`` would see it (after EXIF
     orientation), read from its header without decoding the pixels."""
 
-    def read(img: Image.Image) -> tuple[int, int]:
+    def read(img: Image.Image, f: BinaryIO) -> tuple[int, int]:
         w, h = img.size
         transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # 90-degree orientations
         return (h, w) if transposed else (w, h)
@@ -77,35 +238,65 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return _read(path, read)
 
 
-def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
-    """``read(img)`` of the opened image file, with what can go wrong as a one-line ``JaxnstError``."""
-    path = Path(path)
-    if path.is_dir():
-        raise JaxnstError(f"image {path} is a folder, not an image file: give the path of a PNG or JPEG")
-    if not path.exists():
-        raise JaxnstError(f"image {path} does not exist: check the path")
-    if not path.is_file():
-        raise JaxnstError(f"image {path} is not a regular file: give the path of a PNG or JPEG")
-    img = None
+def _open(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file, else a ``JaxnstError`` naming what it is."""
     try:
-        with warnings.catch_warnings():
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that: both are refused here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                return read(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        n = re.search(r"\d+", str(e))  # Pillow's message starts "Image size (N pixels) exceeds limit..."
-        pixels = f"{int(n[0]):,} pixels" if n else "too many pixels"
-        raise JaxnstError(
-            f"image {path} is too large ({pixels}, more than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}"
-            " against decompression bombs): downscale it first"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        if img is None:
+        kind = os.stat(path).st_mode  # before opening: a FIFO would block open() until a writer came
+    except OSError as e:
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            link = os.readlink(path)
+            raise JaxnstError(f"image {path} is a link to {link}, which does not exist: fix the link") from None
+        if e.errno == errno.ENOENT:
+            raise JaxnstError(f"image {path} does not exist: check the path") from None
+        raise JaxnstError(_cannot(path, e)) from None
+    if stat.S_ISDIR(kind):
+        raise JaxnstError(f"image {path} is a folder, not an image file: give the path of a PNG or JPEG")
+    if stat.S_ISFIFO(kind):
+        raise JaxnstError(f"image {path} is a named pipe (FIFO), not an image file: give the path of a PNG or JPEG")
+    if not stat.S_ISREG(kind):
+        raise JaxnstError(f"image {path} is not a regular file: give the path of a PNG or JPEG")
+    try:  # non-blocking: were it swapped for a FIFO since, reading it would find nothing rather than hang
+        return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)), "rb")
+    except OSError as e:
+        raise JaxnstError(_cannot(path, e)) from None
+
+
+def _cannot(path: Path, e: OSError) -> str:
+    fix = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+           errno.ELOOP: "a symbolic link on its path leads back to itself: fix the link"}  # fmt: skip
+    return f"image {path} cannot be read ({e.strerror}): {fix.get(e.errno, 'check the path')}"
+
+
+def _read(path: str | os.PathLike, read: Callable[[Image.Image, BinaryIO], T]) -> T:
+    """``read(img, file)`` of the opened image file, with what can go wrong as a one-line ``JaxnstError``."""
+    path = Path(path)
+    img = None
+    with _open(path) as f:
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that: both are refused here.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as img:
+                    return read(img, f)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            n = re.search(r"\d+", str(e))  # Pillow's message starts "Image size (N pixels) exceeds limit..."
+            pixels = f"{int(n[0]):,} pixels" if n else "too many pixels"
             raise JaxnstError(
-                f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
+                f"image {path} is too large ({pixels}, more than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}"
+                " against decompression bombs): downscale it first"
             ) from None
-        raise JaxnstError(f"image {path} is truncated or damaged ({e}): save or download it again") from None
+        except MemoryError:
+            size = f" ({img.width}x{img.height} px)" if img is not None else ""
+            why = "needs more memory than there is to read it: downscale it first"
+            raise JaxnstError(f"image {path}{size} {why}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            if isinstance(e, OSError) and e.errno is not None:  # the file system's error, not Pillow's
+                raise JaxnstError(_cannot(path, e)) from None
+            if img is None:
+                raise JaxnstError(
+                    f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"
+                ) from None
+            raise JaxnstError(f"image {path} is truncated or damaged ({e}): save or download it again") from None
 
 
 def fit_long_side(wh: tuple[int, int], size: int) -> tuple[int, int]:
@@ -115,11 +306,16 @@ def fit_long_side(wh: tuple[int, int], size: int) -> tuple[int, int]:
     return max(1, round(w * s)), max(1, round(h * s))
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Raises ``JaxnstError`` unless ``path`` ends in .png/.jpg/.jpeg in an existing folder."""
+def check_output_path(path: str | os.PathLike, bits: int = 8) -> Path:
+    """Raises ``JaxnstError`` unless ``path`` ends in .png/.jpg/.jpeg in an existing folder (.png for
+    ``bits`` 16)."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise JaxnstError(f"output {path} must end in .png, .jpg or .jpeg")
+    if bits not in (8, 16):
+        raise JaxnstError(f"output {path}: {bits} bits per channel: give 8 or 16")
+    if bits == 16 and FORMATS[path.suffix.lower()] != "PNG":
+        raise JaxnstError(f"output {path} is a JPEG, which holds 8 bits per channel: give a .png for 16 bits")
     if not path.parent.is_dir():
         raise JaxnstError(f"output folder {path.parent} does not exist: create it first")
     return path
@@ -133,20 +329,59 @@ def to_pil(image) -> Image.Image:
     return Image.fromarray(np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
 
 
-def save_image(image, path: str | os.PathLike, *, quality: int = 95, text: dict[str, str] | None = None) -> None:
-    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension, ``quality`` for JPEG), atomically.
+def save_image(
+    image, path: str | os.PathLike, *, quality: int = 95, text: dict[str, str] | None = None, bits: int = 8
+) -> None:
+    """Writes float RGB (H, W, 3) in [0, 1] as PNG or JPEG (by extension, ``quality`` for JPEG), atomically,
+    tagged as sRGB (a PNG's sRGB chunk, a JPEG's ICC profile). ``bits`` 16 writes a 16-bit PNG.
 
     ``text`` goes into a PNG as text chunks (``Image.open(path).text`` reads them back); JPEGs get none.
     """
-    path = check_output_path(path)
-    img = to_pil(image)
+    path = check_output_path(path, bits)
     fmt = FORMATS[path.suffix.lower()]
-    options = {"quality": quality} if fmt == "JPEG" else {}
-    if text and fmt == "PNG":
-        from PIL.PngImagePlugin import PngInfo
+    if bits == 16:
+        a = np.asarray(image, np.float32)
+        data = _png16_bytes(a[0] if a.ndim == 4 and a.shape[0] == 1 else a, text or {})
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+        return
+    from PIL.PngImagePlugin import PngInfo
 
-        options["pnginfo"] = info = PngInfo()
-        for k, v in text.items():
-            info.add_itxt(k, v)
+    img = to_pil(image)
+    if fmt == "JPEG":
+        options = {"quality": quality, "icc_profile": _srgb().tobytes()}
+    else:
+        options = {"pnginfo": PngInfo()}
+        options["pnginfo"].add(b"sRGB", b"\0")  # perceptual
+        for k, v in (text or {}).items():
+            options["pnginfo"].add_itxt(k, v)
     with atomic_path(path) as tmp:
         img.save(tmp, fmt, **options)
+
+
+def _png16_bytes(a: np.ndarray, text: dict[str, str]) -> bytes:
+    """A 16-bit RGB PNG of float RGB (H, W, 3) in [0, 1] (Pillow writes 16 bits only for greyscale): sRGB,
+    ``text`` as iTXt chunks as Pillow's ``add_itxt`` writes them, unfiltered rows."""
+    h, w, _ = a.shape
+    v = np.round(np.clip(a, 0.0, 1.0) * 65535).astype(">u2").reshape(h, w * 3).view(np.uint8)
+    rows = np.concatenate([np.zeros((h, 1), np.uint8), v], axis=1)  # filter type 0 before each row
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    texts = [chunk(b"iTXt", k.encode("latin-1") + b"\0\0\0\0\0" + t.encode()) for k, t in text.items()]
+    return b"".join([
+        b"\x89PNG\r\n\x1a\n",
+        chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)),
+        chunk(b"sRGB", b"\0"),
+        *texts,
+        chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
+        chunk(b"IEND", b""),
+    ])  # fmt: skip
+
+
+def png_bit_depth(path: str | os.PathLike) -> int:
+    """16 for a 16-bit PNG file (from its header), else 8."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return 16 if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[24] == 16 else 8

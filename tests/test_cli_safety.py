@@ -179,6 +179,21 @@ def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
     assert r.returncode == 0, r.stderr
 
 
+def test_a_signal_before_the_run_leaves_at_once(pair, tmp_path):
+    """Ctrl-C during JAX's import (an ImportError traceback, a C++ abort, or swallowed by JAX's gc
+    callback and the run went on) and during ``--size auto``'s timing (a segfault): one line, 130."""
+    code = "import jaxnst.__main__, os, signal; os.kill(os.getpid(), signal.SIGINT); import jax; print('went on')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (130, "", "jaxnst: interrupted\n")
+    c, s = pair
+    cmd = [sys.executable, "-m", "jaxnst", str(c), str(s), *FAST, "--size", "auto", "-o", str(tmp_path / "o.png")]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "JAXNST_COMPILATION_CACHE": "0"})
+    assert "--size auto: timing a step" in p.stderr.readline()
+    p.send_signal(signal.SIGINT)
+    assert (p.wait(timeout=120), p.stderr.read()) == (130, "jaxnst: interrupted\n")
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([c.name, s.name])
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -226,7 +241,7 @@ def test_out_of_memory_is_one_line(pair, tmp_path, capsys, monkeypatch):
     def oom(*a, **k):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 123456789 bytes.")
 
-    monkeypatch.setattr(sys.modules["jaxnst.stylize"], "stylize", oom)
+    monkeypatch.setattr(sys.modules["jaxnst.single"], "stylize", oom)
     c, s = pair
     code, err = run([c, s, *FAST, "--steps", "2", "-o", tmp_path / "o.png", "--quiet"], capsys)
     assert code == 2 and "out of memory at --size 32 (32x21 px)" in one_error_line(err)

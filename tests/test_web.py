@@ -1,5 +1,5 @@
 """The web page's server, through Starlette's test client (no browser): runs, progress, stop, queue,
-sweeps, bad uploads, paths, restarts."""
+sweeps, bad uploads, paths, restarts, the token, the memory bound."""
 
 import io
 import json
@@ -17,7 +17,7 @@ from jaxnst.cli import main  # noqa: E402
 from jaxnst.errors import JaxnstError  # noqa: E402
 from jaxnst.record import read_record  # noqa: E402
 from jaxnst.web.app import make_app  # noqa: E402
-from jaxnst.web.runs import SETTINGS, SWEEPS, Runner, parse_settings  # noqa: E402
+from jaxnst.web.runs import FINAL, SETTINGS, SWEEPS, Runner, parse_settings, peak_bytes  # noqa: E402
 
 FAST = {"size": "32", "steps": "3", "min_size": "none", "style_statistic": "gram"}
 
@@ -28,6 +28,15 @@ def server(tmp_path, vgg19):
     with TestClient(make_app(runner), base_url="http://127.0.0.1:8765") as client:  # as a browser names it
         yield runner, client
     runner.close()
+
+
+@pytest.fixture
+def idle(tmp_path, vgg19, monkeypatch):
+    """A runner whose worker starts no run (submissions stay queued), and a client of its app."""
+    monkeypatch.setattr(Runner, "_work", lambda self: None)
+    runner = Runner(tmp_path / "runs", vgg19, "cpu (test)")
+    with TestClient(make_app(runner), base_url="http://127.0.0.1:8765") as client:
+        yield runner, client
 
 
 def png(rng, h=24, w=32) -> bytes:
@@ -139,6 +148,7 @@ def test_bad_uploads_and_settings_are_refused_with_a_message(server, rng, conten
              ("styles", ("s.png", png(rng), "image/png"))]  # fmt: skip
     r = client.post("/api/runs", files=files, data={**FAST, **fields})
     assert r.status_code == 400 and message in r.json()["error"], r.text
+    assert str(runner.folder.parent) not in r.text and "inputs" not in r.text and "content0" not in r.text, r.text
     assert list(runner.folder.iterdir()) == []  # nothing left of the rejected run
 
 
@@ -227,7 +237,8 @@ def test_a_decompression_bomb_is_refused(server, rng, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 24x32 upload is then a "bomb"
     runner, client = server
     r = start(client, rng)
-    assert r.status_code == 400 and "the content image (c.png)" in r.json()["error"], r.text
+    assert r.status_code == 400 and "the content image (c.png): image c.png is too large" in r.json()["error"], r.text
+    assert str(runner.folder) not in r.text, r.text  # the upload's name, never the server's path
 
 
 def test_no_request_names_a_file_outside_the_runs(server, rng):
@@ -372,3 +383,80 @@ def test_the_queue_and_the_size_are_bounded(server, rng, monkeypatch):
     for run_id in (second, first):
         client.post(f"/api/runs/{run_id}/stop")
     wait_for(runner, first, lambda r: r.status == "stopped")
+
+
+def test_a_stopping_server_keeps_the_painted_image_and_the_queue(tmp_path, vgg19, rng):
+    """``close`` (what a signal to `jaxnst serve` does): the run being painted stops at the end of its block,
+    its image kept as its result; the queued one stays queued on disk and the next server runs it."""
+    runner = Runner(tmp_path / "runs", vgg19)
+    with TestClient(make_app(runner), base_url="http://127.0.0.1:8765") as client:
+        long = start(client, rng, steps="100000").json()["id"]
+        queued = start(client, rng).json()["id"]
+        wait_for(runner, long, lambda r: r.step > 0)
+        runner.close()
+        assert client.get(f"/api/runs/{long}/result/0").status_code == 200
+    painted = runner.get(long)
+    assert painted.status == "stopped" and painted.message == f"stopped at step {painted.step} when the server stopped"
+    record = lambda run_id: json.loads((runner.folder / run_id / "run.json").read_text())  # noqa: E731
+    assert record(long)["status"] == "stopped" and record(queued)["status"] == "queued"
+    again = Runner(tmp_path / "runs", vgg19)
+    assert again.get(long).status == "stopped" and wait_for(again, queued, lambda r: r.status in FINAL).status == "done"
+    assert record(queued)["status"] == "done" and again.result(again.get(queued), 0) is not None
+    again.close()
+
+
+def test_the_token_is_needed_for_every_request(tmp_path, vgg19, rng, monkeypatch):
+    """With a token (`jaxnst serve`'s): no request without it; ``?token=`` sets the cookie that lets the page's
+    own requests in; a script may send the token itself."""
+    monkeypatch.setattr(Runner, "_work", lambda self: None)  # submissions stay queued
+    runner, token = Runner(tmp_path / "runs", vgg19), "the-token-0123456789"
+    with TestClient(make_app(runner, token=token), base_url="http://127.0.0.1:8765") as client:
+        for url in ["/", "/?token=wrong", f"/?token={token[:-1]}", "/?token=%C3%A9", "/api/runs",
+                    "/api/runs/0123456789ab/image/0"]:  # fmt: skip
+            r = client.get(url)
+            assert r.status_code == 403 and "open the address with ?token= that `jaxnst serve` printed" in r.text, url
+        client.cookies.set("jaxnst-token-8765", "wrong")
+        assert client.get("/").status_code == 403 and start(client, rng).status_code == 403 and runner.runs == {}
+        client.cookies.clear()
+        r = client.get(f"/?token={token}")
+        assert r.status_code == 200 and "<form" in r.text
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"jaxnst-token-8765={token};") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert client.get("/api/runs").status_code == 200 and start(client, rng).status_code == 201
+        client.cookies.clear()
+        assert client.get("/api/runs").status_code == 403
+        assert client.get(f"/api/runs?token={token}").json()["runs"][0]["status"] == "queued"
+
+
+def test_a_run_over_the_free_memory_is_refused_with_the_size_that_fits(idle, rng, monkeypatch):
+    import re
+
+    import jaxnst.web.runs as runs
+
+    runner, client = idle
+    monkeypatch.setattr(runs, "free_bytes", lambda: int(2**30 / runs.MARGIN))  # 1 GiB for a run
+    r = start(client, rng, size="1024")  # the 32x24 content at 1024 px: 1024x768
+    error = r.json()["error"]
+    assert r.status_code == 400 and error.startswith("1024x768 px needs about 2.1 GiB, more than the 1.0 GiB free for "
+                                                     "a run on cpu (test): use size "), error  # fmt: skip
+    fits = int(re.fullmatch(r".*use size (\d+) or less", error)[1])
+    assert start(client, rng, size=str(fits)).status_code == 201  # the size it names fits, and is about the largest
+    assert start(client, rng, size=str(fits + 32)).status_code == 400
+    # A sweep is one batch: three images need three times the memory.
+    r = start(client, rng, size=str(fits), sweep_field="seed", sweep_values="1 2 3")
+    assert r.status_code == 400 and f"{fits}x{fits * 3 // 4} px x 3 images needs" in r.json()["error"], r.text
+    assert int(re.fullmatch(r".*use size (\d+) or less", r.json()["error"])[1]) < fits * 0.6
+    monkeypatch.setattr(runs, "free_bytes", lambda: 2**20)
+    assert start(client, rng).json()["error"].endswith(": free some memory first")
+    assert len(runner.runs) == 1 and len(list(runner.folder.iterdir())) == 1  # nothing kept of the refused ones
+
+
+def test_the_page_memory_bound_is_above_xla_estimate():
+    """``peak_bytes`` (no compile) against ``jaxnst.memory.estimate`` (a compile) of the page's default settings
+    (w2, the costliest style statistic): above it, and not far."""
+    from jaxnst.config import Config
+    from jaxnst.memory import estimate
+
+    assert Config().style_statistic == "w2"
+    est = estimate((96, 128), [(96, 128)], Config(size=128)).peak
+    assert est <= peak_bytes(96 * 128, 1) <= 1.5 * est, (est, peak_bytes(96 * 128, 1))

@@ -7,10 +7,13 @@ line and exit code 2.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
+import threading
 
+from jaxnst._files import leave_at_once
 from jaxnst.cli.common import SUBCOMMANDS
 from jaxnst.cli.stylize import Interrupted, build_parser, run_stylize
 from jaxnst.errors import JaxnstError
@@ -18,6 +21,16 @@ from jaxnst.errors import JaxnstError
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, leave_at_once) if main_thread else None
+    try:
+        return _dispatch(argv)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def _dispatch(argv: list[str]) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             import importlib
@@ -35,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         # on SIGPIPE": point stdout at devnull, so that the flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except OSError as e:  # a path over NAME_MAX or PATH_MAX, met wherever it was first looked at
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        name = os.fsdecode(e.filename) if e.filename is not None else "a path"
+        shown = name if len(name) <= 80 else f"{name[:60]}... ({len(name)} characters)"
+        print(f"jaxnst: error: {shown} is too long: give a shorter path", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("jaxnst: interrupted", file=sys.stderr)
         return 130

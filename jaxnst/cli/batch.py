@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from jaxnst.cli.common import (
     Parser,
+    add_bit_depth_flag,
     add_config_flags,
     add_weights_flag,
     check_writable,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "match them, the layers up to it the item's style",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_bit_depth_flag(p)
     p.add_argument(
         "--grid",
         action="store_true",
@@ -423,7 +425,8 @@ class _Report:
                     device=device_name(), output=plan.out / entry["output"], bucket=list(p.shape),
                     bucket_multiple=self.args.bucket_multiple, style_coarse=plan.coarse_paths,
                 )  # fmt: skip
-                save_image(img, plan.out / entry["output"], text={"jaxnst": json.dumps(record)})
+                text = {"jaxnst": json.dumps(record)}
+                save_image(img, plan.out / entry["output"], text=text, bits=self.args.bit_depth)
             if self.args.grid:
                 self.thumbs[plan.todo[k]] = Image.fromarray((img.clip(0, 1) * 255).round().astype("uint8"), "RGB")
         if plan.writer:

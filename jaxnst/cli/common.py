@@ -195,6 +195,18 @@ def add_weights_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_bit_depth_flag(parser: argparse.ArgumentParser) -> None:
+    """``--bit-depth``: bits per channel of the output PNGs (``jaxnst.image.save_image``'s ``bits``)."""
+    parser.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(8, 16),
+        default=8,
+        help="bits per colour channel of the output: 16 keeps the optimised image's finer shades, for editing "
+        "(a PNG only; default: 8)",
+    )
+
+
 def weights_from_args(args: argparse.Namespace, cfg: Config):
     """The ``Weights`` that ``--weights``/``--no-download`` name: a file, 'random', or the cached default."""
     from jaxnst import hub

@@ -28,6 +28,10 @@ def png_record(path: Path) -> dict:
     try:
         with Image.open(path) as im:
             text = getattr(im, "text", {}).get("jaxnst")
+    except (ValueError, Image.DecompressionBombError) as e:  # text over PngImagePlugin.MAX_TEXT_CHUNK, a huge image
+        raise JaxnstError(
+            f"{path}: Pillow refuses to read it ({e}): not a PNG jaxnst wrote, or its record is damaged"
+        ) from None
     except (OSError, UnidentifiedImageError):
         text = None
     if text is None:
@@ -35,10 +39,10 @@ def png_record(path: Path) -> dict:
     return read_record(text, str(path))
 
 
-def _as_batch(rec: dict, out: Path, overwrite: bool, quiet: bool) -> None:
+def _as_batch(rec: dict, out: Path, overwrite: bool, quiet: bool, bits: int = 8) -> None:
     """Runs again a record of the web page or ``jaxnst batch``: as the program that made it, a batch.
     The page's run is remade whole (its sweep is one batch program: one item alone would round
-    differently), a ``jaxnst batch`` item as a batch of one at its bucket; ``out`` gets the item."""
+    differently), a ``jaxnst batch`` item as a batch of one at its bucket; ``out`` gets the item, at ``bits``."""
     import argparse
     import json
 
@@ -85,12 +89,13 @@ def _as_batch(rec: dict, out: Path, overwrite: bool, quiet: bool) -> None:
     record = make_record(cfg, command=rec["command"], content=rec["content"], styles=rec["styles"],
                          weights=args.weights, weights_sha256=weights_digest(weights.params), device=device_name(),
                          output=out, style_coarse=coarse_paths, **extra)  # fmt: skip
-    save_image(images[configs.index(cfg)], out, text={"jaxnst": json.dumps(record)})
+    save_image(images[configs.index(cfg)], out, text={"jaxnst": json.dumps(record)}, bits=bits)
 
 
 def main(argv: list[str]) -> int:
     import numpy as np
-    from PIL import Image
+
+    from jaxnst.image import load_image, png_bit_depth
 
     p = Parser(prog="jaxnst reproduce", description="Run again what made a PNG, from the record jaxnst wrote into it.")
     p.add_argument("image", help="a PNG written by jaxnst")
@@ -104,21 +109,24 @@ def main(argv: list[str]) -> int:
         raise JaxnstError(f"{image} was made on the web page by an older jaxnst, whose record holds only the settings: "
                           "start it again on the page with those")  # fmt: skip
     out = Path(args.output) if args.output else image.with_name(f"{image.stem}_reproduced.png")
+    bits = png_bit_depth(image)  # written as it was, compared at its precision
     if rec["command"] != "stylize":
-        _as_batch(rec, out, args.overwrite, args.quiet)
+        _as_batch(rec, out, args.overwrite, args.quiet, bits)
     else:
         # Only the record's inputs and settings: the output and the other flags are this command's. Values go
         # after "=" and the images after "--", so that none is read as a flag.
-        run_argv = ["-o", str(out), f"--weights={rec['weights']}", *control_argv(rec), *config_argv(rec["config"])]
+        run_argv = ["-o", str(out), f"--bit-depth={bits}", f"--weights={rec['weights']}", *control_argv(rec),
+                    *config_argv(rec["config"])]  # fmt: skip
         run_argv += ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet + ["--", rec["content"], *rec["styles"]]
         run_stylize(build_parser().parse_args(run_argv))
     new = png_record(out)
-    a, b = (np.asarray(Image.open(f).convert("RGB"), np.int16) for f in (image, out))
+    top = 2**bits - 1
+    a, b = (np.round(load_image(f) * top).astype(np.int32) for f in (image, out))
     same = a.shape == b.shape and np.array_equal(a, b)
     if same:
         say(f"{out} has the same pixels as {image}")
         return 0
-    diff = f"max difference {np.abs(a - b).max()}/255" if a.shape == b.shape else f"shapes {a.shape} and {b.shape}"
+    diff = f"max difference {np.abs(a - b).max()}/{top}" if a.shape == b.shape else f"shapes {a.shape} and {b.shape}"
     why = [f"{k}: {rec.get(k)} then, {new.get(k)} now" for k in ("jaxnst", "weights_sha256", "device")
            if rec.get(k) != new.get(k)]  # fmt: skip
     say(f"{out} differs from {image} ({diff}); {'; '.join(why) or 'same version, weights and device'}")

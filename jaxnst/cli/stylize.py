@@ -23,6 +23,7 @@ from jaxnst.cli.common import (
     STARTED,
     SUBCOMMANDS,
     Parser,
+    add_bit_depth_flag,
     add_config_flags,
     add_weights_flag,
     check_outputs,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("content", help="content image (PNG/JPEG/...)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
     p.add_argument("-o", "--output", default="out.png", metavar="PATH", help="output PNG or JPEG (default: out.png)")
+    add_bit_depth_flag(p)
     p.add_argument(
         "--style-coarse",
         nargs="+",
@@ -260,9 +262,9 @@ def _sha256(path: Path) -> str:
     return file_digests(path)["sha256"]
 
 
-def _save(image, out: Path, record: dict) -> None:
-    """``save_image`` with ``record`` in the PNG; if the output cannot be written, the result is
-    kept in ``$JAXNST_HOME/rescued`` under a name no earlier rescue holds."""
+def _save(image, out: Path, record: dict, bits: int = 8) -> None:
+    """``save_image`` with ``record`` in the PNG, at ``bits`` per channel; if the output cannot be written, the
+    result is kept in ``$JAXNST_HOME/rescued`` under a name no earlier rescue holds."""
     import os
 
     from jaxnst.hub import cache_dir
@@ -270,7 +272,7 @@ def _save(image, out: Path, record: dict) -> None:
 
     text = {"jaxnst": json.dumps(record)}
     try:
-        save_image(image, out, text=text)
+        save_image(image, out, text=text, bits=bits)
     except OSError as e:
         folder = cache_dir() / "rescued"
         try:
@@ -282,7 +284,7 @@ def _save(image, out: Path, record: dict) -> None:
                     break
                 except FileExistsError:
                     continue
-            save_image(image, rescued, text=text)
+            save_image(image, rescued, text=text, bits=bits)
         except OSError as e2:
             raise JaxnstError(f"could not write {out} ({e.strerror}), nor a copy in {folder} ({e2.strerror}): "
                               "free some space and run again") from None  # fmt: skip
@@ -337,8 +339,7 @@ class _Plan:
 def _plan(args: argparse.Namespace) -> _Plan:
     from jaxnst.checkpoint import read_meta
     from jaxnst.image import check_output_path
-    from jaxnst.record import read_record
-    from jaxnst.stylize import check_masks
+    from jaxnst.single import check_masks
 
     cfg = config_from_args(args) if args.size != "auto" else None  # bad flags fail before anything is read
     for name, v in (("--save-every", args.save_every), ("--print-every", args.print_every),
@@ -355,9 +356,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
     for m in args.style_masks or ():
         if m != "none" and not Path(m).exists():
             raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, args.bit_depth)
     _check_styles_are_not_the_output(args.styles, out)
-    meta = read_record(read_meta(args.resume), args.resume) if args.resume else None
+    meta = read_meta(args.resume) if args.resume else None
     # A resumed run replaces what its interrupted part wrote, if the file still holds it.
     ours = bool(meta and Path(meta["output"]) == out.resolve())
     if ours and out.is_file() and not args.overwrite and _sha256(out) != meta.get("output_sha256"):
@@ -416,7 +417,7 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
     from jaxnst.checkpoint import load_checkpoint
     from jaxnst.image import load_image, load_mask
     from jaxnst.record import make_record
-    from jaxnst.stylize import check_image_sizes, scale_shapes, stylize
+    from jaxnst.single import check_image_sizes, scale_shapes, stylize
     from jaxnst.transfer import start
     from jaxnst.weights import weights_digest
 
@@ -456,7 +457,7 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
                               "give that run's images")  # fmt: skip
         k = plan.meta.get("scale", 0)
         shapes = scale_shapes(cfg, content.shape[:2], [s.shape[:2] for s in styles])
-        if k not in range(len(shapes)) or isinstance(k, bool):
+        if k not in range(len(shapes)):
             raise JaxnstError(f"checkpoint {args.resume}: scale {k!r} is not one of this run's {len(shapes)} scales")
         template = jax.eval_shape(lambda x: start(x, cfg), jax.ShapeDtypeStruct((1, *shapes[k][0], 3), np.float32))
         state, _ = load_checkpoint(args.resume, template)
@@ -566,7 +567,7 @@ class _Report:
         elif self.stop.get("signum"):
             bar.close()
             name = signal.Signals(self.stop["signum"]).name
-            _save(p.image, out, self.run.record())
+            _save(p.image, out, self.run.record(), args.bit_depth)
             self.checkpoint(p)
             self.write_trace(p, f"stopped by {name}")
             say(f"stopped by {name} at step {g}/{self.total}: wrote {out} and {self.plan.ckpt}; to go on, run the "
@@ -592,7 +593,7 @@ class _Report:
         moved = first.shape != last.shape or np.abs(first - last).max() >= 1 / 255
         if p is not None and steps > seen["step"] and not moved:
             raise JaxnstError(f"the image did not change in {steps} steps, so nothing was written: {_cause(cfg, p)}")
-        _save(image, out, self.run.record())
+        _save(image, out, self.run.record(), self.args.bit_depth)
         if p is not None and self.args.checkpoint_every:
             self.written(lambda: self.checkpoint(p), f"the checkpoint at step {steps}")
         if p is not None:

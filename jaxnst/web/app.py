@@ -17,13 +17,18 @@ becomes a path. Other sites cannot drive the page: a request must name one of th
 server's own hosts (``Host``: a DNS-rebinding page names its own), and a request that changes
 anything (not GET or HEAD) must come from the page itself (``Origin``, ``Sec-Fetch-Site``: another
 site's form or script can post without asking first); ``SameSite`` answers the others 403.
+With a ``token`` (``jaxnst serve`` makes one per start, as Jupyter does) every request must also carry
+it: ``?token=`` in the address ``jaxnst serve`` prints, which sets an HttpOnly, SameSite=Strict cookie
+that the page's own requests carry (and the page takes the token out of the address bar).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from importlib import resources
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -78,17 +83,34 @@ def refused(method: str, headers: dict[str, str], hosts: tuple[str, ...] | None)
     return None
 
 
-class SameSite:
-    """ASGI middleware: a 403 with the reason for every request ``refused`` names."""
+def cookies(header: str) -> dict[str, str]:
+    """The cookies of a ``Cookie`` header: ``a=1; b=2`` -> ``{"a": "1", "b": "2"}``."""
+    return dict(p.strip().split("=", 1) for p in header.split(";") if "=" in p)
 
-    def __init__(self, app, hosts: tuple[str, ...] | None = LOOPBACK):
-        self.app, self.hosts = app, hosts
+
+class SameSite:
+    """ASGI middleware: a 403 with the reason for every request ``refused`` names, or (with a ``token``)
+    that carries neither the token in its query nor the cookie a request with it set."""
+
+    def __init__(self, app, hosts: tuple[str, ...] | None = LOOPBACK, token: str | None = None):
+        self.app, self.hosts, self.token = app, hosts, token
+
+    def is_token(self, value: str) -> bool:
+        return secrets.compare_digest(value.encode(), self.token.encode())
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         why = refused(scope["method"], headers, self.hosts)
+        if why is None and self.token is not None:
+            # Cookies are a host's, whatever its port: the name says which server's token this is.
+            name = f"jaxnst-token-{(scope.get('server') or ('', ''))[1]}"
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+            if self.is_token(query):
+                send = with_cookie(send, f"{name}={self.token}; HttpOnly; SameSite=Strict; Path=/")
+            elif not self.is_token(cookies(headers.get("cookie", "")).get(name, "")):
+                why = "this page needs its token: open the address with ?token= that `jaxnst serve` printed"
         if why is not None:
             return await JSONResponse({"error": why}, status_code=403)(scope, receive, send)
         too_large = lambda: JSONResponse({"error": f"the upload is over {MAX_REQUEST_BYTES >> 20} MiB in all: "  # noqa: E731
@@ -112,13 +134,24 @@ class SameSite:
             return await too_large()(scope, receive, send)
 
 
+def with_cookie(send, cookie: str):
+    """``send`` that adds a ``Set-Cookie: cookie`` header to the response."""
+
+    async def sending(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+        await send(message)
+
+    return sending
+
+
 class _TooLarge(BaseException):  # not an ``Exception``: the route's handlers must not take it for theirs
     pass
 
 
-def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK) -> Starlette:
+def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK, token: str | None = None) -> Starlette:
     """The Starlette app serving ``runner``'s runs to a browser that names the server as one of ``hosts``
-    (None: any name, for a server listening on every address)."""
+    (None: any name, for a server listening on every address) and, unless ``token`` is None, has it."""
     page = resources.files("jaxnst.web").joinpath("page.html").read_text(encoding="utf-8")
     page = page.replace("{{settings}}", settings_html())
 
@@ -147,8 +180,8 @@ def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK) -> Starle
             run = await asyncio.to_thread(runner.submit, content[0], styles, fields, coarse)
         except JaxnstError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
-        except Exception as e:  # a malformed or too large multipart body: Starlette says which
-            detail = getattr(e, "detail", None) or str(e)
+        except Exception as e:  # a malformed or too large multipart body: Starlette says which (never a path)
+            detail = getattr(e, "detail", None) or type(e).__name__
             return JSONResponse({"error": f"the upload could not be read: {detail}"}, status_code=400)
         return JSONResponse(run.summary(), status_code=201)
 
@@ -170,7 +203,7 @@ def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK) -> Starle
                     yield f"data: {json.dumps(current.summary())}\n\n"
                 else:
                     yield ": still here\n\n"  # a comment keeps proxies and the browser from timing out
-                if current.status in FINAL or await request.is_disconnected():
+                if current.status in FINAL or runner.closing.is_set() or await request.is_disconnected():
                     return
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
@@ -215,7 +248,7 @@ def make_app(runner: Runner, hosts: tuple[str, ...] | None = LOOPBACK) -> Starle
         return JSONResponse(run.summary())
 
     return Starlette(
-        middleware=[Middleware(SameSite, hosts=hosts)],
+        middleware=[Middleware(SameSite, hosts=hosts, token=token)],
         routes=[
             Route("/", index),
             Route("/api/runs", list_runs, methods=["GET"]),

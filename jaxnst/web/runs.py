@@ -3,8 +3,10 @@
 No web library here: ``jaxnst.web.app`` serves a ``Runner`` over HTTP. Each run is a folder
 ``RUNS/<id>/`` holding its uploads (named by jaxnst, never by the request), ``run.json`` (settings
 and status, written atomically) and ``result_<k>.png`` per image (written atomically, with the run's
-record in a text chunk as the CLI writes it). A new ``Runner`` on the same folder lists the runs
-that finished; those a stopped server left queued or running are marked ``interrupted``.
+record in a text chunk as the CLI writes it). ``close`` stops the run being painted at the end of
+its block, keeping its image, and leaves the queued runs queued on disk: a new ``Runner`` on the same
+folder lists the runs that finished and runs the queued ones; one a killed server left running is
+marked ``interrupted``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from jaxnst._files import atomic_path
 from jaxnst.batch import grid_configs, stylize_batch
 from jaxnst.config import Config, parse_value, settings, style_size, validate
 from jaxnst.errors import JaxnstError
-from jaxnst.image import load_image, save_image, to_pil
+from jaxnst.image import fit_long_side, image_size, load_image, save_image, to_pil
+from jaxnst.memory import MARGIN, free_bytes
 from jaxnst.record import make_record
 from jaxnst.weights import weights_digest
 
@@ -44,6 +47,11 @@ MAX_STYLES = 4
 MAX_QUEUED = 20  # runs waiting at once
 MAX_PAGE_SIZE = 4096  # the page's largest image side (the command line goes to config.MAX_SIZE)
 FINAL = ("done", "stopped", "failed", "interrupted")
+# A page run's peak memory without compiling: XLA's estimate (``jaxnst.memory.estimate`` of the page's
+# settings, VGG19 on the CPU) is about 2540 bytes a pixel of each image of the batch (the activations the
+# backward pass keeps), plus 50 MiB of weights and up to 110 MiB of workspaces at small sizes: 113 MiB at
+# 64 px, 297 at 256, 774 at 512, 2671 at 1024. These bounds are above it at every size (tests/test_web.py).
+PEAK_BYTES, PEAK_BYTES_PER_PIXEL = 160 * 2**20, 2700
 RUN_ID = re.compile(r"[0-9a-f]{12}")
 
 
@@ -134,6 +142,11 @@ def _text(value) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def peak_bytes(pixels: int, images: int) -> int:
+    """An upper bound of the peak memory of a page run of ``images`` images of ``pixels`` pixels each."""
+    return PEAK_BYTES + PEAK_BYTES_PER_PIXEL * pixels * images
+
+
 class Runner:
     """The queue of runs of one server process, and the worker thread that runs them one at a time.
 
@@ -151,9 +164,11 @@ class Runner:
         self.runs: dict[str, Run] = {}
         self._changed = threading.Condition()
         self._queue: queue.Queue[Run | None] = queue.Queue()
-        self._load_finished()
+        self.closing = threading.Event()
+        self._load()
+        self._worker = threading.Thread(target=self._work, name="jaxnst-runs", daemon=True)
         if weights is not None:
-            threading.Thread(target=self._work, name="jaxnst-runs", daemon=True).start()
+            self._worker.start()
 
     # -- what the app calls -------------------------------------------------------------------
 
@@ -181,7 +196,11 @@ class Runner:
                 raise JaxnstError(f"{len(files)} {what}: give at most {MAX_STYLES}")
         run = Run(uuid.uuid4().hex[:12], Path(), settings, sweep, coarse=len(coarse))
         run.folder = self.folder / run.id
-        (run.folder / "inputs").mkdir(parents=True)
+        run.labels = [f"{k}={_text(v)}" for k, vs in sweep.items() for v in vs] or [""]
+        try:
+            (run.folder / "inputs").mkdir(parents=True)
+        except OSError as e:
+            raise JaxnstError(f"the server cannot keep runs ({e.strerror})") from None
         uploads = [("the content image", "content0", content)]
         uploads += [(f"style image {i}", f"style{i}", f) for i, f in enumerate(styles, 1)]
         uploads += [(f"coarse style image {i}", f"coarse{i}", f) for i, f in enumerate(coarse, 1)]
@@ -192,23 +211,43 @@ class Runner:
                 if not data:
                     raise JaxnstError(f"{what} ({name}) is empty")
                 path = run.folder / "inputs" / stem
-                path.write_bytes(data)
                 try:
+                    path.write_bytes(data)
                     load_image(path, 16)  # every check of the CLI's loader: format, size, decompression bombs
-                except JaxnstError as e:
-                    raise JaxnstError(f"{what} ({name}): {e}") from None
+                except OSError as e:
+                    raise JaxnstError(f"{what} ({name}) could not be kept ({e.strerror})") from None
+                except JaxnstError as e:  # the page sees the upload's name, never the server's paths
+                    raise JaxnstError(f"{what} ({name}): {str(e).replace(str(path), name)}") from None
+            self._check_memory(run, run.folder / "inputs" / "content0")
         except JaxnstError:
             for f in (run.folder / "inputs").iterdir():
                 f.unlink()
             (run.folder / "inputs").rmdir()
             run.folder.rmdir()
             raise
-        run.labels = [f"{k}={_text(v)}" for k, vs in sweep.items() for v in vs] or [""]
         with self._changed:
             self.runs[run.id] = run
             self._save(run)
         self._queue.put(run)
         return run
+
+    def _check_memory(self, run: Run, content: Path) -> None:
+        """A ``JaxnstError`` naming the size that fits unless ``run``'s peak (``peak_bytes``, its batch at its
+        size) fits in the free memory, that of the run being painted included (it ends before this one starts)."""
+        size, n = run.settings.get("size", Config.size), len(run.labels)
+        w, h = fit_long_side(image_size(content), size)
+        painting = sum(peak_bytes(r.shape[0] * r.shape[1], len(r.labels)) for r in list(self.runs.values())
+                       if r.status == "running" and len(r.shape) == 2)  # fmt: skip
+        budget = int((free_bytes() + painting) * MARGIN)
+        if peak_bytes(w * h, n) <= budget:
+            return
+        pixels = (budget - PEAK_BYTES) / (PEAK_BYTES_PER_PIXEL * n)  # of each image, at most
+        fits = int((pixels * max(w, h) / min(w, h)) ** 0.5) // 16 * 16 if pixels > 0 else 0
+        what = f"{w}x{h} px" + (f" x {n} images" if n > 1 else "")
+        fix = f"use size {fits} or less" if fits >= 32 else "free some memory first"
+        where = self.device or "this machine"
+        raise JaxnstError(f"{what} needs about {peak_bytes(w * h, n) / 2**30:.1f} GiB, more than the "
+                          f"{budget / 2**30:.1f} GiB free for a run on {where}: {fix}")  # fmt: skip
 
     def watch(self, settings: dict) -> Run:
         """A run driven from outside (the main command's ``--web``), shown like the others; ``update`` it."""
@@ -244,17 +283,31 @@ class Runner:
         return run
 
     def wait(self, run_id: str, version: int, timeout: float) -> Run | None:
-        """The run once its ``version`` is past ``version`` (or after ``timeout`` seconds)."""
+        """The run once its ``version`` is past ``version`` (or after ``timeout`` seconds, or once ``closing``)."""
         with self._changed:
-            self._changed.wait_for(lambda: (r := self.runs.get(run_id)) is None or r.version > version, timeout)
+            self._changed.wait_for(
+                lambda: (r := self.runs.get(run_id)) is None or r.version > version or self.closing.is_set(), timeout
+            )
             return self.runs.get(run_id)
 
     def result(self, run: Run, k: int) -> Path | None:
         path = run.folder / f"result_{k}.png"
         return path if 0 <= k < len(run.labels) and path.is_file() else None
 
+    def stopping(self) -> None:
+        """The server is stopping (safe in a signal handler): the run being painted stops at the end of its
+        block, no other starts, and ``wait`` returns at once."""
+        self.closing.set()
+        with self._changed:
+            self._changed.notify_all()
+
     def close(self) -> None:
+        """``stopping``, and waits for the worker: the run it was painting is ``stopped`` with its image kept as
+        its result; queued runs stay queued on disk, for the next ``Runner`` on this folder."""
+        self.stopping()
         self._queue.put(None)
+        if self._worker.is_alive():
+            self._worker.join()
 
     # -- the worker ---------------------------------------------------------------------------
 
@@ -272,7 +325,8 @@ class Runner:
         with atomic_path(run.folder / "run.json") as tmp:
             Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
 
-    def _load_finished(self) -> None:
+    def _load(self) -> None:
+        """The runs in the folder: the queued ones queue again (oldest first), the others as they ended."""
         for path in sorted(self.folder.glob("*/run.json")):
             try:
                 rec = json.loads(path.read_text())
@@ -285,23 +339,26 @@ class Runner:
                 if k in rec:
                     setattr(run, k, rec[k])
             run.shape = tuple(rec.get("shape", ()))
-            if run.status not in FINAL:
+            if run.status not in (*FINAL, "queued"):
                 run.status, run.message = "interrupted", "the server stopped during this run"
                 self._save(run)
             self.runs[run.id] = run
+        if self.weights is not None:
+            for run in sorted((r for r in self.runs.values() if r.status == "queued"), key=lambda r: r.created):
+                self._queue.put(run)
 
     def _work(self) -> None:
         while (run := self._queue.get()) is not None:
-            if run.stop.is_set():
+            if run.stop.is_set() or self.closing.is_set():  # a queued run left by a stopping server stays queued
                 continue
             try:
                 self._run(run)
             except _Stopped:
-                self._set(run, status="stopped", message=f"stopped at step {run.step}")
-            except JaxnstError as e:
-                self._set(run, status="failed", message=str(e))
-            except Exception as e:  # the server goes on; the page shows what went wrong
-                self._set(run, status="failed", message=f"{type(e).__name__}: {e}")
+                why = " when the server stopped" if self.closing.is_set() and not run.stop.is_set() else ""
+                self._set(run, status="stopped", message=f"stopped at step {run.step}{why}")
+            except Exception as e:  # the server goes on; the page shows what went wrong, but not where its files are
+                why = str(e) if isinstance(e, JaxnstError) else f"{type(e).__name__}: {e}"
+                self._set(run, status="failed", message=why.replace(str(run.folder), f"run {run.id}"))
 
     def _run(self, run: Run) -> None:
         base = dataclasses.replace(Config(), **run.settings)
@@ -324,7 +381,7 @@ class Runner:
             losses = [*run.losses, [step, [round(v, 6) for v in p.loss]]]
             self._set(run, step=step, steps=steps, scale=p.scale, scales=p.scales, eta=eta, images=images,
                       losses=losses, message=f"{p.shape[1]}x{p.shape[0]} px on {self.device}")  # fmt: skip
-            if run.stop.is_set() and not p.done:
+            if (run.stop.is_set() or self.closing.is_set()) and not p.done:
                 self._write_results(run, configs, p.outputs())
                 raise _Stopped
 
