@@ -1,12 +1,28 @@
 """``python -m jaxnst`` and the ``jaxnst`` command (``entry``). Ctrl-C is taken from here on, before
 JAX's import (which a ``KeyboardInterrupt`` can break in ways that end in a traceback or an abort)."""
 
+import os
 import signal
 import sys
 
 from jaxnst._files import leave_at_once
 
 signal.signal(signal.SIGINT, leave_at_once)
+
+
+def _stand_in_for_closed_streams() -> None:
+    """Started with stderr (or stdout) closed (``2>&-``): its number would go to the next file opened, an output
+    that XLA's log lines would then land in, and the progress bar failed (exit 1, no message). Errors go to stdout
+    then, or to /dev/null."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.dup2(1 if fd == 2 and sys.stdout is not None else os.open(os.devnull, os.O_WRONLY), fd)
+            setattr(sys, name, open(fd, "w", closefd=False))
+
+
+_stand_in_for_closed_streams()
 
 from jaxnst.cli import main  # noqa: E402
 

@@ -242,3 +242,23 @@ def test_a_signal_stops_a_batch_and_keeps_its_finished_images(images_dir, tmp_pa
     monkeypatch.setattr(cli_batch._Report, "__call__", real)
     code, err = run(args, capsys)
     assert code == 0 and (out / "chelsea__the_scream.png").exists(), err
+
+
+def test_an_unreadable_content_is_skipped_and_reported_at_the_end(images_dir, tmp_path, capsys):
+    """One damaged photo in a folder once stopped the whole batch before anything was made."""
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((images_dir / "chelsea.png").read_bytes())
+    (folder / "b.jpg").write_bytes((images_dir / "starry_night.jpg").read_bytes()[:300])  # cut short
+    args = ["batch", "--content", folder, "--style", images_dir / "the_scream.jpg", "--out", out, "--grid", *FAST]
+    code, err = run([*args, "--size", 32, "--steps", 2], capsys)
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("WARNING: --weights random")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("jaxnst: error: 1 content image(s) could not"), err
+    assert "b.jpg is not an image Pillow can read" in lines[0] and "their 1 images were not made" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a__the_scream.png", "grid.png", "trace.json"]
+    trace = json.loads((out / "trace.json").read_text())
+    assert "b.jpg is not an image" in trace["items"][1]["skipped"] and "final" in trace["items"][0]
+    code, err = run([*args, "--size", 32, "--steps", 2], capsys)  # again: the finished image is kept
+    assert code == 2 and (out / "a__the_scream.png").exists()
+    (folder / "b.jpg").unlink()
+    assert run([*args, "--size", 32, "--steps", 2], capsys)[0] == 0

@@ -194,6 +194,17 @@ def test_a_signal_before_the_run_leaves_at_once(pair, tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted([c.name, s.name])
 
 
+def test_a_closed_stderr_is_no_failure(pair, tmp_path):
+    """Started with `2>&-`: the progress bar failed on it (exit 1, no message); errors now go to stdout."""
+    c, s = pair
+    cmd = [sys.executable, "-m", "jaxnst", str(c), str(s), *FAST, "--steps", "2", "-o"]
+    closed = {"capture_output": False, "stdout": subprocess.PIPE, "text": True, "preexec_fn": lambda: os.close(2)}
+    r = subprocess.run([*cmd, str(tmp_path / "o.png")], timeout=120, **closed)
+    assert r.returncode == 0 and "wrote" in r.stdout and (tmp_path / "o.png").exists()
+    r = subprocess.run([*cmd, str(tmp_path / "o.png")], timeout=120, **closed)
+    assert r.returncode == 2 and "jaxnst: error: " in r.stdout and "o.png exists" in r.stdout
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -3,6 +3,7 @@ sweeps, bad uploads, paths, restarts, the token, the memory bound."""
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -293,11 +294,15 @@ def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
             "--min-size", "none", "--steps", "4", "--style-layers", "relu1_1", "--content-layers", "relu1_1",
             "-o", out, "--web", port]  # fmt: skip
     assert main([str(a) for a in argv]) == 0 and out.exists()
-    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().err
+    (token,) = re.findall(rf"watch it paint at http://127.0.0.1:{port}/\?token=(\S+) ", capsys.readouterr().err)
     base = f"http://127.0.0.1:{port}/api/runs"
-    (run,) = json.loads(urllib.request.urlopen(base, timeout=10).read())["runs"]  # the server outlives main() here
+    with pytest.raises(urllib.error.HTTPError) as e:  # the page needs the printed address, as serve's
+        urllib.request.urlopen(base, timeout=10)
+    assert e.value.code == 403
+    base += f"?token={token}"  # the server outlives main() here
+    (run,) = json.loads(urllib.request.urlopen(base, timeout=10).read())["runs"]
     assert run["status"] == "done" and run["step"] == run["steps"] == 4 and str(out) in run["message"]
-    result = urllib.request.urlopen(f"{base}/{run['id']}/result/0", timeout=10).read()
+    result = urllib.request.urlopen(base.replace("?", f"/{run['id']}/result/0?"), timeout=10).read()
     assert Image.open(io.BytesIO(result)).size == Image.open(out).size
     form = urllib.request.Request(base, data=b"", method="POST")
     with pytest.raises(urllib.error.HTTPError) as e:

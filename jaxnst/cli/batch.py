@@ -228,6 +228,7 @@ def run_batch(args: argparse.Namespace) -> None:
 
     plan = _plan(args)
     run = _load(args, plan)
+    plan = plan._replace(todo=[i for i in plan.todo if plan.items[i]["ci"] not in run.skipped])
     report = _Report(args, plan, run)
     t0 = time.perf_counter()
     if plan.todo:
@@ -313,6 +314,7 @@ class _Run(NamedTuple):
     coarse: list
     init_image: object
     weights: object
+    skipped: dict  # content index -> why it could not be read (its items are not made)
 
 
 def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
@@ -326,10 +328,18 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
         check_writable(plan.out, "--out", create=True)
         if not plan.trace.parent.is_dir():
             raise JaxnstError(f"--trace folder {plan.trace.parent} does not exist: create it first")
-    contents = [load_image(p, cfg.size) for p in plan.content_paths]
+    contents, skipped = [], {}
+    for ci, path in enumerate(plan.content_paths):  # one unreadable photo in a folder does not stop the others
+        try:
+            contents.append(load_image(path, cfg.size))
+        except JaxnstError as e:
+            if len(skipped) == len(plan.content_paths) - 1:
+                raise  # none could be read
+            contents.append(None)
+            skipped[ci] = str(e)
     init_image = load_image(cfg.init) if cfg.init not in INIT_CHOICES and "init" not in plan.sweeps else None
     weights = weights_from_args(args, cfg) if plan.todo else None
-    return _Run(contents, styles, coarse, init_image, weights)
+    return _Run(contents, styles, coarse, init_image, weights, skipped)
 
 
 class _Report:
@@ -370,8 +380,9 @@ class _Report:
                     "content": str(plan.content_paths[it["ci"]]),
                     "style": str(plan.style_paths[it["si"]]),
                     "params": it["values"],
-                    "shape": list(run.contents[it["ci"]].shape[:2]),
+                    "shape": list(run.contents[it["ci"]].shape[:2]) if it["ci"] not in run.skipped else None,
                     "losses": [],
+                    **({"skipped": run.skipped[it["ci"]]} if it["ci"] in run.skipped else {}),
                 }
                 for it in items
             ],
@@ -382,7 +393,8 @@ class _Report:
         self.digest = functools.cache(lambda: weights_digest(run.weights.params))  # once, not per image
         previous, redo = _previous_trace(plan.trace), set(todo)
         for i, entry in enumerate(self.trace["items"]):
-            if i not in redo:  # kept from an earlier run: its trace entry too, if that run left one
+            # kept from an earlier run: its trace entry too, if that run left one
+            if i not in redo and "skipped" not in entry:
                 entry.update(previous.get(entry["output"], {}), kept="the image was already in --out")
                 if args.grid:
                     self.thumbs[i] = Image.open(plan.out / entry["output"]).convert("RGB")
@@ -444,6 +456,8 @@ class _Report:
             raise Interrupted(self.stop["signum"])
 
     def finish(self, wall: float) -> None:
+        from PIL import Image
+
         from jaxnst._files import atomic_path
 
         plan, args = self.plan, self.args
@@ -453,7 +467,8 @@ class _Report:
             content_names = [p.stem for p in plan.content_paths]
             style_names = [p.stem for p in plan.style_paths]
             cols = len(style_names) * len(plan.texts)
-            cells = [[self.thumbs[r * cols + c] for c in range(cols)] for r in range(len(content_names))]
+            blank = Image.new("RGB", (self.CELL, self.CELL), "lightgray")  # a content that could not be read
+            cells = [[self.thumbs.get(r * cols + c, blank) for c in range(cols)] for r in range(len(content_names))]
             col_labels = ["\n".join([s, *(f"{k}={v}" for k, v in text.items())])
                           for s in style_names for text in plan.texts]  # fmt: skip
             with atomic_path(plan.out / GRID_NAME) as tmp:
@@ -464,6 +479,13 @@ class _Report:
             f"jaxnst batch: wrote {len(plan.todo)} images (+ {', '.join(extra)}) to {plan.out} in {wall:.1f} s, "
             f"{len(buckets)} bucket(s) {' '.join(f'{w}x{h}' for h, w in buckets)}, on {device_name()}"
         )
+        if self.run.skipped:
+            n = sum(it["ci"] in self.run.skipped for it in plan.items)
+            raise JaxnstError(
+                f"{len(self.run.skipped)} content image(s) could not be read, so their {n} images were not made "
+                f"({next(iter(self.run.skipped.values()))}); fix or remove them and run the same command again "
+                "(the finished images are kept)"
+            )
 
 
 def _previous_trace(path: Path) -> dict[str, dict]:

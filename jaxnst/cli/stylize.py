@@ -164,24 +164,26 @@ def control_argv(record: dict) -> list[str]:
 
 
 def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
-    """``--web``: a page on 127.0.0.1 that follows this run (``jaxnst.web``); (runner, run)."""
+    """``--web``: a page on 127.0.0.1 that follows this run (``jaxnst.web``), behind a token as ``jaxnst serve``'s;
+    (runner, run). ``_plan`` checked the extra and the port."""
+    import secrets
     import tempfile
     import threading
 
-    from jaxnst.cli.serve import check_port, web_extra
-
-    uvicorn, make_app = web_extra("--web")
+    from jaxnst.cli.serve import page_url, web_extra
     from jaxnst.web.runs import SETTINGS, Runner
 
-    check_port("127.0.0.1", args.web, "--web")
+    uvicorn, make_app = web_extra("--web")
     runner = Runner(tempfile.mkdtemp(prefix="jaxnst-web-"), None, device_name())
     run = runner.watch({name: getattr(cfg, name) for name in SETTINGS})
     run.shape, run.coarse = (h, w), len(args.style_coarse or ())
+    token = secrets.token_urlsafe()
     # No logging set-up of its own: the run's messages stay the CLI's, on whatever stderr is at the time.
-    config = uvicorn.Config(make_app(runner), host="127.0.0.1", port=args.web, log_level="warning", log_config=None)
+    app = make_app(runner, token=token)
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.web, log_level="warning", log_config=None)
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="jaxnst-web", daemon=True).start()
-    say(f"jaxnst: watch it paint at http://127.0.0.1:{args.web}/ (the page closes when the run ends)")
+    say(f"watch it paint at {page_url('127.0.0.1', args.web, token)} (the page closes when the run ends)")
     return runner, run
 
 
@@ -356,6 +358,11 @@ def _plan(args: argparse.Namespace) -> _Plan:
     for m in args.style_masks or ():
         if m != "none" and not Path(m).exists():
             raise JaxnstError(f"style mask {m} does not exist: give a mask image, or none for all of that style")
+    if args.web is not None:  # before the weights load and the compile
+        from jaxnst.cli.serve import check_port, web_extra
+
+        web_extra("--web")
+        check_port("127.0.0.1", args.web, "--web")
     out = check_output_path(args.output, args.bit_depth)
     _check_styles_are_not_the_output(args.styles, out)
     meta = read_meta(args.resume) if args.resume else None
