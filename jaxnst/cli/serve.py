@@ -19,6 +19,7 @@ from jaxnst.cli.common import (
     say,
     weights_from_args,
 )
+from jaxnst.cli.stylize import stop_requests
 from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
 
@@ -107,20 +108,9 @@ def main(argv: list[str]) -> int:
     app = make_app(runner, hosts, token)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            timeout_graceful_shutdown=5))  # fmt: skip
-    got: dict = {}
-
-    def handler(signum, frame):
-        if got:
-            raise KeyboardInterrupt
-        got["signum"] = signum
-        say(f"{signal.Signals(signum).name}: stopping; a run being painted stops at the end of its block and keeps "
-            "its image (again to quit at once)")  # fmt: skip
-        server.should_exit = True
-        runner.stopping()
-
-    # The server runs in a thread (uvicorn then leaves the signals alone) and the main thread takes them.
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
+    # The server runs in a thread (uvicorn then leaves the signals alone); the main thread takes them: the run
+    # being painted stops at the end of its block and keeps its image, the waiting runs stay queued.
+    with stop_requests() as got:
         thread = threading.Thread(target=server.run, name="jaxnst-serve", daemon=True)
         thread.start()
         while not server.started and thread.is_alive():
@@ -129,12 +119,12 @@ def main(argv: list[str]) -> int:
             raise JaxnstError(f"cannot listen on {args.host}:{args.port}: give another --port")
         say(f"open {page_url(args.host, args.port, token)} (runs kept in {runner.folder}; Ctrl-C stops)")
         while thread.is_alive():
-            thread.join(0.5)
+            thread.join(0.2)
+            if got and not server.should_exit:
+                server.should_exit = True
+                runner.stopping()
         painting = [r for r in runner.runs.values() if r.status == "running"]
         runner.close()
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
     if not got:
         raise JaxnstError(f"the server on {args.host}:{args.port} stopped by itself: start it again")
     kept = [f"run {r.id} kept its image at step {r.step}" for r in painting if r.status == "stopped"]
