@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from jaxnst.errors import JaxnstError
 
 _PENDING: set[str] = set()  # temporary files being written, for remove_pending
 
@@ -42,3 +46,32 @@ def leave_at_once(signum, frame) -> None:
         Path(tmp).unlink(missing_ok=True)
     os.write(2, b"jaxnst: interrupted\n")
     os._exit(128 + signum)
+
+
+def check_file(path: str | os.PathLike, what: str, fix: str) -> None:
+    """A ``JaxnstError`` naming why ``path`` is not a regular file to read (missing, a dangling link, a folder,
+    a FIFO, a device, a link loop, no permission), as "``what`` ``path`` ...: ``fix``"; nothing if it is one.
+    ``os.stat``, not ``open``: opening a FIFO would wait for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise  # the CLI's one line for every over-long name, shortened
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            link = os.readlink(path)
+            raise JaxnstError(f"{what} {path} is a link to {link}, which does not exist: fix the link") from None
+        if e.errno == errno.ENOENT:
+            raise JaxnstError(f"{what} {path} does not exist: {fix}") from None
+        raise JaxnstError(cannot_read(path, what, e)) from None
+    if stat.S_ISDIR(mode):
+        raise JaxnstError(f"{what} {path} is a folder, not a file: {fix}")
+    if stat.S_ISFIFO(mode):
+        raise JaxnstError(f"{what} {path} is a named pipe (FIFO), not a file: {fix}")
+    if not stat.S_ISREG(mode):
+        raise JaxnstError(f"{what} {path} is not a regular file: {fix}")
+
+
+def cannot_read(path: str | os.PathLike, what: str, e: OSError) -> str:
+    fix = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+           errno.ELOOP: "a symbolic link on its path leads back to itself: fix the link"}  # fmt: skip
+    return f"{what} {path} cannot be read ({e.strerror}): {fix.get(e.errno, 'check the path')}"

@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnst._files import atomic_path
+from jaxnst._files import atomic_path, check_file
 from jaxnst.engine import STOP_REASONS, State
 from jaxnst.errors import JaxnstError
 
@@ -60,8 +60,7 @@ def read_meta(path: str | os.PathLike) -> dict:
     from jaxnst.record import read_record
 
     path = Path(path)
-    if not path.is_file():
-        raise JaxnstError(f"checkpoint {path} does not exist: give the .npz a run wrote")
+    check_file(path, "checkpoint", "give the .npz a run wrote")
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f[_META]))

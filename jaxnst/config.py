@@ -355,6 +355,9 @@ def validate(cfg: Config) -> Config:
     need(0 < ratio <= 1e6, "style_layer_ratio", f"{ratio} must be positive, at most 1e6 (a layer weighs its 4th power)")
     for name in ("content_weight", "style_weight", "tv_weight"):
         need(getattr(cfg, name) >= 0, name, f"{getattr(cfg, name)} must be >= 0")
+    nothing = "are all 0: nothing to optimise; give one of them a positive weight"
+    need(cfg.content_weight or cfg.style_weight or cfg.tv_weight, "content_weight", f"{cfg.content_weight}, "
+         f"{flag('style_weight')} {cfg.style_weight} and {flag('tv_weight')} {cfg.tv_weight} {nothing}")  # fmt: skip
     need(cfg.content_layers or cfg.style_layers, "style_layers", "and content_layers are both empty: give a layer")
     check_taps(cfg.model, (*cfg.content_layers, *cfg.style_layers, cfg.split_layer))
     for name, layers in (("content_layer_weights", cfg.content_layers), ("style_layer_weights", cfg.style_layers)):

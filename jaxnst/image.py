@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import io
 import os
 import re
-import stat
 import struct
 import warnings
 import zlib
@@ -18,7 +16,7 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxnst._files import atomic_path
+from jaxnst._files import atomic_path, cannot_read, check_file
 from jaxnst.errors import JaxnstError
 
 T = TypeVar("T")
@@ -240,31 +238,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def _open(path: Path) -> BinaryIO:
     """``path`` opened for reading if it is a regular file, else a ``JaxnstError`` naming what it is."""
-    try:
-        kind = os.stat(path).st_mode  # before opening: a FIFO would block open() until a writer came
-    except OSError as e:
-        if e.errno == errno.ENOENT and os.path.islink(path):
-            link = os.readlink(path)
-            raise JaxnstError(f"image {path} is a link to {link}, which does not exist: fix the link") from None
-        if e.errno == errno.ENOENT:
-            raise JaxnstError(f"image {path} does not exist: check the path") from None
-        raise JaxnstError(_cannot(path, e)) from None
-    if stat.S_ISDIR(kind):
-        raise JaxnstError(f"image {path} is a folder, not an image file: give the path of a PNG or JPEG")
-    if stat.S_ISFIFO(kind):
-        raise JaxnstError(f"image {path} is a named pipe (FIFO), not an image file: give the path of a PNG or JPEG")
-    if not stat.S_ISREG(kind):
-        raise JaxnstError(f"image {path} is not a regular file: give the path of a PNG or JPEG")
+    check_file(path, "image", "give the path of a PNG or JPEG")
     try:  # non-blocking: were it swapped for a FIFO since, reading it would find nothing rather than hang
         return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)), "rb")
     except OSError as e:
-        raise JaxnstError(_cannot(path, e)) from None
-
-
-def _cannot(path: Path, e: OSError) -> str:
-    fix = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
-           errno.ELOOP: "a symbolic link on its path leads back to itself: fix the link"}  # fmt: skip
-    return f"image {path} cannot be read ({e.strerror}): {fix.get(e.errno, 'check the path')}"
+        raise JaxnstError(cannot_read(path, "image", e)) from None
 
 
 def _read(path: str | os.PathLike, read: Callable[[Image.Image, BinaryIO], T]) -> T:
@@ -291,7 +269,7 @@ def _read(path: str | os.PathLike, read: Callable[[Image.Image, BinaryIO], T]) -
             raise JaxnstError(f"image {path}{size} {why}") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             if isinstance(e, OSError) and e.errno is not None:  # the file system's error, not Pillow's
-                raise JaxnstError(_cannot(path, e)) from None
+                raise JaxnstError(cannot_read(path, "image", e)) from None
             if img is None:
                 raise JaxnstError(
                     f"{path} is not an image Pillow can read ({e.__class__.__name__}): give a PNG or JPEG"

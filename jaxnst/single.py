@@ -120,6 +120,7 @@ def stylize(
     coarse_styles: Sequence | None = None,
     content_masks: Sequence | None = None,
     style_masks: Sequence | None = None,
+    objective: Callable[[Callable, tuple[int, int]], Callable] | None = None,
 ) -> jax.Array:
     """Gatys style transfer: an image with the content of ``content`` and the style of ``styles``.
 
@@ -147,6 +148,10 @@ def stylize(
     ``content_masks`` (one per style; (H, W) weights in [0, 1] at the content's shape) paint
     region ``k`` in the style of ``styles[k]``; ``style_masks`` (one per style, each None or at
     its style's shape) take each style's statistics from a part of it (``make_targets``).
+
+    ``objective(loss_fn, hw) -> loss_fn`` changes each scale's objective (of images (1, *hw, 3)): a
+    term of one's own added to the Gatys loss, as ``jaxnst.video`` adds its temporal one. Return a
+    ``jax.tree_util.Partial`` of a module-level function over the arrays, so that each shape compiles once.
 
     ``place`` puts an image-shaped (1, H, W, 3) array on devices (e.g.
     ``jax.device_put(x, sharding)``); it is applied to the content and to the
@@ -187,9 +192,14 @@ def stylize(
             raise JaxnstError(f"the state's image is {state.image.shape[1:3]}, this run's scales are {want}: resize")
         first = at[-1]
 
-    problem = lambda k: transfer.problem(weights, cfg, schedule[k][1], content, every_style[:n], shapes[k],  # noqa: E731
-                                         coarse_styles=every_style[n:], content_masks=content_masks,
-                                         style_masks=style_masks, place=place)  # fmt: skip
+    def problem(k: int) -> transfer.Problem:
+        pb = transfer.problem(weights, cfg, schedule[k][1], content, every_style[:n], shapes[k],
+                              coarse_styles=every_style[n:], content_masks=content_masks, style_masks=style_masks,
+                              place=place)  # fmt: skip
+        if objective is None:
+            return pb
+        return pb._replace(loss_fn=objective(pb.loss_fn, shapes[k][0]), terms_fn=objective(pb.terms_fn, shapes[k][0]))
+
     stages = transfer.scales(
         state, [steps for _, steps in schedule], jnp.float32(cfg.tol), every, first=first, problem=problem,
         init=lambda k, pb: start(place(initial_image(cfg, pb.content, pb.styles, init_image)), cfg),

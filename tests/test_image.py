@@ -90,11 +90,11 @@ def test_unreadable_inputs(tmp_path):
 
 
 def test_folder_and_device_are_not_missing(tmp_path):
-    with pytest.raises(jaxnst.JaxnstError, match="is a folder, not an image file"):
+    with pytest.raises(jaxnst.JaxnstError, match="is a folder, not a file"):
         load_image(tmp_path)
     with pytest.raises(jaxnst.JaxnstError, match="/dev/null is not a regular file"):
         load_image("/dev/null")
-    with pytest.raises(jaxnst.JaxnstError, match="is a folder, not an image file"):
+    with pytest.raises(jaxnst.JaxnstError, match="is a folder, not a file"):
         image_size(tmp_path)
 
 
@@ -391,7 +391,7 @@ def test_links_pipes_and_unreadable_files_name_their_cause(tmp_path, monkeypatch
     with pytest.raises(jaxnst.JaxnstError, match=r"dangling\.png is a link to gone\.png, which does not exist"):
         load_image(tmp_path / "dangling.png")
     os.mkfifo(tmp_path / "pipe.png")  # open() would wait for a writer forever
-    with pytest.raises(jaxnst.JaxnstError, match=r"pipe\.png is a named pipe \(FIFO\), not an image file"):
+    with pytest.raises(jaxnst.JaxnstError, match=r"pipe\.png is a named pipe \(FIFO\), not a file"):
         load_image(tmp_path / "pipe.png")
     Image.new("RGB", (8, 6)).save(tmp_path / "x.png")
     with pytest.raises(jaxnst.JaxnstError, match=r"x\.png/y\.png cannot be read \(Not a directory\)"):

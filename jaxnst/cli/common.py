@@ -290,4 +290,5 @@ SUBCOMMANDS: dict[str, str] = {
     "estimate": "jaxnst.cli.estimate",
     "reproduce": "jaxnst.cli.reproduce",
     "serve": "jaxnst.cli.serve",
+    "video": "jaxnst.cli.video",
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jaxnst._files import check_file
 from jaxnst.cli.common import Parser, config_argv, say
 from jaxnst.cli.stylize import build_parser, control_argv, run_stylize
 from jaxnst.errors import JaxnstError
@@ -23,8 +24,7 @@ def png_record(path: Path) -> dict:
     none."""
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
-        raise JaxnstError(f"{path} does not exist: give a PNG that jaxnst wrote")
+    check_file(path, "image", "give a PNG that jaxnst wrote")
     try:
         with Image.open(path) as im:
             text = getattr(im, "text", {}).get("jaxnst")
