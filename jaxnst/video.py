@@ -29,7 +29,7 @@ from jaxnst.errors import JaxnstError
 from jaxnst.single import stylize
 from jaxnst.vgg import Weights
 
-TEMPORAL_WEIGHT = 1e4  # the temporal term's weight beside the config's content and style weights
+TEMPORAL_WEIGHT = 1e3  # beside the content weight of 5, Ruder et al.'s ratio (their pixels too were 0..255)
 
 
 def _cv2():
@@ -82,8 +82,9 @@ def reliable(forward, backward) -> jax.Array:
 
 
 def temporal_loss(image: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean over pixels and channels of ``mask`` * (image - target)^2: images (..., H, W, C), mask (..., H, W)."""
-    return jnp.mean(mask[..., None] * jnp.square(image - target))
+    """Mean over pixels and channels of ``mask`` * (image - target)^2 in 8-bit levels (images in [0, 1] times
+    255: a value of 9 is a difference of 3 levels everywhere): images (..., H, W, C), mask (..., H, W)."""
+    return jnp.mean(mask[..., None] * jnp.square(255.0 * (image - target)))
 
 
 def with_temporal(loss_fn: Callable, target: jax.Array, mask: jax.Array, weight: jax.Array, image: jax.Array):

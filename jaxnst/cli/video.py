@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="a video (.mp4, .mov, .mkv, .webm, .gif; the input's audio is kept) or a folder for PNG "
                    "frames; a video's frames are kept in OUT_frames/")  # fmt: skip
+    p.add_argument("--style-coarse", nargs="+", metavar="STYLE", default=None,
+                   help="take the coarse structure from these images (as in the main command)")  # fmt: skip
     p.add_argument("--fps", type=float, default=None, help="frames per second to take (default: the clip's; 24 for "
                    "a folder)")  # fmt: skip
     p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="skip this much of the clip first")
@@ -85,7 +87,7 @@ def main(argv: list[str]) -> int:
     for path in (out, folder):
         if path.exists() and path.resolve() in {Path(p).resolve() for p in (source, *args.styles)}:
             raise JaxnstError(f"output {path} is also an input: it would be overwritten; give another -o")
-    for s in args.styles:
+    for s in (*args.styles, *(args.style_coarse or ())):
         if not Path(s).exists():
             raise JaxnstError(f"style image {s} does not exist: check the path")
     if out.exists() and kind == "video" and not (args.overwrite or args.resume):
@@ -101,12 +103,14 @@ def main(argv: list[str]) -> int:
     from jaxnst.image import load_image
 
     styles = [load_image(s, style_size(cfg)) for s in args.styles]
+    coarse = [load_image(s, style_size(cfg)) for s in args.style_coarse or ()]
     weights = weights_from_args(args, cfg)
     from jaxnst.record import make_record
     from jaxnst.weights import weights_digest
 
     record = make_record(cfg, command="video", content=source, styles=args.styles, weights=args.weights,
                          weights_sha256=weights_digest(weights.params), device=device_name(), output=out,
+                         style_coarse=args.style_coarse or (),
                          fps=clip.fps, start=args.start, frames=clip.count, temporal_weight=args.temporal_weight,
                          frame_steps=args.frame_steps)  # fmt: skip
     done = 0
@@ -127,7 +131,17 @@ def main(argv: list[str]) -> int:
     check_writable(folder, "-o", create=True)
     _write_record(folder / RECORD, record)
     enable_compilation_cache()
-    _run(args, cfg, clip, styles, weights, folder, done)
+    if not args.quiet:
+        from jaxnst.video import first_frame_steps
+
+        first = first_frame_steps(cfg)
+        later = first // 2 if args.frame_steps is None else args.frame_steps
+        how = (f"each later one {later} steps from the last one moved by the flow, temporal weight "
+               f"{args.temporal_weight:g}" if args.temporal_weight > 0 else "every frame on its own")  # fmt: skip
+        say(f"{clip.count} frames of {clip.hw[1]}x{clip.hw[0]} px at {clip.fps:g} fps"
+            + (f" ({done} done, going on)" if done else "")
+            + f": the first {first} steps, {how}; {weights.source}, on {device_name()}")  # fmt: skip
+    _run(args, cfg, clip, styles, coarse, weights, folder, done)
     if kind == "video":
         frames = [folder / f"frame_{k:05d}.png" for k in range(clip.count)]
         videoio.write_video(frames, clip.fps, out, audio_from=source if clip.audio else None, start=args.start)
@@ -144,7 +158,7 @@ def _write_record(path: Path, record: dict) -> None:
         Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
 
 
-def _run(args, cfg, clip, styles, weights, folder: Path, done: int) -> None:
+def _run(args, cfg, clip, styles, coarse, weights, folder: Path, done: int) -> None:
     """The frames from ``done`` on, each written as it finishes; a signal stops at a block's end."""
     import itertools
     import signal
@@ -175,7 +189,7 @@ def _run(args, cfg, clip, styles, weights, folder: Path, done: int) -> None:
 
             results = stylize_clip(frames, styles, weights, cfg, temporal_weight=args.temporal_weight,
                                    warm_start=args.temporal_weight > 0, frame_steps=args.frame_steps,
-                                   previous=previous, callback=progress)  # fmt: skip
+                                   previous=previous, callback=progress, coarse_styles=coarse or None)  # fmt: skip
             for k, image in enumerate(results, start=done):
                 save_image(image, folder / f"frame_{k:05d}.png")
                 bar.update(1)
