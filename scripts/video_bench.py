@@ -86,6 +86,17 @@ def losses(weights, cfg, frames, styles, outputs) -> dict[str, float]:
     return {k: round(v, 4) for k, v in sums.items() if k in ("content", "style")}
 
 
+def changes(outputs: list[np.ndarray], shift: int) -> list[np.ndarray]:
+    """What changed from each frame to the next beyond the camera's move: |frame i - frame i-1 moved by the
+    true flow|, four times brighter (the column the pan brings in is black)."""
+    out = []
+    for a, b in zip(outputs[:-1], outputs[1:], strict=True):
+        d = np.zeros_like(b)
+        d[:, :-shift] = np.clip(4 * np.abs(b[:, :-shift] - a[:, shift:]), 0, 1)
+        out.append(d)
+    return out
+
+
 def strip(outputs: list[np.ndarray], every: int) -> Image.Image:
     picked = [Image.fromarray(np.round(o * 255).astype(np.uint8)) for o in outputs[::every]]
     w, h = picked[0].size
@@ -141,7 +152,9 @@ def main() -> None:
         record["runs"].append(run)
         print(json.dumps(run), flush=True)
         stem = name.replace(" ", "_").replace(",", "")
-        strip(outputs, max(1, len(outputs) // 6)).save(args.out / f"strip_{stem}.jpg", quality=88)
+        every = max(1, len(outputs) // 6)
+        strip(outputs, every).save(args.out / f"strip_{stem}.png")
+        strip(changes(outputs, args.shift), every).save(args.out / f"changes_{stem}.png")
         if not args.weights_sweep and warm and weight:
             ims = [Image.fromarray(np.round(o * 255).astype(np.uint8)) for o in outputs]
             ims[0].save(args.out / "full.gif", save_all=True, append_images=ims[1:], duration=125, loop=0)

@@ -23,6 +23,8 @@ from PIL import Image
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 
+from test_web import multipart  # noqa: E402
+
 from jaxnst.cli import main  # noqa: E402
 from jaxnst.web.app import make_app  # noqa: E402
 from jaxnst.web.runs import Runner  # noqa: E402
@@ -40,15 +42,6 @@ def png(rng, h=24, w=32) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
-
-
-def multipart(files, fields) -> tuple[bytes, str]:
-    b = "jaxnst-test-boundary"
-    parts = [f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
-    for key, name, data in files:
-        head = f'--{b}\r\nContent-Disposition: form-data; name="{key}"; filename="{name}"\r\n'
-        parts.append(f"{head}Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
 
 
 def request(url, data=None, headers=None):
@@ -155,16 +148,15 @@ def test_a_signal_keeps_the_painted_image_and_the_queued_runs(tmp_path, weight_f
 
 
 @contextlib.contextmanager
-def live(app):
-    """``app`` under uvicorn on a free port of 127.0.0.1, in a thread of this process: the port."""
-    port = free_port()
+def serving(app, port):
+    """``app`` under uvicorn on ``port`` of 127.0.0.1, in a thread of this process."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.02)
     try:
-        yield port
+        yield
     finally:
         server.should_exit = True
         thread.join(10)
@@ -197,7 +189,8 @@ def test_the_server_memory_stays_bounded(tmp_path, vgg19, rng, monkeypatch):
     image = png(rng, 1000, 1000)  # noise: 3 MiB of PNG
     assert len(image) > 2.8 * 2**20
     body, kind = multipart([("content", "c.png", image), ("styles", "s.png", png(rng))], {**FAST, "steps": "3"})
-    with live(make_app(runner)) as port:
+    port = free_port()
+    with serving(make_app(runner), port):
         url = f"http://127.0.0.1:{port}/api/runs"
         assert request(url, body, {"content-type": kind})[0] == 201  # once first: what every request imports
         peak = PeakRSS()

@@ -3,13 +3,10 @@ opened from the address `jaxnst serve` prints (with its token), upload two image
 random weights, watch the image change, see the run finish; and a page of another local server that posts
 to it starts nothing. .ci/run installs the browser; without one these tests skip and say why."""
 
-import contextlib
 import http.server
 import io
 import shutil
-import socket
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -19,32 +16,14 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 webdriver = pytest.importorskip("selenium.webdriver")
 
+from test_serve import free_port, serving  # noqa: E402
+
 from jaxnst.cli.serve import page_url  # noqa: E402
 from jaxnst.web.app import make_app  # noqa: E402
 from jaxnst.web.runs import Runner  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(app, port):
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
