@@ -1,4 +1,5 @@
-"""Atomic file writes: readers never see a half-written output."""
+"""Files: atomic writes (readers never see a half-written output), whether a path is a file to read, and leaving
+at once on a signal without leftovers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from jaxnst.errors import JaxnstError
 
-_PENDING: set[str] = set()  # temporary files being written, for remove_pending
+_PENDING: set[str] = set()  # temporary files being written, for leave_at_once
 
 
 @contextlib.contextmanager
