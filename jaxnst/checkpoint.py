@@ -32,12 +32,17 @@ def _leaves(state: State) -> dict[str, jax.Array]:
     return {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
-def save_checkpoint(path: str | os.PathLike, state: State, meta: dict) -> None:
-    """Writes ``state`` (fetched to the host) and ``meta`` to ``path`` (an ``.npz``), atomically."""
-    arrays = {k: np.asarray(v) for k, v in _leaves(jax.device_get(state)).items()}
+def save_tree(path: str | os.PathLike, tree, meta: dict) -> None:
+    """Writes the pytree ``tree`` (fetched to the host) and ``meta`` to ``path`` (an ``.npz``), atomically."""
+    arrays = {k: np.asarray(v) for k, v in _leaves(jax.device_get(tree)).items()}
     arrays[_META] = np.array(json.dumps({"format": FORMAT, **meta}))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
+
+
+def save_checkpoint(path: str | os.PathLike, state: State, meta: dict) -> None:
+    """Writes ``state`` and ``meta`` to ``path`` (an ``.npz``), atomically (``save_tree``)."""
+    save_tree(path, state, meta)
 
 
 def _damaged(path: Path, e: Exception) -> JaxnstError:
@@ -60,16 +65,7 @@ def read_meta(path: str | os.PathLike) -> dict:
     from jaxnst.record import read_record
 
     path = Path(path)
-    check_file(path, "checkpoint", "give the .npz a run wrote")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f[_META]))
-    except _UNREADABLE as e:
-        raise _damaged(path, e) from None
-    if not isinstance(meta, dict):
-        raise JaxnstError(f"{path} is not a jaxnst checkpoint: its meta is a {type(meta).__name__}, not an object")
-    if meta.get("format") != FORMAT:
-        raise JaxnstError(f"checkpoint {path} has format {meta.get('format')}; this jaxnst reads format {FORMAT}")
+    meta = read_meta_only(path, "give the .npz a run wrote")
 
     def damaged(name: str, want: str) -> JaxnstError:
         return JaxnstError(f"checkpoint {path}: its {name} is {meta.get(name)!r}, not {want}: it is damaged; start "
@@ -95,10 +91,25 @@ def _most_steps(config: dict) -> int:
     return max(n for _, n in scale_schedule(cfg))
 
 
-def load_checkpoint(path: str | os.PathLike, template: State) -> tuple[State, dict]:
-    """The state saved in ``path``, in the structure, shapes and dtypes of ``template``, and its meta (``read_meta``).
-    A state no run can have saved (NaN pixels, a step past its run's) is refused as damaged."""
-    meta = read_meta(path)
+def read_meta_only(path: str | os.PathLike, fix: str) -> dict:
+    """The JSON ``meta`` object of an ``.npz`` ``save_tree`` wrote, of this ``FORMAT``; else a ``JaxnstError``."""
+    path = Path(path)
+    check_file(path, "checkpoint", fix)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f[_META]))
+    except _UNREADABLE as e:
+        raise _damaged(path, e) from None
+    if not isinstance(meta, dict):
+        raise JaxnstError(f"{path} is not a jaxnst checkpoint: its meta is a {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise JaxnstError(f"checkpoint {path} has format {meta.get('format')}; this jaxnst reads format {FORMAT}")
+    return meta
+
+
+def read_tree(path: str | os.PathLike, template, finite: tuple[str, ...] = ()):
+    """The pytree saved in ``path`` in the structure, shapes and dtypes of ``template``, every leaf whose name
+    starts with one of ``finite`` checked finite; else a ``JaxnstError`` saying how the file differs."""
     want = _leaves(template)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -115,18 +126,25 @@ def load_checkpoint(path: str | os.PathLike, template: State) -> tuple[State, di
         if have[k].shape != t.shape or have[k].dtype != t.dtype:
             raise JaxnstError(
                 f"checkpoint {path}: {k} is {have[k].dtype}{list(have[k].shape)}, this run needs "
-                f"{t.dtype}{list(t.shape)} (another image size?)"
+                f"{t.dtype}{list(t.shape)} (another image size, or network?)"
             )
-    if not all(np.all(np.isfinite(have[k])) for k in _PIXELS):
+    if finite and not all(np.all(np.isfinite(a)) for k, a in have.items() if k.startswith(finite)):
         raise JaxnstError(
             f"checkpoint {path} holds NaN or infinite values: it is damaged; start again without --resume"
         )
-    step, stop, most = int(have[".step"]), int(have[".stop"]), _most_steps(meta["config"])
+    leaves = [have[jax.tree_util.keystr(p)] for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
+    return jax.tree.unflatten(jax.tree.structure(template), [jax.numpy.asarray(a) for a in leaves])
+
+
+def load_checkpoint(path: str | os.PathLike, template: State) -> tuple[State, dict]:
+    """The state saved in ``path``, in the structure, shapes and dtypes of ``template``, and its meta (``read_meta``).
+    A state no run can have saved (NaN pixels, a step past its run's) is refused as damaged."""
+    meta = read_meta(path)
+    state = read_tree(path, template, _PIXELS)
+    step, stop, most = int(state.step), int(state.stop), _most_steps(meta["config"])
     if step not in range(most + 1) or stop not in STOP_REASONS:
         what = (
             f"step {step} is not one of its run's (0 to {most})" if stop in STOP_REASONS else f"stop {stop} is unknown"
         )
         raise JaxnstError(f"checkpoint {path}: {what}: it is damaged; start again without --resume")
-    leaves = [have[jax.tree_util.keystr(p)] for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
-    state = jax.tree.unflatten(jax.tree.structure(template), [jax.numpy.asarray(a) for a in leaves])
     return state, meta

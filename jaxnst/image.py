@@ -22,6 +22,8 @@ from jaxnst.errors import JaxnstError
 T = TypeVar("T")
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+# The file names read as images where a folder is searched (``jaxnst batch``, ``jaxnst train``): what Pillow reads.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

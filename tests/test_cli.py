@@ -21,6 +21,7 @@ def run(argv, capsys):
     return code, err
 
 
+@pytest.mark.slow
 def test_end_to_end_subprocess(images_dir, tmp_path):
     out = tmp_path / "out.png"
     cmd = [
@@ -49,6 +50,15 @@ def test_end_to_end_subprocess(images_dir, tmp_path):
     losses = [float(m) for m in re.findall(r"step\s+\d+/30\s+loss (\S+)", r.stderr)]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert re.search(r"wrote .* after 30 steps .* s/step .* on cpu", r.stderr)
+
+
+def test_the_bar_shows_the_first_step_at_once(images_dir, tmp_path, capsys):
+    """The first block is one step: the bar draws 1/20 when it is done, not 0/20 until the next block ends."""
+    argv = [images_dir / "coffee.png", images_dir / "the_scream.jpg", *FAST, "--steps", "20", "-o", tmp_path / "o.png"]
+    code, err = run(argv, capsys)
+    assert code == 0, err
+    drawn = re.findall(r"\b(\d+)/20 \[", err)
+    assert "1" in drawn and drawn[-1] == "20", drawn
 
 
 def test_same_seed_same_pixels(images_dir, tmp_path, capsys):
@@ -163,6 +173,11 @@ def test_output_given_as_a_style_is_caught(images_dir, tmp_path, capsys, monkeyp
     Image.new("RGB", (8, 8)).save(tmp_path / "out.png")
     code, err = run(argv, capsys)
     assert code == 2 and "style image out.png is also the output file" in err, err
+    # `-o` naming the one style: a style, not an output typed without -o, so no "use -o" for it.
+    (tmp_path / "starry.jpg").write_bytes((images_dir / "starry_night.jpg").read_bytes())
+    code, err = run([images_dir / "chelsea.png", "starry.jpg", "-o", "starry.jpg", *FAST, "--quiet"], capsys)
+    assert code == 2 and "output starry.jpg is also the style image starry.jpg" in err and "use -o" not in err, err
+    assert "give another -o" in err
 
 
 @pytest.mark.parametrize("flag", ["--no-download", None])
@@ -247,6 +262,7 @@ def test_size_auto_also_keeps_within_the_time_budget(images_dir, tmp_path, capsy
     assert code == 0, err
     # 15 s for 30 steps of 1 s x (S / 256)^2: S = 256 / sqrt(2) = 181, so 160 (a multiple of 32).
     assert "--size auto: 160 px, set by --time-budget 0.25 min (memory allows" in err, err
+    assert re.search(r"the run takes about \d+ min here, after the \d+ s this choice took\)", err), err
     assert max(Image.open(out).size) == 160
     code, err = run([*args, "--time-budget", "0", "-o", tmp_path / "x.png"], capsys)
     assert code == 2 and "--time-budget 0.0 must be a positive number of minutes" in err

@@ -126,6 +126,7 @@ def test_an_output_that_fails_at_the_end_is_rescued(pair, tmp_path, capsys, monk
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.slow
 def test_checkpoint_and_resume_give_the_uninterrupted_pixels(pair, tmp_path, capsys, optimizer):
     c, s = pair
     args = [c, s, *FAST, "--optimizer", optimizer, "--init", "noise", "--quiet"]
@@ -158,6 +159,7 @@ def test_checkpoint_and_resume_give_the_uninterrupted_pixels(pair, tmp_path, cap
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.slow
 def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
     """A real process, stopped after its first step: it saves and exits 128 + signal; --resume goes on."""
     c, s = pair
@@ -179,6 +181,7 @@ def test_a_signal_saves_the_image_and_a_checkpoint(pair, tmp_path, sig, code):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_a_signal_before_the_run_leaves_at_once(pair, tmp_path):
     """Ctrl-C during JAX's import (an ImportError traceback, a C++ abort, or swallowed by JAX's gc
     callback and the run went on) and during ``--size auto``'s timing (a segfault): one line, 130."""
@@ -194,6 +197,7 @@ def test_a_signal_before_the_run_leaves_at_once(pair, tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted([c.name, s.name])
 
 
+@pytest.mark.slow
 def test_a_closed_stderr_is_no_failure(pair, tmp_path):
     """Started with `2>&-`: the progress bar failed on it (exit 1, no message); errors now go to stdout."""
     c, s = pair
@@ -287,6 +291,7 @@ def test_no_steps_at_all_is_refused(pair, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
 def test_the_png_records_its_run_and_reproduce_remakes_it(pair, tmp_path, capsys):
     import json
 
@@ -418,6 +423,7 @@ def test_keyboard_interrupt_is_exit_130_and_one_line(monkeypatch, capsys):
     assert code == 130 and err == "jaxnst: interrupted\n"
 
 
+@pytest.mark.slow
 def test_a_multiscale_run_stopped_mid_scale_resumes_to_the_same_pixels(pair, tmp_path, capsys, monkeypatch):
     """Coarse to fine with a moving average: a stop at the second scale saves a checkpoint of that
     scale; --resume finishes the run as if it had not stopped. Lines name the scale's size."""

@@ -28,6 +28,7 @@ def test_fine_and_coarse_styles_split_the_layers(vgg19, rng):
     jax.tree.map(np.testing.assert_array_equal, split.content, only_a.content)
 
 
+@pytest.mark.slow
 def test_fine_equal_to_coarse_is_the_single_style_run(vgg19, rng):
     content, a = pictures(rng, (32, 32), (32, 24))
     cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2)  # two scales: the coarse style shrinks too
@@ -102,6 +103,7 @@ def test_complementary_regions_of_one_style_with_equal_statistics_equal_the_plai
                                    rtol=1e-5, err_msg=statistic)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_an_all_ones_content_mask_is_the_unmasked_run(vgg19, rng):
     content, a = pictures(rng, (32, 32), (32, 24))
     for statistic in ("gram", "w2"):
@@ -113,6 +115,7 @@ def test_an_all_ones_content_mask_is_the_unmasked_run(vgg19, rng):
         np.testing.assert_allclose(got, want, atol=1e-4, err_msg=statistic)
 
 
+@pytest.mark.slow
 def test_two_regions_take_their_own_styles(vgg19, rng):
     """Each region's style loss falls when the region is painted; a style mask picks part of a style."""
     content, a, b = pictures(rng, (32, 32), (32, 32), (32, 32))
@@ -139,6 +142,7 @@ def cli(argv, capsys):
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_controls_and_reproduce(images_dir, tmp_path, capsys):
     """Masks, coarse styles and colour from the command line; `jaxnst reproduce` gives them back."""
     from PIL import Image
@@ -218,6 +222,7 @@ def test_one_mask_count_check_speaks_for_the_library_and_the_cli(vgg19, rng, ima
     assert errors[0].for_cli() == "1 --content-masks for 2 style images: give one per style"
 
 
+@pytest.mark.slow
 def test_batch_items_with_regions_equal_single_runs(vgg19, rng):
     """Multi-scale, W2, two regions per item, a style mask on one: each item is its single run."""
     contents = pictures(rng, (32, 32), (32, 32))
@@ -236,6 +241,7 @@ def test_batch_items_with_regions_equal_single_runs(vgg19, rng):
         np.testing.assert_allclose(out, want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_items_with_coarse_styles_equal_single_runs(vgg19, rng):
     """Two scales, per-item coarse styles (one item without): each item is its single run (the Gram:
     W2's batched eigh rounds apart from the single one), and the coarse style changes the image."""

@@ -17,7 +17,9 @@ The table covers:
   decompression bomb, a damaged ICC profile, a 16-bit PNG with a bad CRC; ``--bit-depth 16`` with a JPEG;
 - 12. absurd values: ``--size``, ``--steps``, ``--style-scale``, ``--style-layer-ratio``, ``--trace`` into no folder,
   ``serve --runs`` a file, ``--host`` and ``--port``/``--web`` that cannot be (before any weight is loaded);
-- 14. mistakes: a mistyped command, ``-o`` into a missing folder or onto the content, the output as a style.
+- 14. mistakes: a mistyped command, ``-o`` into a missing folder or onto the content, the output as a style;
+- fast networks: model files for ``jaxnst apply`` (not HDF5, VGG weights, absurd architecture, NaN, links), and
+  ``jaxnst train``'s photos, values and checkpoints.
 
 The kinds that need a process, a signal, a server or a full disk have dedicated tests elsewhere:
 
@@ -728,12 +730,108 @@ MISTAKES = [
 ]
 
 
+# --- fast networks: `jaxnst apply MODEL`, `jaxnst train` ------------------------------------------------------------
+
+
+def model_file(change=None, name="m.h5"):
+    """A tiny model file ``jaxnst train`` could have written, then ``change(h5 file)``; `jaxnst apply` of it."""
+
+    def make(ctx):
+        import jax
+
+        from jaxnst import fast
+
+        net = fast.TransformNet(width=2, blocks=1)
+        path = ctx.tmp / name
+        fast.save_model(fast.Model(net, fast.init_params(net, jax.random.key(0)), {}), path)
+        if change:
+            with h5py.File(path, "a") as f:
+                change(f)
+        return ["apply", path, ctx.d / "content.png", "-o", ctx.tmp / "out.png"]
+
+    return make
+
+
+def model_attr(**attrs):
+    return model_file(lambda f: f.attrs.update(attrs))
+
+
+def model_written(write):
+    def make(ctx):
+        write(ctx.tmp / "m.h5")
+        return ["apply", ctx.tmp / "m.h5", ctx.d / "content.png", "-o", ctx.tmp / "out.png"]
+
+    return make
+
+
+def nan_leaf(f):
+    f["out/conv/bias"][0] = np.nan
+
+
+def linked_leaf(f):
+    with h5py.File(f.filename.replace("m.h5", "elsewhere.h5"), "w") as g:
+        g.create_dataset("bias", data=np.zeros(3, np.float32))
+    del f["out/conv/bias"]
+    f["out/conv/bias"] = h5py.ExternalLink("elsewhere.h5", "/bias")
+
+
+def train(*flags, data=None):
+    return lambda ctx: ["train", ctx.d / "style.png", "-o", ctx.tmp / "m.h5", "--data", data(ctx) if data else ctx.d,
+                        "--weights", "random", *flags]  # fmt: skip
+
+
+def empty_folder(ctx):
+    (ctx.tmp / "empty").mkdir()
+    return ctx.tmp / "empty"
+
+
+def damaged_training_checkpoint(ctx):
+    (ctx.tmp / "m.h5.ckpt.npz").write_bytes(b"PK\x03\x04 not a zip")
+    return train("--resume")(ctx)
+
+
+MODELS = [
+    ("apply a model not HDF5", model_written(lambda p: p.write_text("hello")), "is not a jaxnst model (not an HDF5"),
+    ("apply VGG weights as a model", model_written(lambda p: jaxnst_h5(p)), "without format='jaxnst-fast'"),
+    ("apply a model of width 10**9", model_attr(width=10**9), "its width is 1000000000, not a whole number in 1..256"),
+    ("apply a model of another version", model_attr(version=2), "has version 2; this jaxnst reads 1"),
+    ("apply a model whose info is not JSON", model_attr(info="{"), "its info is not a JSON object"),
+    ("apply a model with NaN", model_file(nan_leaf), "out/conv/bias holds NaN or infinite values"),
+    ("apply a model with a leaf elsewhere", model_file(linked_leaf), "is a link (ExternalLink)"),
+    (
+        "apply a model with a missing leaf",
+        model_file(lambda f: f.__delitem__("out/conv/bias")),
+        "missing ['out/conv/bias']",
+    ),
+    (
+        "apply onto the photo",
+        lambda ctx: [*model_file()(ctx)[:3], "-o", ctx.d / "content.png", "--overwrite"],
+        "content.png is also an input",
+    ),  # fmt: skip
+    ("train --data a file", train(data=lambda ctx: ctx.d / "content.png"), "content.png: not a folder"),
+    ("train --data an empty folder", train(data=empty_folder), "empty: no image in it"),
+    ("train --crop 8", train("--crop", "8"), "--crop 8 is too small"),
+    ("train --lr -1", train("--lr", "-1"), "--lr -1.0 must be a number > 0"),
+    (
+        "train -o the style",
+        lambda ctx: [*train()(ctx)[:3], ctx.d / "style.png", *train()(ctx)[4:]],
+        "style.png is also an input",
+    ),  # fmt: skip
+    ("train --resume without a checkpoint", train("--resume"), "m.h5.ckpt.npz does not exist: start without --resume"),
+    (
+        "train --resume a damaged checkpoint",
+        damaged_training_checkpoint,
+        "is not a jaxnst checkpoint, or it is damaged",
+    ),
+]
+
+
 def files(*folders):
     return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 TABLE = [*CHECKPOINTS, *WEIGHTS, *BINS, *RECORDS, *NAMES, *RECORD_FLAGS, *RESUMES, *CONVERTS, *USELESS, *IMAGES,
-         *ABSURD, *MISTAKES]  # fmt: skip
+         *ABSURD, *MISTAKES, *MODELS]  # fmt: skip
 ROWS = [row if hasattr(row, "marks") else pytest.param(*row, id=row[0]) for row in TABLE]
 
 

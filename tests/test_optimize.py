@@ -114,6 +114,7 @@ def test_any_optax_chain_and_a_vmapped_batch(rng):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.slow
 def test_state_continued_equals_uninterrupted_run(vgg19, rng, optimizer):
     """k steps, the State held (here: copied to NumPy and back, as a checkpoint would be), then m
     more, give what k + m uninterrupted steps give; tol keeps counting across the break."""
@@ -134,6 +135,7 @@ def test_state_continued_equals_uninterrupted_run(vgg19, rng, optimizer):
     assert not np.allclose(held.image, whole.image)  # the steps did something
 
 
+@pytest.mark.slow
 def test_lbfgs_decreases_loss(vgg19, rng):
     c = rng.uniform(size=(24, 24, 3)).astype(np.float32)
     s = rng.uniform(size=(24, 32, 3)).astype(np.float32)

@@ -16,6 +16,7 @@ def test_the_five_examples_are_there():
     assert [title[:3] for title, _ in BLOCKS] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[title[:3] for title, _ in BLOCKS])
 def test_block_runs_alone(code, tmp_path, monkeypatch, capsys):
     real = os.environ.get("JAXNST_REAL_WEIGHTS")

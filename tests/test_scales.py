@@ -57,6 +57,7 @@ def test_output_is_the_bias_corrected_moving_average_of_the_iterates(vgg19, rng)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.slow
 def test_rescale_carries_the_state_up(vgg19, rng, optimizer):
     cfg = Config(style_weight=1e3, lr=0.05, optimizer=optimizer, **LAYERS)
     c, loss_fn, spec = problem_for(vgg19, rng, cfg)
@@ -85,6 +86,7 @@ def multiscale_config(**kw):
     return Config(size=32, min_size=16, steps=3, initial_steps=4, style_weight=1e3, lr=0.05, **LAYERS, **kw)
 
 
+@pytest.mark.slow
 def test_multiscale_runs_each_scale_and_compiles_each_shape_once(vgg19, rng):
     cfg = multiscale_config(ema=0.5)
     c = rng.uniform(size=(32, 24, 3)).astype(np.float32)
@@ -105,6 +107,7 @@ def test_multiscale_runs_each_scale_and_compiles_each_shape_once(vgg19, rng):
     np.testing.assert_array_equal(out, seen[-1].image)  # and the same result
 
 
+@pytest.mark.slow
 def test_multiscale_resumed_mid_scale_equals_uninterrupted(vgg19, rng):
     cfg = multiscale_config(ema=0.5)
     c = rng.uniform(size=(32, 24, 3)).astype(np.float32)
@@ -224,6 +227,7 @@ def test_scales_drives_any_problem_coarse_to_fine():
     np.testing.assert_allclose(x, 0.25 - 0.25 * 0.8**8, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_nan_at_a_coarse_scale_ends_the_run_at_the_contents_shape(vgg19, rng):
     """A loss that overflows stops the whole run at once (no more scales), says why once, and the
     image returned still has the content's shape."""

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,6 +101,7 @@ def serve(tmp_path, weights):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
 def test_serve_prints_its_token_and_stops_on_a_signal(tmp_path, weight_file, sig):
     p, url, port = serve(tmp_path, weight_file)
     try:
@@ -115,6 +117,7 @@ def test_serve_prints_its_token_and_stops_on_a_signal(tmp_path, weight_file, sig
         p.kill()
 
 
+@pytest.mark.slow
 def test_a_signal_keeps_the_painted_image_and_the_queued_runs(tmp_path, weight_file, rng):
     """SIGHUP (a closed terminal; uvicorn alone would not stop on it): the run being painted keeps its image as
     its result, the queued one stays queued on disk for the next `jaxnst serve --runs`."""
@@ -145,6 +148,33 @@ def test_a_signal_keeps_the_painted_image_and_the_queued_runs(tmp_path, weight_f
     painted, queued = (json.loads((runs / i / "run.json").read_text()) for i in ids)
     assert painted["status"] == "stopped" and queued["status"] == "queued"
     assert Image.open(runs / ids[0] / "result_0.png").size == (32, 24)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+def test_the_curl_session_of_docs_web_md_drives_a_real_server(tmp_path, weight_file, rng):
+    """docs/web.md's block as a script runs it, against `jaxnst serve` (at 32 px for its 256, gram, one scale)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "web.md").read_text()
+    (block,) = re.findall(r"```bash\n(.*?)```", text, re.S)
+    first, script = block.split("\n", 1)
+    assert first.startswith("URL=") and script.count("-F size=256 -F steps=100") == 2
+    small = " ".join(f"-F {k}={v}" for k, v in {**FAST, "steps": 3}.items())
+    script = script.replace("-F size=256 -F steps=100", small)
+    for name in ("photo.jpg", "style.jpg"):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / name)
+    p, url, _ = serve(tmp_path, weight_file)
+    try:
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env={**os.environ, "URL": url},
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        p.kill()
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line[6:]) for line in r.stdout.splitlines() if line.startswith("data: ")]
+    assert events[-1]["status"] == "done" and events[-1]["step"] == events[-1]["steps"] == 3, events[-1]
+    assert json.loads(Image.open(tmp_path / "out.png").text["jaxnst"])["config"]["steps"] == 3
+    runs = json.loads(r.stdout[r.stdout.rindex('{"runs"') :])["runs"]  # the last command's answer
+    assert [run["sweep"] for run in runs] == [{"style_weight": [0.3, 1.0, 3.0]}, {}]
+    assert runs[0]["status"] in ("running", "stopped") and runs[1]["status"] == "done"
 
 
 @contextlib.contextmanager
@@ -180,6 +210,7 @@ class PeakRSS(threading.Thread):
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status (Linux)")
+@pytest.mark.slow
 def test_the_server_memory_stays_bounded(tmp_path, vgg19, rng, monkeypatch):
     """A 400 MiB upload sent chunked, then 50 submissions of a 3 MiB image (20 queue, 30 are refused: the queue
     is full): the process grows by less than 100 MB. Kept in memory, the upload would be 160 MiB (the cap) and

@@ -9,6 +9,7 @@ import pytest
 import jaxnst
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from torch_nst import TorchNST  # noqa: E402
 

@@ -82,6 +82,7 @@ def pan(images_dir, n, step=3):
     return [photo[8:40, step * k : step * k + 48] for k in range(n)]
 
 
+@pytest.mark.slow
 def test_a_clip_resumed_from_its_written_frames_is_the_uninterrupted_one(images_dir, vgg19):
     frames = pan(images_dir, 3)
     style = jaxnst.load_image(images_dir / "starry_night.jpg", 48)
@@ -96,6 +97,7 @@ def test_a_clip_resumed_from_its_written_frames_is_the_uninterrupted_one(images_
     assert not np.array_equal(alone[1], whole[1])  # frame by frame is another image
 
 
+@pytest.mark.slow
 def test_stylize_objective_adds_a_term(images_dir, vgg19):
     """The hook a researcher (and jaxnst.video) adds a term through: it is optimised and reported."""
     content = jaxnst.load_image(images_dir / "tubingen.jpg", 32)

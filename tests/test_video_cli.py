@@ -32,6 +32,7 @@ def style(images_dir, tmp_path):
     return images_dir / "starry_night.jpg"
 
 
+@pytest.mark.slow
 def test_a_clip_with_sound_in_and_out_then_resumed_to_the_same_frames(tmp_path, style, capsys):
     clip = make_clip(tmp_path / "in.mp4", audio="aac")  # 10 frames of 32x24 at 10 fps, a tone
     out = tmp_path / "out.mp4"
@@ -62,6 +63,7 @@ def test_a_clip_with_sound_in_and_out_then_resumed_to_the_same_frames(tmp_path, 
     assert code == 2 and "holds frames of an earlier run: add --resume" in err[0]
 
 
+@pytest.mark.slow
 def test_a_signal_keeps_the_finished_frames(tmp_path, style, images_dir):
     folder = tmp_path / "pan"
     folder.mkdir()

@@ -105,6 +105,7 @@ def test_a_run_reports_progress_and_keeps_its_result(server, rng, capsys):
     assert [r["id"] for r in client.get("/api/runs").json()["runs"]] == [run_id]
 
 
+@pytest.mark.slow
 def test_a_sweep_is_one_batch_of_images_side_by_side(server, rng):
     runner, client = server
     r = start(client, rng, sweep_field="style_weight", sweep_values="1, 1e4")
@@ -153,6 +154,7 @@ def test_bad_uploads_and_settings_are_refused_with_a_message(server, rng, conten
     assert list(runner.folder.iterdir()) == []  # nothing left of the rejected run
 
 
+@pytest.mark.slow
 def test_a_coarse_style_changes_the_result_and_is_recorded(server, rng):
     """An optional coarse-style upload, split at relu1_1 (the layers after it from the coarse style): the run
     finishes, its image differs from the same run without it, and its record names the upload."""
@@ -294,7 +296,9 @@ def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
             "--min-size", "none", "--steps", "4", "--style-layers", "relu1_1", "--content-layers", "relu1_1",
             "-o", out, "--web", port]  # fmt: skip
     assert main([str(a) for a in argv]) == 0 and out.exists()
-    (token,) = re.findall(rf"watch it paint at http://127.0.0.1:{port}/\?token=(\S+) ", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    (token,) = re.findall(rf"watch it paint at http://127.0.0.1:{port}/\?token=(\S+) ", err)
+    assert re.search(r"(^|\n)jaxnst: watch it paint at ", err), err  # its own line, not after the bar
     base = f"http://127.0.0.1:{port}/api/runs"
     with pytest.raises(urllib.error.HTTPError) as e:  # the page needs the printed address, as serve's
         urllib.request.urlopen(base, timeout=10)
@@ -390,6 +394,7 @@ def test_the_queue_and_the_size_are_bounded(server, rng, monkeypatch):
     wait_for(runner, first, lambda r: r.status == "stopped")
 
 
+@pytest.mark.slow
 def test_a_stopping_server_keeps_the_painted_image_and_the_queue(tmp_path, vgg19, rng):
     """``close`` (what a signal to `jaxnst serve` does): the run being painted stops at the end of its block,
     its image kept as its result; the queued one stays queued on disk and the next server runs it."""

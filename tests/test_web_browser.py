@@ -15,6 +15,7 @@ from PIL import Image
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 webdriver = pytest.importorskip("selenium.webdriver")
+pytestmark = pytest.mark.slow  # a browser start and a run: `pytest -m slow tests/test_web_browser.py`
 
 from test_serve import free_port, serving  # noqa: E402
 

@@ -43,6 +43,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 # own column).
 SWEEPABLE = settings("sweep")
 GRID_NAME, TRACE_NAME = "grid.png", "trace.json"
+GRID_TEXT = "jaxnst-grid"  # the grid's PNG text chunk: a later run into the same folder knows it for a result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +165,24 @@ def parse_sweeps(texts: list[str]) -> dict[str, list[tuple[str, object]]]:
     return out
 
 
+def _made_here(path: Path, out: Path) -> bool:
+    """``path`` is a PNG that ``jaxnst batch`` wrote into ``out``: an image whose record names it as its output, or
+    the grid."""
+    from PIL import Image
+
+    if path.suffix.lower() != ".png" or path.parent.resolve() != out.resolve():
+        return False
+    try:
+        with Image.open(path) as im:
+            text = dict(getattr(im, "text", {}))
+        record = json.loads(text.get("jaxnst", "{}"))
+    except (OSError, ValueError, Image.DecompressionBombError):  # not an image jaxnst wrote: a content
+        return False
+    if path.name == GRID_NAME and GRID_TEXT in text:
+        return True
+    return isinstance(record, dict) and record.get("command") == "batch" and record.get("output") == str(path.resolve())
+
+
 def _unique_stems(paths: list[Path], what: str) -> list[str]:
     stems = [p.stem for p in paths]
     for s in stems:
@@ -219,7 +238,7 @@ def _finite(x: float) -> float | None:
 def run_batch(args: argparse.Namespace) -> None:
     """``jaxnst batch``: plan the items (flags and paths, before anything is read), load, run the library
     with a reporter (bar, trace, each finished image with its record), finish (grid, summary)."""
-    enable_compilation_cache()  # before anything compiles
+    cache = enable_compilation_cache()  # before anything compiles
     if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
         import jax
 
@@ -229,7 +248,7 @@ def run_batch(args: argparse.Namespace) -> None:
     plan = _plan(args)
     run = _load(args, plan)
     plan = plan._replace(todo=[i for i in plan.todo if plan.items[i]["ci"] not in run.skipped])
-    report = _Report(args, plan, run)
+    report = _Report(args, plan, run, cache)
     t0 = time.perf_counter()
     if plan.todo:
         with stop_requests() as report.stop:  # a signal stops at a block's end; finished images stay
@@ -283,14 +302,17 @@ def _plan(args: argparse.Namespace) -> _Plan:
     ]
     for _, c in combos:
         validate(c)  # before any image or weight is read
-    content_paths = find_images(args.content)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise JaxnstError(f"--out {out} is a file: give a folder")
+    # --out may be a content folder: what an earlier run wrote there is a result (kept), not a content
+    content_paths = [p for p in find_images(args.content) if not _made_here(p, out)]
+    if not content_paths:
+        raise JaxnstError(f"--content {' '.join(args.content)}: its only images are results of jaxnst batch")
     style_paths = [Path(s) for s in args.style]
     coarse_paths = [Path(s) for s in args.style_coarse or ()]
     content_names = _unique_stems(content_paths, "content")
     style_names = _unique_stems(style_paths, "style")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise JaxnstError(f"--out {out} is a file: give a folder")
     items = []
     for ci, cname in enumerate(content_names):
         for si, sname in enumerate(style_names):
@@ -298,9 +320,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
                 suffix = "".join(f"__{k}={v}" for k, v in text.items())
                 items.append({"ci": ci, "si": si, "values": values, "cfg": c, "name": f"{cname}__{sname}{suffix}"})
     inputs = {p.resolve() for p in [*content_paths, *style_paths, *coarse_paths]}
-    for it in items:
-        if (out / f"{it['name']}.png").resolve() in inputs:
-            raise JaxnstError(f"output {out / (it['name'] + '.png')} is also an input image: give another --out")
+    for name in [f"{it['name']}.png" for it in items] + ([GRID_NAME] if args.grid else []):
+        if (out / name).resolve() in inputs:
+            raise JaxnstError(f"output {out / name} is also an input image: give another --out")
     # Finished items are kept (a re-run finishes a folder); they must be there on every host.
     todo = [i for i, it in enumerate(items) if args.overwrite or not (out / f"{it['name']}.png").exists()]
     trace = Path(args.trace) if args.trace else out / TRACE_NAME
@@ -349,7 +371,7 @@ class _Report:
 
     CELL = 192  # contact-sheet square per image
 
-    def __init__(self, args: argparse.Namespace, plan: _Plan, run: _Run):
+    def __init__(self, args: argparse.Namespace, plan: _Plan, run: _Run, cache: str | None = None):
         from PIL import Image
         from tqdm import tqdm
 
@@ -364,6 +386,9 @@ class _Report:
             f"jaxnst batch: {len(run.contents)} content x {len(run.styles)} style x {len(plan.texts)} setting(s) = "
             f"{len(items)} images at {cfg.size} px{kept}, {source}, on {device_name()}"
         )
+        if todo:  # the silent part: tens of seconds on a CPU before the bar moves
+            cached = f"kept in {cache} for the next run" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
+            self.say(f"jaxnst batch: compiling the targets and the step for each image shape ({cached})...")
         # Each item's steps over all its scales; a bucket's long side may differ from --size, and with it the
         # scales: the library's count (``p.steps``) then corrects the total.
         self.total = {i: sum(n for _, n in scale_schedule(items[i]["cfg"])) for i in todo}
@@ -457,6 +482,7 @@ class _Report:
 
     def finish(self, wall: float) -> None:
         from PIL import Image
+        from PIL.PngImagePlugin import PngInfo
 
         from jaxnst._files import atomic_path
 
@@ -471,8 +497,10 @@ class _Report:
             cells = [[self.thumbs.get(r * cols + c, blank) for c in range(cols)] for r in range(len(content_names))]
             col_labels = ["\n".join([s, *(f"{k}={v}" for k, v in text.items())])
                           for s in style_names for text in plan.texts]  # fmt: skip
+            text = PngInfo()
+            text.add_text(GRID_TEXT, "the contact sheet of jaxnst batch")
             with atomic_path(plan.out / GRID_NAME) as tmp:
-                contact_sheet(cells, content_names, col_labels, self.CELL).save(tmp, "PNG")
+                contact_sheet(cells, content_names, col_labels, self.CELL).save(tmp, "PNG", pnginfo=text)
             extra.insert(0, GRID_NAME)
         buckets = sorted({tuple(e["bucket"]) for e in self.trace["items"] if "bucket" in e})
         self.say(

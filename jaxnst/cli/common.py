@@ -291,4 +291,6 @@ SUBCOMMANDS: dict[str, str] = {
     "reproduce": "jaxnst.cli.reproduce",
     "serve": "jaxnst.cli.serve",
     "video": "jaxnst.cli.video",
+    "train": "jaxnst.cli.train",
+    "apply": "jaxnst.cli.apply",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxnst.cli.common import Parser, add_config_flags, config_from_args
+from jaxnst.cli.common import Parser, add_config_flags, config_from_args, say
 from jaxnst.config import style_size
 
 
@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     cfg = config_from_args(args)
     cw, ch = fit_long_side(image_size(args.content), cfg.size)
     style_hw = [fit_long_side(image_size(s), style_size(cfg))[::-1] for s in args.styles]
+    say(f"compiling the step for {cw}x{ch} to read its memory (tens of seconds on a CPU; nothing is run)...")
     est = estimate((ch, cw), style_hw, cfg)
     mib = lambda b: f"{b / 2**20:.0f} MiB"  # noqa: E731
     d = jax.devices()[0]

@@ -138,7 +138,10 @@ def _auto_size(args: argparse.Namespace) -> int:
         raise JaxnstError(f"--time-budget {args.time_budget} must be a positive number of minutes")
     content, styles = image_size(args.content), [image_size(s) for s in args.styles]
     if not args.quiet:
-        say("--size auto: timing a step at 256 px and estimating the memory of a few sizes...")
+        say(
+            "--size auto: timing a step at 256 px and estimating the memory of a few sizes (a minute or so on a CPU)..."
+        )
+    t0 = time.perf_counter()
     free = free_bytes()
     by_memory, est = auto_size(content, styles, cfg, int(free * MARGIN))
     by_time, t256 = size_for_time(content, styles, cfg, args.time_budget * 60)
@@ -148,7 +151,8 @@ def _auto_size(args: argparse.Namespace) -> int:
         limit = "memory" if by_memory <= by_time else f"--time-budget {args.time_budget:g} min"
         say(
             f"--size auto: {size} px, set by {limit} (memory allows {by_memory} px: peak {est.peak / 2**20:.0f} MiB "
-            f"of {free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most; the run takes about {minutes:.0f} min here)"
+            f"of {free / 2**20:.0f} MiB free, {MARGIN:.0%} used at most; the run takes about {minutes:.0f} min here, "
+            f"after the {time.perf_counter() - t0:.0f} s this choice took)"
         )
     return size
 
@@ -183,17 +187,21 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     config = uvicorn.Config(app, host="127.0.0.1", port=args.web, log_level="warning", log_config=None)
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, name="jaxnst-web", daemon=True).start()
-    say(f"watch it paint at {page_url('127.0.0.1', args.web, token)} (the page closes when the run ends)")
+    say(
+        f"watch it paint at {page_url('127.0.0.1', args.web, token)} (the page closes when the run ends; "
+        "`jaxnst serve` keeps one open)"
+    )
     return runner, run
 
 
 def _check_styles_are_not_the_output(styles: list[str], out: Path) -> None:
     # `jaxnst content.jpg style.jpg out.png` reads out.png as a second style; say where the
     # output goes instead of failing on a missing image or blending in last run's result.
+    # The first style is a style: `-o` naming it is ``check_outputs``'s "give another -o".
     for i, s in enumerate(styles):
         p = Path(s)
         missing = i > 0 and not p.exists()
-        if missing or (p.exists() and p.resolve() == out.resolve()):
+        if missing or (i > 0 and p.exists() and p.resolve() == out.resolve()):
             why = "does not exist" if missing else "is also the output file"
             raise JaxnstError(
                 f"style image {s} {why}: to write the result there, use -o {s} (jaxnst CONTENT STYLE -o OUT)"
@@ -501,10 +509,10 @@ class _Report:
         kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
         sizes = f"{run.w}x{run.h}" if len(schedule) == 1 else f"each scale, the first at {schedule[0][0]} px"
         self.log(f"jaxnst: compiling the targets and the step for {sizes} ({kept})...")
+        self.page = _web_page(args, cfg, run.w, run.h) if args.web is not None else None  # its line before the bar
         self.bar = tqdm(total=self.total, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
         self.seen = {"prev": run.resumed}  # steps done before this process
         self.losses: list[dict] = []
-        self.page = _web_page(args, cfg, run.w, run.h) if args.web is not None else None
 
     def checkpoint(self, p) -> None:
         from jaxnst.checkpoint import save_checkpoint
@@ -542,13 +550,15 @@ class _Report:
             now = {"status": "done", "message": f"wrote {out}"} if p.done else {
                 "message": f"{p.image.shape[1]}x{p.image.shape[0]} px, writing {out}"}  # fmt: skip
             runner.update(run, p.image, p.loss, step=g, steps=self.total, scale=p.scale, scales=p.scales, **now)
-        if "t" not in seen:  # the first block includes the compile: the bar's rate and ETA start after it
+        first = "t" not in seen
+        if first:  # the first block includes the compile: the bar's rate and ETA start after it
             bar.reset(total=self.total)
-            bar.initial = bar.n = g
+            bar.initial = bar.n = bar.last_print_n = g
         bar.update(g - bar.n)
         if p.scales > 1:
             bar.set_description(f"{p.image.shape[1]}x{p.image.shape[0]}", refresh=False)
-        bar.set_postfix(loss=f"{p.loss:.4g}", refresh=False)
+        # The first step is drawn at once: ``reset`` just drew 0, and tqdm draws again only after ``mininterval``.
+        bar.set_postfix(loss=f"{p.loss:.4g}", refresh=first)
         seen.setdefault("t", p.elapsed)
         seen.setdefault("step", g)
         seen.setdefault("first", time.perf_counter() - STARTED)

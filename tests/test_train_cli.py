@@ -1,0 +1,96 @@
+"""``jaxnst train`` and ``jaxnst apply`` end to end, on tiny photos, a tiny network and a truncated VGG."""
+
+import h5py
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnst import fast
+from jaxnst.cli import main
+
+pytestmark = pytest.mark.slow  # each test trains (a few steps)
+
+TINY = ["--steps", "4", "--batch", "2", "--crop", "16", "--width", "4", "--blocks", "1", "--checkpoint-every", "2",
+        "--samples", "1", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--style-statistic",
+        "gram", "--ops", "lax", "--weights", "random", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "photos"
+    (photos / "more").mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray(rng.integers(0, 255, (24 + k, 30, 3), dtype=np.uint8)).save(
+            (photos / "more" if k % 2 else photos) / f"p{k}.png"
+        )
+    style = tmp_path / "style.png"
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(style)
+    return photos, style
+
+
+def params(path):
+    return [np.asarray(a) for a in jax.tree.leaves(fast.load_model(path).params)]
+
+
+def test_train_writes_a_model_samples_and_a_loss_plot_and_resume_equals_one_run(tmp_path, data, capsys):
+    photos, style = data
+    whole = tmp_path / "whole.h5"
+    assert main(["train", str(style), "-o", str(whole), "--data", str(photos), *TINY]) == 0
+    model = fast.load_model(whole)
+    assert model.info["steps_done"] == 4 and model.info["photos"] == 3 and model.info["held_out"] == 1
+    assert model.net == fast.TransformNet(4, 1)
+    assert Image.open(tmp_path / "whole_loss.png").size == (640, 360)
+    assert sorted(p.name for p in (tmp_path / "whole_samples").iterdir()) == [
+        "sample0_step000002.png", "sample0_step000004.png"]  # fmt: skip
+
+    parts = tmp_path / "parts.h5"
+    half = [*TINY]
+    half[1] = "2"
+    assert main(["train", str(style), "-o", str(parts), "--data", str(photos), *half]) == 0
+    assert main(["train", str(style), "-o", str(parts), "--data", str(photos), *TINY, "--resume"]) == 0
+    for a, b in zip(params(whole), params(parts), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    capsys.readouterr()
+    assert main(["train", str(style), "-o", str(parts), "--data", str(photos), *TINY, "--resume",
+                 "--style-weight", "7"]) == 2  # fmt: skip
+    assert "other loss" in capsys.readouterr().err
+    assert main(["train", str(style), "-o", str(parts), "--data", str(photos), *TINY]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_a_corrupt_photo_is_skipped_and_counted(tmp_path, data, capsys):
+    photos, style = data
+    (photos / "more" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    out = tmp_path / "m.h5"
+    args = [a for a in TINY if a != "--quiet"]
+    assert main(["train", str(style), "-o", str(out), "--data", str(photos), *args, "--steps", "6"]) == 0
+    assert fast.load_model(out).info["skipped"] == 1
+    assert "1 photos could not be read and were skipped" in capsys.readouterr().err
+
+
+def test_apply_paints_odd_sizes_folders_and_refuses_what_is_not_a_model(tmp_path, data, capsys):
+    photos, style = data
+    model = tmp_path / "m.h5"
+    assert main(["train", str(style), "-o", str(model), "--data", str(photos), *TINY]) == 0
+    odd = tmp_path / "odd.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (13, 21, 3), dtype=np.uint8)).save(odd)
+    assert main(["apply", str(model), str(odd), "-o", str(tmp_path / "out.png")]) == 0
+    assert Image.open(tmp_path / "out.png").size == (21, 13)
+    assert main(["apply", str(model), str(odd), "-o", str(tmp_path / "out.png")]) == 2  # exists
+    assert main(["apply", str(model), str(photos / "more"), "-o", str(tmp_path / "folder"), "--preserve-color"]) == 0
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["p1.png", "p3.png"]
+
+    capsys.readouterr()
+    not_model = tmp_path / "w.h5"
+    with h5py.File(not_model, "w") as f:
+        f.attrs["format"] = "jaxnst-vgg"
+    for bad in (not_model, odd, tmp_path / "missing.h5"):
+        assert main(["apply", str(bad), str(odd), "-o", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error:" in err
+        assert not (tmp_path / "x.png").exists()
+    assert main(["apply", str(model), str(odd), "-o", str(odd), "--overwrite"]) == 2
+    assert "also an input" in capsys.readouterr().err
