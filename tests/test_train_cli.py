@@ -94,3 +94,18 @@ def test_apply_paints_odd_sizes_folders_and_refuses_what_is_not_a_model(tmp_path
         assert not (tmp_path / "x.png").exists()
     assert main(["apply", str(model), str(odd), "-o", str(odd), "--overwrite"]) == 2
     assert "also an input" in capsys.readouterr().err
+
+
+def test_apply_paints_a_clip_and_keeps_its_sound(tmp_path, data):
+    av = pytest.importorskip("av")
+    from test_videoio import N, make_clip
+
+    photos, style = data
+    model = tmp_path / "m.h5"
+    assert main(["train", str(style), "-o", str(model), "--data", str(photos), *TINY]) == 0
+    clip = make_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "painted.mp4"
+    assert main(["apply", str(model), str(clip), "-o", str(out), "--quiet"]) == 0
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].frames == N and len(c.streams.audio) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no frames left behind

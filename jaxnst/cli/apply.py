@@ -1,7 +1,9 @@
 """``jaxnst apply MODEL INPUT [INPUT ...] -o OUT``: photos painted by a fast network ``jaxnst train`` made.
 
-OUT is an image file for one input, else a folder (created) of PNGs named as the inputs. A photo that
-cannot be read is skipped and named, and the command exits 2 after painting the others.
+OUT is an image file for one input, else a folder (created) of PNGs named as the inputs; or, for one clip
+(a video file or a folder of frames), a video (``.mp4``, ``.webm``, ``.gif``, ...: its frames painted one
+by one, the sound kept). A photo that cannot be read is skipped and named, and the command exits 2 after
+painting the others.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="jaxnst apply", description="Paint photos with a fast network (`jaxnst train` makes one): "
                "one pass each, a fraction of a second.")  # fmt: skip
     p.add_argument("model", help="a model file `jaxnst train` wrote")
-    p.add_argument("inputs", nargs="+", metavar="input", help="photos: files, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="input", help="photos: files, folders or globs; or one clip")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="an image file (.png, .jpg) for one photo, else a folder for the paintings")  # fmt: skip
+                   help="an image file (.png, .jpg) for one photo, else a folder for the paintings; a video "
+                   "(.mp4, .mov, .mkv, .webm, .gif) for a clip (a video or a folder of frames)")  # fmt: skip
     p.add_argument("--size", type=int, default=None, metavar="N",
                    help="resize each photo's long side to N px first (default: its own size)")  # fmt: skip
     p.add_argument("--preserve-color", action="store_true", help="keep each photo's colours: the painting's "
@@ -35,11 +38,14 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from jaxnst.cli.batch import find_images
     from jaxnst.image import FORMATS
+    from jaxnst.videoio import VIDEO_SUFFIXES
 
     if args.size is not None and args.size < 8:
         raise JaxnstError(f"--size {args.size} is too small: give at least 8 px")
-    inputs = find_images(args.inputs)
     out = Path(args.output)
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        return _apply_clip(args, out)
+    inputs = find_images(args.inputs)
     to_file = out.suffix.lower() in FORMATS
     if to_file and len(inputs) > 1:
         raise JaxnstError(f"{len(inputs)} photos and one output file {out}: give a folder as -o")
@@ -91,4 +97,39 @@ def main(argv: list[str]) -> int:
         raise JaxnstError(
             f"{len(bad)} of {len(inputs)} photos could not be read (named above); the others are in {out}"
         )
+    return 0
+
+
+def _apply_clip(args: argparse.Namespace, out: Path) -> int:
+    """One clip, each frame painted on its own (the network is the same function of every frame: what moves
+    in the photo moves in the painting), into the video ``out`` with the clip's sound."""
+    import tempfile
+
+    from jaxnst import color, fast, videoio
+    from jaxnst.image import save_image
+
+    if len(args.inputs) != 1:
+        raise JaxnstError(
+            f"{len(args.inputs)} inputs and one video {out}: give one clip (a video or a folder of frames)"
+        )
+    src = Path(args.inputs[0])
+    if out.exists() and out.resolve() in {src.resolve(), Path(args.model).resolve()}:
+        raise JaxnstError(f"output {out} is also an input: it would be overwritten; give another -o")
+    if out.exists() and not args.overwrite:
+        raise JaxnstError(f"{out} exists: add --overwrite to replace it, or give another -o")
+    if not out.parent.is_dir():
+        raise JaxnstError(f"output folder {out.parent} does not exist: create it first")
+    model = fast.load_model(args.model)
+    clip = videoio.open_clip(src, size=args.size)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".jaxnst-apply-", dir=out.parent) as tmp:
+        frames = []
+        for k, frame in enumerate(videoio.iter_frames(clip)):
+            painted = fast.stylize(model, frame)
+            frames.append(Path(tmp) / f"frame_{k:05d}.png")
+            save_image(color.keep_chroma(painted, frame) if args.preserve_color else painted, frames[-1])
+        videoio.write_video(frames, clip.fps, out, audio_from=src if clip.audio else None)
+    if not args.quiet:
+        say(f"painted {len(frames)} frames of {clip.hw[1]}x{clip.hw[0]} in {time.perf_counter() - t0:.1f} s on "
+            f"{device_name()} into {out}")  # fmt: skip
     return 0

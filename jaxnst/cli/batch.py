@@ -36,9 +36,9 @@ from jaxnst.cli.common import (
 from jaxnst.cli.stylize import Interrupted, stop_requests
 from jaxnst.config import INIT_CHOICES, Config, flag, parse_value, scale_schedule, settings, style_size, validate
 from jaxnst.errors import JaxnstError
+from jaxnst.image import IMAGE_SUFFIXES
 from jaxnst.weights import weights_digest
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Swept per item (``Config``'s metadata: ``setting(sweep=True)``); style blends do not apply (each style is its
 # own column).
 SWEEPABLE = settings("sweep")

@@ -160,7 +160,12 @@ def _train(args, tcfg, cfg, settings, training, held, styles, weights, model_pat
     mesh = train.mesh(tcfg.batch)
     target = train.style_targets(weights, styles, cfg)
     lw = LossWeights.from_config(cfg)
-    samples = [load_image(p, tcfg.crop * 2) for p in held]
+    samples = []
+    for p in held:  # a held-out photo that cannot be read counts as skipped, as a training one does
+        try:
+            samples.append(load_image(p, tcfg.crop * 2))
+        except JaxnstError as e:
+            photos.bad[p] = str(e)
     if not args.quiet:
         say(f"training a width-{tcfg.width} network ({tcfg.blocks} blocks) on {len(training)} photos "
             f"({len(held)} held out), {tcfg.batch} crops of {tcfg.crop} px a step, steps {first}..{tcfg.steps}; "
