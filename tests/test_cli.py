@@ -1,5 +1,6 @@
 """The CLI as a user runs it: one subprocess run of the console entry, the rest in-process."""
 
+import json
 import os
 import re
 import subprocess
@@ -50,6 +51,25 @@ def test_end_to_end_subprocess(images_dir, tmp_path):
     losses = [float(m) for m in re.findall(r"step\s+\d+/30\s+loss (\S+)", r.stderr)]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert re.search(r"wrote .* after 30 steps .* s/step .* on cpu", r.stderr)
+    # The cost said before the wait: the first run on this device has nothing to go by and times its steps
+    # for the next one, which says how long its steps take.
+    assert "no earlier run on this device to time the steps by" in r.stderr
+    times = json.loads((Path(env["JAXNST_HOME"]) / "step_times.json").read_text())
+    ((key, rows),) = times.items()
+    assert key.startswith("cpu") and rows[0][0] == 32 * 21 and 0 < rows[0][1] < 60
+    again = subprocess.run(
+        [str(c) for c in cmd] + ["--overwrite"], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert again.returncode == 0 and "the steps take about" in again.stderr, again.stderr
+
+
+def test_the_time_of_the_steps_is_estimated_from_the_nearest_size_measured():
+    from jaxnst.cli.stylize import estimate_seconds
+
+    times = {"k": [[100, 0.5], [10000, 2.0], ["junk"], [0, 1.0]]}
+    # 200 steps at 120 px (nearest: 100 px at 0.5 s) and 100 at 8000 px (nearest: 10000 px at 2 s)
+    assert estimate_seconds(times, "k", [(120, 200), (8000, 100)]) == pytest.approx(200 * 0.6 + 100 * 1.6)
+    assert estimate_seconds(times, "other", [(120, 200)]) is None
 
 
 def test_the_bar_shows_the_first_step_at_once(images_dir, tmp_path, capsys):

@@ -486,6 +486,51 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
     return _Run(cfg, content, run, record, weights.source, inputs, schedule, resumed)
 
 
+STEP_TIMES = "step_times.json"  # in $JAXNST_HOME, beside the compilation cache: seconds per step of earlier runs
+
+
+def _rate_key(cfg: Config) -> str:
+    """What a step's time depends on beside the image's size: the device, the network and the step's kind."""
+    return "|".join(map(str, (device_name(), cfg.model, cfg.style_statistic, cfg.optimizer, cfg.precision, cfg.ops)))
+
+
+def _read_step_times(home: Path) -> dict:
+    try:
+        data = json.loads((home / STEP_TIMES).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def estimate_seconds(times: dict, key: str, scales: list[tuple[int, int]]) -> float | None:
+    """Seconds of steps (compiles left out) of a run of ``scales`` (pixels, steps) each, from ``times[key]``: the
+    seconds per step measured at other sizes, [[pixels, s/step], ...], scaled by pixels from the nearest size."""
+    rows = [r for r in times.get(key, []) if isinstance(r, list) and len(r) == 2 and all(
+        isinstance(v, (int, float)) and 0 < v < math.inf for v in r)]  # fmt: skip
+    if not rows:
+        return None
+    total = 0.0
+    for pixels, steps in scales:
+        near_pixels, rate = min(rows, key=lambda r: abs(math.log(r[0] / pixels)))  # noqa: B023
+        total += steps * rate * pixels / near_pixels
+    return total
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _remember_step_times(home: Path, key: str, measured: dict[int, float]) -> None:
+    """Adds this run's seconds per step at each size (pixels -> s/step) to ``home``'s record, the newest kept."""
+    from jaxnst._files import atomic_path
+
+    times = _read_step_times(home)
+    rows = [r for r in times.get(key, []) if isinstance(r, list) and r and r[0] not in measured]
+    times[key] = (rows + [[p, round(s, 5)] for p, s in measured.items()])[-32:]
+    with atomic_path(home / STEP_TIMES) as tmp:
+        Path(tmp).write_text(json.dumps(times, indent=1) + "\n")
+
+
 class _Report:
     """The library's ``callback``: the bar, the --web page, the printed losses, snapshots, checkpoints and
     the trace; a stop asked by a signal (``stop``) saves and raises ``Interrupted``. ``finish`` writes the
@@ -506,6 +551,19 @@ class _Report:
             steps = (f"scales {sides} px, {self.total} {cfg.optimizer} steps ({schedule[0][1]} at the first, "
                      f"{cfg.steps} at each other)")  # fmt: skip
         self.log(f"jaxnst: {run.w}x{run.h} px, {steps}, {cfg.model} from {run.source}, on {device_name()}")
+        self.home = Path(cache).parent if cache else None  # step times are kept where compiled programs are
+        from jaxnst.transfer import scaled_hw
+
+        todo, done = [], run.resumed  # (pixels, steps still to take) at each scale
+        for side, n in schedule:
+            h, w = scaled_hw((run.h, run.w), side / cfg.size)
+            todo.append((h * w, max(0, n - done)))
+            done = max(0, done - n)
+        left = estimate_seconds(_read_step_times(self.home), _rate_key(cfg), todo) if self.home else None
+        self.log(f"jaxnst: the steps take about {_duration(left)} here (timed by earlier runs on this device), plus "
+                 "compiling" if left is not None else "jaxnst: no earlier run on this device to time the steps by "
+                 "yet; the bar shows the time left after the first steps")  # fmt: skip
+        self.step_times: dict[int, list] = {}  # scale -> [pixels, first t, first step, last t, last step]
         kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
         sizes = f"{run.w}x{run.h}" if len(schedule) == 1 else f"each scale, the first at {schedule[0][0]} px"
         self.log(f"jaxnst: compiling the targets and the step for {sizes} ({kept})...")
@@ -545,6 +603,9 @@ class _Report:
 
         args, out, seen, bar = self.args, self.plan.out, self.seen, self.bar
         g = self.run.offset(p.scale) + p.step  # steps over all scales
+        # Each scale's steady rate: from the end of its first block (which compiled) to its last.
+        t = self.step_times.setdefault(p.scale, [p.image.shape[0] * p.image.shape[1], p.elapsed, p.step, None, None])
+        t[3:] = p.elapsed, p.step
         if self.page is not None:
             runner, run = self.page
             now = {"status": "done", "message": f"wrote {out}"} if p.done else {
@@ -626,5 +687,9 @@ class _Report:
         if "first" in seen:  # what a user waits before anything moves: start-up, targets, compile, one step
             first = "first step" if seen["step"] == 1 else f"first {seen['step']} steps"
             steady += f"; {first} done {seen['first']:.1f} s after start"
+        measured = {px: (t1 - t0) / (n1 - n0) for px, t0, n0, t1, n1 in self.step_times.values() if n1 > n0}
+        if self.home is not None and measured:
+            with contextlib.suppress(OSError):  # a record for next time: never a reason to fail this run
+                _remember_step_times(self.home, _rate_key(cfg), measured)
         where = f"on {device_name()}; stopped: {reason}"
         self.log(f"jaxnst: wrote {out} ({self.run.w}x{self.run.h}) after {steps} steps in {wall:.1f} s{steady} {where}")
