@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from jaxnst.cli.common import Parser, add_bit_depth_flag, check_writable, device_name, say
+from jaxnst.cli.common import Parser, add_bit_depth_flag, check_writable, device_name, enable_compilation_cache, say
 from jaxnst.errors import JaxnstError
 
 
@@ -69,6 +69,7 @@ def main(argv: list[str]) -> int:
     from jaxnst.image import load_image, save_image
 
     model = fast.load_model(args.model)
+    enable_compilation_cache()  # a later run of the same sizes skips the compile
     if not to_file:
         check_writable(out, "-o", create=True)
     t0, bad = time.perf_counter(), []
@@ -120,6 +121,7 @@ def _apply_clip(args: argparse.Namespace, out: Path) -> int:
     if not out.parent.is_dir():
         raise JaxnstError(f"output folder {out.parent} does not exist: create it first")
     model = fast.load_model(args.model)
+    enable_compilation_cache()
     clip = videoio.open_clip(src, size=args.size)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".jaxnst-apply-", dir=out.parent) as tmp:
