@@ -207,18 +207,17 @@ spec, target = train.loss_spec(CFG), train.style_targets(w, [style], CFG)
 lw = jaxnst.LossWeights.from_config(CFG)
 tx = train.optimizer(1e-2)
 step = train.make_step(NET, tx, spec)
+grad = jax.jit(jax.grad(lambda p, x, w, t, l: train.photo_loss(p, x, NET, w, t, l, spec)[0]))
+photos = r.random((4, 16, 16, 3), np.float32)
 out = {}
 for n in (1, 4):
     m = train.mesh(4, jax.devices()[:n])
-    state = train.init(NET, tx, 0)
-    for k in range(2):
-        photos = np.random.default_rng(k).random((4, 16, 16, 3), np.float32)
-        state, photos_, w_, t_, lw_ = train.place(m, state, photos, w, target, lw)
-        state, terms = step(state, photos_, w_, t_, lw_)
-    out[n] = [np.asarray(a) for a in jax.tree.leaves(state.params)]
+    state, x, w_, t_, lw_ = train.place(m, train.init(NET, tx, 0), photos, w, target, lw)
+    out[n] = [np.asarray(a) for a in jax.tree.leaves(grad(state.params, x, w_, t_, lw_))]
+    state, terms = step(state, x, w_, t_, lw_)
     out[f"devices{n}"] = len(state.params["in"]["conv"]["kernel"].sharding.device_set)
 print(json.dumps({"diff": max(float(np.abs(a - b).max()) for a, b in zip(out[1], out[4])),
-                  "devices": out["devices4"], "scale": max(float(np.abs(a).max()) for a in out[1])}))
+                  "scale": max(float(np.abs(a).max()) for a in out[1]), "devices": out["devices4"]}))
 """
 
 
@@ -231,8 +230,9 @@ def test_sharded_training_over_4_devices_equals_1():
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["devices"] == 4
-    # Each device sums its photos' gradients; the sum over devices comes in another order: float rounding.
-    assert got["diff"] <= 1e-5 * max(1.0, got["scale"])
+    # Each device sums its photos' gradients; the sum over devices comes in another order: float rounding. (Adam's
+    # steps are not compared: they turn the rounding of a gradient near zero into a whole step of either sign.)
+    assert got["diff"] <= 1e-5 * got["scale"]
 
 
 def test_mesh_refuses_a_batch_that_does_not_split():
