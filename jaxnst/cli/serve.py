@@ -118,16 +118,17 @@ def main(argv: list[str]) -> int:
         if not server.started and not got:
             raise JaxnstError(f"cannot listen on {args.host}:{args.port}: give another --port")
         say(f"open {page_url(args.host, args.port, token)} (runs kept in {runner.folder}; Ctrl-C stops)")
+        live: list = []  # the runs not yet ended when the signal came (taken before any of them stops)
         while thread.is_alive():
             thread.join(0.2)
             if got and not server.should_exit:
+                live = [r for r in runner.runs.values() if r.status in ("queued", "running")]
                 server.should_exit = True
                 runner.stopping()
-        painting = [r for r in runner.runs.values() if r.status == "running"]
         runner.close()
     if not got:
         raise JaxnstError(f"the server on {args.host}:{args.port} stopped by itself: start it again")
-    kept = [f"run {r.id} kept its image at step {r.step}" for r in painting if r.status == "stopped"]
+    kept = [f"run {r.id} kept its image at step {r.step}" for r in live if r.status == "stopped"]
     queued = sum(r.status == "queued" for r in runner.runs.values())
     if queued:
         kept.append(f"{queued} queued run{'s' * (queued > 1)} wait for `jaxnst serve --runs {runner.folder}`")
