@@ -57,6 +57,24 @@ def test_the_network_keeps_any_size(rng):
         fast.stylize(model, np.zeros((4, 30, 3), np.float32))
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (5, 4)])
+def test_upsampling_equals_doubling_then_a_3x3_convolution(rng, hw):
+    """``_Up`` against the plain recipe in NumPy: nearest doubling, reflection padding, 3x3 convolution."""
+    x = rng.standard_normal((2, *hw, 3)).astype(np.float32)
+    up = fast._Up(5)
+    params = up.init(jax.random.key(0), jnp.asarray(x))["params"]
+    assert set(params) == {"conv", "norm"}  # the parameters a ``_Conv(5, 3)`` has: old model files load
+    k = np.asarray(params["conv"]["kernel"], np.float64)
+    doubled = np.pad(x.repeat(2, 1).repeat(2, 2), ((0, 0), (1, 1), (1, 1), (0, 0)), "reflect")
+    h, w = 2 * hw[0], 2 * hw[1]
+    conv = sum(np.einsum("nhwi,io->nhwo", doubled[:, dy : dy + h, dx : dx + w], k[dy, dx])
+               for dy in range(3) for dx in range(3))  # fmt: skip
+    mean, var = conv.mean((1, 2), keepdims=True), conv.var((1, 2), keepdims=True)
+    want = np.maximum((conv - mean) / np.sqrt(var + 1e-5), 0)
+    got = np.asarray(up.apply({"params": params}, jnp.asarray(x)))
+    np.testing.assert_allclose(got, want, atol=2e-5 * max(1, np.abs(want).max()))
+
+
 def test_padding_to_a_shared_size_would_change_the_painting(rng):
     """Why ``fast.stylize`` compiles per shape instead of padding images up to shared sizes: the network sees
     the padding (instance norm's statistics, and every pixel within its reach of the border)."""
@@ -191,6 +209,26 @@ def test_model_files_round_trip_and_refuse_what_is_not_one(tmp_path, vgg19):
         with pytest.raises(JaxnstError, match=words) as e:
             fast.load_model(bad)
         assert "\n" not in str(e.value)
+
+
+def test_weights_info_says_what_a_model_is(tmp_path, capsys):
+    from jaxnst.cli import main
+
+    path = tmp_path / "m.h5"
+    info = {"train": {"steps": 3, "batch": 1}, "styles": ["a\nb.png"], "photos": 5, "bell\x07": "x"}
+    fast.save_model(fast.Model(NET, fast.init_params(NET, jax.random.key(0)), info), path)
+    assert main(["weights", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "jaxnst fast network, model file version 1" in out
+    assert f"width 4, 1 residual blocks, {fast.param_count(fast.load_model(path).params):,} parameters" in out
+    assert "train:         steps=3, batch=1" in out and "photos:        5" in out
+    assert 'styles:        ["a\\nb.png"]' in out and '"bell\\u0007":' in out  # one line each, no control bytes
+    assert out.count("\n") == 5 + len(info) and "\x07" not in out
+    (tmp_path / "bad.h5").write_bytes(path.read_bytes())
+    with h5py.File(tmp_path / "bad.h5", "a") as f:
+        f.attrs["width"] = 0
+    assert main(["weights", "info", str(tmp_path / "bad.h5")]) == 2
+    assert "its width is 0" in capsys.readouterr().err
 
 
 SHARDED = """

