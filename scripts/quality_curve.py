@@ -3,13 +3,15 @@
     python scripts/quality_curve.py --pairs coffee.png:shipwreck.jpg     # into docs/quality/curve/
     python scripts/quality_curve.py --size 256 --out /tmp/curve           # the 4 pairs of scripts/quality.py
 
-One run of the default (``jaxnst.Config(size=...)``, coarse to fine, W2, EMA) per pair, with the image
-taken at every quarter of every scale's steps. Each of those images is what the run would give if it
-stopped there: it is resized to the full size (Lanczos, as ``jaxnst.load_image`` resizes) and measured
-as docs/quality.md measures (``scripts/quality.py``'s ``common_losses``: content, Gram and W2 style
-losses, every layer weighing 1), with the seconds since the run started (compile included). Writes
-``curve.json`` (appending a pair replaces its earlier run) and, per pair, a strip of the checkpoints of
-the last two scales (``{content}_x_{style}_curve.jpg``), to look at where the picture stops changing.
+One run of the default (``jaxnst.Config(size=...)``, coarse to fine, W2, EMA) per pair, or of the default
+with another schedule (``--initial-steps``, ``--steps``, ``--ema``), with the image taken at every quarter of every
+scale's steps. Each of those images is what the run would give if it stopped there: it is resized to the
+full size (Lanczos, as ``jaxnst.load_image`` resizes) and measured as docs/quality.md measures
+(``scripts/quality.py``'s ``common_losses``: content, Gram and W2 style losses, every layer weighing 1),
+with the seconds since the run started (compile included). Writes ``curve.json`` (a pair and schedule run
+again replaces its earlier run) and, per pair and schedule, the final image
+(``{content}_x_{style}_{initial}+{steps}.jpg``) and a strip of the checkpoints of the last two scales
+(``..._curve.jpg``), to look at where the picture stops changing.
 """
 
 from __future__ import annotations
@@ -37,15 +39,22 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="weight file (default: the cached default, fetched if missing)")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--pairs", nargs="+", default=[f"{c}:{s}" for c, s in PAIRS], metavar="CONTENT:STYLE")
+    p.add_argument("--initial-steps", type=int, default=None, help="steps at the first scale (default: the default's)")
+    p.add_argument("--steps", type=int, default=None, help="steps at each other scale (default: the default's)")
+    p.add_argument("--ema", type=float, default=None, help="the moving average's decay (default: the default's)")
     args = p.parse_args()
 
     path = Path(args.weights) if args.weights else hub.default_weights("vgg19", report=print)
     weights = jaxnst.load_weights(path)
     cfg = jaxnst.Config(size=args.size)
+    changes = {k: getattr(args, k) for k in ("initial_steps", "steps", "ema") if getattr(args, k) is not None}
+    cfg = dataclasses.replace(cfg, **changes)
+    # The schedule: steps at the first scale + at each other (and the decay when it is not the default's).
+    name = f"{cfg.initial_steps}+{cfg.steps}" + (f"_ema{cfg.ema}" if "ema" in changes else "")
     args.out.mkdir(parents=True, exist_ok=True)
     record_path = args.out / "curve.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {"runs": []}
-    record.update(weights=str(hub.identify(path, weights)), config=dataclasses.asdict(cfg))
+    record.update(weights=str(hub.identify(path, weights)), config=dataclasses.asdict(jaxnst.Config(size=args.size)))
     taken: list[dict] = []
 
     def take(pr: jaxnst.Progress) -> None:
@@ -73,8 +82,9 @@ def main() -> None:
             points.append({**t, "seconds": round(t["seconds"], 1), "side": max(small.size), "image": full,
                            **common_losses(weights, full, content, style)})  # fmt: skip
         last = {**common_losses(weights, final, content, style), "seconds": round(total, 1)}
-        run = {"pair": stem, "final": last, "points": [{k: v for k, v in pt.items() if k != "image"} for pt in points]}
-        record["runs"] = [r for r in record["runs"] if r["pair"] != stem] + [run]
+        run = {"pair": stem, "schedule": name, "final": last,
+               "points": [{k: v for k, v in pt.items() if k != "image"} for pt in points]}  # fmt: skip
+        record["runs"] = [r for r in record["runs"] if (r["pair"], r.get("schedule")) != (stem, name)] + [run]
         record_path.write_text(json.dumps(record, indent=1) + "\n")
         print(json.dumps(run), flush=True)
         scales = max(pt["scale"] for pt in points)
@@ -84,7 +94,8 @@ def main() -> None:
         canvas = Image.new("RGB", (4 * 256 + 3 * 4, -(-len(thumbs) // 4) * (thumbs[0].height + 4) - 4), "white")
         for k, im in enumerate(thumbs):
             canvas.paste(im, ((k % 4) * 260, (k // 4) * (im.height + 4)))
-        canvas.save(args.out / f"{stem}_curve.jpg", quality=85)
+        canvas.save(args.out / f"{stem}_{name}_curve.jpg", quality=85)
+        jaxnst.save_image(final, args.out / f"{stem}_{name}.jpg", quality=85)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ sweeps, bad uploads, paths, restarts, the token, the memory bound."""
 import io
 import json
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -282,8 +284,10 @@ def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
     again.close()
 
 
-def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
-    """--web: the CLI's run on a local page; the page refuses other runs (that is `jaxnst serve`)."""
+def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys, monkeypatch):
+    """--web: the CLI's run on a local page; the page refuses other runs (that is `jaxnst serve`); its folder
+    goes when the process ends."""
+    import atexit
     import socket
     import urllib.error
     import urllib.request
@@ -295,6 +299,8 @@ def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
     argv = [images_dir / "coffee.png", images_dir / "the_scream.jpg", "--weights", "random", "--size", "32",
             "--min-size", "none", "--steps", "4", "--style-layers", "relu1_1", "--content-layers", "relu1_1",
             "-o", out, "--web", port]  # fmt: skip
+    at_exit = []
+    monkeypatch.setattr(atexit, "register", lambda f, *a, **k: at_exit.append((f, a, k)))
     assert main([str(a) for a in argv]) == 0 and out.exists()
     err = capsys.readouterr().err
     (token,) = re.findall(rf"watch it paint at http://127.0.0.1:{port}/\?token=(\S+) ", err)
@@ -312,6 +318,12 @@ def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(form, timeout=10)
     assert e.value.code == 400
+    ((f, a, k),) = [c for c in at_exit if c[0] is shutil.rmtree]  # the process's end: the page's folder goes
+    folder = Path(a[0])
+    assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("jaxnst-web-")
+    assert any(folder.iterdir())
+    f(*a, **k)
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize(

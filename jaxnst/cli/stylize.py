@@ -170,7 +170,9 @@ def control_argv(record: dict) -> list[str]:
 def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     """``--web``: a page on 127.0.0.1 that follows this run (``jaxnst.web``), behind a token as ``jaxnst serve``'s;
     (runner, run). ``_plan`` checked the extra and the port."""
+    import atexit
     import secrets
+    import shutil
     import tempfile
     import threading
 
@@ -178,7 +180,9 @@ def _web_page(args: argparse.Namespace, cfg: Config, w: int, h: int):
     from jaxnst.web.runs import SETTINGS, Runner
 
     uvicorn, make_app = web_extra("--web")
-    runner = Runner(tempfile.mkdtemp(prefix="jaxnst-web-"), None, device_name())
+    folder = tempfile.mkdtemp(prefix="jaxnst-web-")  # the page's copy of the run: gone with the process
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    runner = Runner(folder, None, device_name())
     run = runner.watch({name: getattr(cfg, name) for name in SETTINGS})
     run.shape, run.coarse = (h, w), len(args.style_coarse or ())
     token = secrets.token_urlsafe()
