@@ -162,6 +162,7 @@ def test_lbfgs_batch_equals_single_runs(vgg19, rng):
         np.testing.assert_allclose(out, jaxnst.stylize(c, [style], vgg19, cf), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_images_too_small_for_the_deepest_layer_are_refused(vgg19, rng):
     content, style = images(rng, (32, 32), (12, 40))
     cfg = dataclasses.replace(BASE, style_layers=("relu1_1", "relu3_1"))  # relu3_1 needs 4 px; the style is 12 high

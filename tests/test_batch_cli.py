@@ -20,6 +20,7 @@ def run(argv, capsys):
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_every_content_with_every_style_grid_and_trace(images_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(
@@ -50,6 +51,7 @@ def test_every_content_with_every_style_grid_and_trace(images_dir, tmp_path, cap
     assert code == 0 and "has the same pixels as" in err, err
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_finished_items_and_does_the_rest(images_dir, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["batch", "--content", images_dir / "chelsea.png", "--style", images_dir / "starry_night.jpg"]
@@ -68,6 +70,7 @@ def test_a_rerun_keeps_finished_items_and_does_the_rest(images_dir, tmp_path, ca
     assert code == 0 and "kept" not in json.loads((out / "trace.json").read_text())["items"][0]
 
 
+@pytest.mark.slow
 def test_a_rerun_into_the_content_folder_keeps_its_results_and_does_the_rest(images_dir, tmp_path, capsys):
     """--out is the content folder: what a run wrote there (its images, the grid) is a result, not a content. And
     before the silent compile a line says what it is doing."""
@@ -161,6 +164,7 @@ def test_ema_and_initial_steps_sweep_and_the_bar_counts_every_scale(images_dir, 
     assert not np.array_equal(images[0], images[2])  # the EMA reached the items
 
 
+@pytest.mark.slow
 def test_a_swept_init_is_not_overridden_by_an_init_file(images_dir, tmp_path, capsys):
     """--init FILE with --sweep init=...: each item starts as swept (the file once started them all)."""
     args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg", "--out", tmp_path]
@@ -244,6 +248,7 @@ def test_a_bad_coarse_style_is_one_line_and_nothing_is_written(images_dir, tmp_p
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["text.png"]
 
 
+@pytest.mark.slow
 def test_a_signal_stops_a_batch_and_keeps_its_finished_images(images_dir, tmp_path, capsys, monkeypatch):
     """Ctrl-C (SIGINT) during the second chunk: the first chunk's image and the trace stay, exit 130,
     and the same command finishes the folder."""
@@ -274,6 +279,7 @@ def test_a_signal_stops_a_batch_and_keeps_its_finished_images(images_dir, tmp_pa
     assert code == 0 and (out / "chelsea__the_scream.png").exists(), err
 
 
+@pytest.mark.slow
 def test_an_unreadable_content_is_skipped_and_reported_at_the_end(images_dir, tmp_path, capsys):
     """One damaged photo in a folder once stopped the whole batch before anything was made."""
     folder, out = tmp_path / "photos", tmp_path / "out"

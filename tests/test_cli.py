@@ -72,6 +72,7 @@ def test_the_time_of_the_steps_is_estimated_from_the_nearest_size_measured():
     assert estimate_seconds(times, "other", [(120, 200)]) is None
 
 
+@pytest.mark.slow
 def test_the_bar_shows_the_first_step_at_once(images_dir, tmp_path, capsys):
     """The first block is one step: the bar draws 1/20 when it is done, not 0/20 until the next block ends."""
     argv = [images_dir / "coffee.png", images_dir / "the_scream.jpg", *FAST, "--steps", "20", "-o", tmp_path / "o.png"]
@@ -81,6 +82,7 @@ def test_the_bar_shows_the_first_step_at_once(images_dir, tmp_path, capsys):
     assert "1" in drawn and drawn[-1] == "20", drawn
 
 
+@pytest.mark.slow
 def test_same_seed_same_pixels(images_dir, tmp_path, capsys):
     args = [
         images_dir / "coffee.png",
@@ -101,6 +103,7 @@ def test_same_seed_same_pixels(images_dir, tmp_path, capsys):
     assert not np.array_equal(outs[0], outs[2])
 
 
+@pytest.mark.slow
 def test_save_every_and_jpeg(images_dir, tmp_path, capsys):
     code, _ = run(
         [
@@ -244,6 +247,7 @@ def test_help_lists_every_flag_with_default(capsys, monkeypatch):
     assert "(default: 512)" in text and "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in text
 
 
+@pytest.mark.slow
 def test_size_auto_picks_a_size_that_fits(images_dir, tmp_path, capsys, monkeypatch):
     import jaxnst
     import jaxnst.memory as memory
@@ -271,6 +275,7 @@ def test_size_auto_picks_a_size_that_fits(images_dir, tmp_path, capsys, monkeypa
     assert 64 <= size <= 96 and max(Image.open(out).size) == size
 
 
+@pytest.mark.slow
 def test_size_auto_also_keeps_within_the_time_budget(images_dir, tmp_path, capsys, monkeypatch):
     import jaxnst.memory as memory
 

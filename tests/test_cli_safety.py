@@ -49,6 +49,7 @@ def test_an_input_is_never_the_output(pair, tmp_path, capsys, which):
     assert target.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_an_existing_output_is_kept_unless_overwrite(pair, tmp_path, capsys):
     c, s = pair
     out = tmp_path / "out.png"
@@ -81,6 +82,7 @@ def test_non_finite_values_are_refused(pair, tmp_path, capsys, flag, value):
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_snapshot_warns_and_the_run_goes_on(pair, tmp_path, capsys, monkeypatch):
     import jaxnst.image
 
@@ -224,6 +226,7 @@ def test_a_closed_stderr_is_no_failure(pair, tmp_path):
         (["--size", "16", "--style-layers", "relu5_1"], "layer relu5_1 needs at least 16 px on each side"),
     ],
 )
+@pytest.mark.slow
 def test_useless_runs_fail_with_the_cause(pair, tmp_path, capsys, extra, message):
     c, s = pair
     code, err = run([c, s, *FAST, "--steps", "4", "-o", tmp_path / "o.png", *extra, "--quiet"], capsys)
@@ -347,6 +350,7 @@ def save_with_record(src, dst, record: dict) -> None:
         (lambda r: {"command": "serve", "record": 0, "config": r["config"]}, "whose record holds only the settings"),
     ],
 )
+@pytest.mark.slow
 def test_a_record_never_chooses_an_output_or_a_flag(pair, tmp_path, capsys, change, message):
     """A record is data from a file: a crafted one is one line, exit 2, and nothing is written."""
     import json

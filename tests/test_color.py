@@ -53,6 +53,7 @@ def test_match_luminance_takes_the_contents_mean_and_deviation(rng):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.slow
 def test_histogram_matching_gives_the_contents_mean_and_covariance(rng, mode):
     style, content = colourful(rng), colourful(rng, (16, 30, 3))
     out = color.match_histogram(style, content, mode)
@@ -78,6 +79,7 @@ def test_the_ot_map_moves_pixels_least(rng):
     assert moved["ot"] <= min(moved.values()) + 1e-7, moved
 
 
+@pytest.mark.slow
 def test_stylize_keeps_the_contents_colours(vgg19, rng):
     """post and luminance: the output's chroma is the content's; histogram changes what the network sees."""
     content, style = colourful(rng, (32, 32, 3)), colourful(rng, (32, 32, 3))
@@ -97,6 +99,7 @@ def test_stylize_keeps_the_contents_colours(vgg19, rng):
     np.testing.assert_allclose(hist, jaxnst.stylize(content, [matched], vgg19, base), atol=1e-5)  # 3e-6 seen
 
 
+@pytest.mark.slow
 def test_batch_items_keep_their_colours_as_single_runs(vgg19, rng):
     contents = [colourful(rng, (32, 32, 3)), colourful(rng, (32, 32, 3))]
     style = colourful(rng, (32, 32, 3))

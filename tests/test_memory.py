@@ -9,6 +9,7 @@ from jaxnst.memory import _at, auto_size, estimate, free_bytes
 SMALL = jaxnst.Config(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
 
 
+@pytest.mark.slow
 def test_estimate_grows_with_the_image():
     small = estimate((48, 64), [(64, 40)], SMALL)
     large = estimate((96, 128), [(128, 80)], SMALL)
@@ -18,6 +19,7 @@ def test_estimate_grows_with_the_image():
     assert estimate((96, 128), [(128, 80)], dataclasses.replace(SMALL, precision="bf16")).peak < large.peak
 
 
+@pytest.mark.slow
 def test_auto_size_fits_the_budget():
     budget = _at(224, (400, 300), [(300, 400)], SMALL).peak
     size, est = auto_size((400, 300), [(300, 400)], SMALL, budget)
@@ -31,6 +33,7 @@ def test_free_bytes_is_positive():
     assert free_bytes() > 0
 
 
+@pytest.mark.slow
 def test_estimate_command(images_dir, capsys):
     code = main(
         [

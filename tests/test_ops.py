@@ -23,6 +23,7 @@ def test_custom_conv_vjp_equals_autodiff(rng):
 
 
 @pytest.mark.parametrize("cin", [4, 128])  # direct and Winograd convolution
+@pytest.mark.slow
 def test_conv_gradients_under_vmap(cin, rng):
     # Nested vmaps with a shared kernel (a batch of a sweep) and a vmap over per-item kernels
     # of the hand-written VJP both give the gradients of single calls.
@@ -45,6 +46,7 @@ def test_conv_gradients_under_vmap(cin, rng):
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 5, 2)])
+@pytest.mark.slow
 def test_max_pool_matches_reduce_window_and_routes_ties_to_first(shape, rng):
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     ref = lambda a: lax.reduce_window(a, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
@@ -60,6 +62,7 @@ def test_max_pool_matches_reduce_window_and_routes_ties_to_first(shape, rng):
 
 
 @pytest.mark.parametrize("shape", [(1, 7, 5, 128, 128), (2, 6, 9, 160, 136)])
+@pytest.mark.slow
 def test_winograd_equals_direct_convolution(shape, rng):
     n, h, w, cin, cout = shape
     x = jnp.asarray(rng.standard_normal((n, h, w, cin)), jnp.float32)
@@ -76,6 +79,7 @@ def test_winograd_equals_direct_convolution(shape, rng):
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (1, 2), (2, 1), (0, 0), (0, 3), (1, 0)])
+@pytest.mark.slow
 def test_conv_of_tiny_and_empty_maps(hw, rng):
     # The deepest VGG maps of a small image (--size 16) are 1x1 or empty; empty ones crashed Winograd's reshapes.
     x = jnp.asarray(rng.standard_normal((1, *hw, 128)), jnp.float32)
@@ -128,6 +132,7 @@ def _second_orders(f, x, v):
 
 
 @pytest.mark.parametrize("name", list(HAND))
+@pytest.mark.slow
 def test_hand_written_vjp_reverse_and_second_order_but_no_forward_mode(name):
     cin = 128 if name == "conv3x3" else 8  # conv3x3 runs Winograd on CPU, in its VJP too
     f, x, v = _problem(name, cin)
@@ -142,6 +147,7 @@ def test_hand_written_vjp_reverse_and_second_order_but_no_forward_mode(name):
 
 
 @pytest.mark.parametrize("name", list(PLAIN))
+@pytest.mark.slow
 def test_plain_implementations_have_every_derivative(name):
     f, x, v = _problem(name)
     y, dy = jax.jvp(f, (x,), (v,))

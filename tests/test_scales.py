@@ -38,6 +38,7 @@ def problem_for(vgg19, rng, cfg, hw=(16, 16)):
     return c, objective_fn(vgg19, make_targets(vgg19, c, [s], spec), LossWeights.from_config(cfg), spec), spec
 
 
+@pytest.mark.slow
 def test_output_is_the_bias_corrected_moving_average_of_the_iterates(vgg19, rng):
     cfg = Config(style_weight=1e3, lr=0.05, **LAYERS)
     c, loss_fn, spec = problem_for(vgg19, rng, cfg)
@@ -136,6 +137,7 @@ def test_a_content_too_small_at_the_first_scale_names_min_size(vgg19):
     assert e.value.field == "min_size"
 
 
+@pytest.mark.slow
 def test_start_images(rng):
     content = jnp.asarray(rng.uniform(size=(1, 40, 30, 3)), jnp.float32)
     style = jnp.asarray(rng.uniform(size=(1, 20, 20, 3)) * [0.2, 0.5, 0.3] + [0.1, 0.2, 0.6], jnp.float32)
@@ -176,6 +178,7 @@ def test_cli_preset_sets_defaults_and_flags_win():
 
 
 @pytest.mark.parametrize("name", ["adam", "chain", "lbfgs"])
+@pytest.mark.slow
 def test_rescale_any_optax_state(rng, name):
     """Leaves of the image's shape are resized (second moments bilinear and >= 0), other leaves kept;
     a state holding a history of images starts again from ``tx.init``."""

@@ -47,6 +47,7 @@ def test_sqrtm_known_value():
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow
 def test_trace_sqrtm_gradient_matches_finite_differences(rng, method):
     with jax.enable_x64(True):
         m = jnp.asarray(spd(rng, 6, cond=4.0))

@@ -19,6 +19,7 @@ def rel_err(a, b):
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 @pytest.mark.parametrize("pre", [vgg.CAFFE, vgg.TORCH])
+@pytest.mark.slow
 def test_features_match_numpy(pooling, pre, rng):
     params = small_params(1)
     images = rng.uniform(size=(2, 20, 28, 3)).astype(np.float32)
@@ -61,6 +62,7 @@ def test_unknown_tap_lists_valid_ones():
         vgg.check_taps("vgg19", ["relu1_1", "relu9_9"])
 
 
+@pytest.mark.slow
 def test_gradient_through_network_unchanged_inside_loop(vgg19, rng):
     """The custom VJP gives the same image gradient at top level and inside a loop body."""
     x = jnp.asarray(rng.uniform(size=(1, 16, 16, 3)), jnp.float32)
@@ -83,6 +85,7 @@ def test_features_compose_with_vmap_and_grad(vgg19, rng):
         np.testing.assert_allclose(batched[i], jax.grad(f)(x[i]), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_remat_and_bf16(vgg19, rng):
     x = jnp.asarray(rng.uniform(size=(1, 20, 24, 3)), jnp.float32)
     taps = ["relu1_1", "relu3_1"]
@@ -101,6 +104,7 @@ def test_remat_and_bf16(vgg19, rng):
         assert float(err) < 3e-2, (t, float(err))
 
 
+@pytest.mark.slow
 def test_forward_mode_through_the_lax_network(vgg19, rng):
     """``ops='lax'`` gives ``jax.jvp``: its ``J v`` matches the default network's ``J^T u``
     (``<u, J v> = <J^T u, v>``), a central difference and ``jacfwd``; the default refuses forward mode."""
@@ -127,6 +131,7 @@ def test_forward_mode_through_the_lax_network(vgg19, rng):
 
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])
+@pytest.mark.slow
 def test_ops_choices_agree(pooling, vgg19, rng):
     """Every ``ops`` gives the default's features and image gradient, to float32 rounding
     (conv3_1 runs Winograd in the default on CPU)."""

@@ -77,6 +77,7 @@ def wait_for(runner, run_id, ok, timeout=120):
     return runner.get(run_id)
 
 
+@pytest.mark.slow
 def test_a_run_reports_progress_and_keeps_its_result(server, rng, capsys):
     runner, client = server
     r = start(client, rng)
@@ -123,6 +124,7 @@ def test_a_sweep_is_one_batch_of_images_side_by_side(server, rng):
     np.testing.assert_array_equal(np.asarray(Image.open(runner.folder / "second_reproduced.png")), b)
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_image_and_the_queue_goes_on(server, rng):
     runner, client = server
     long = start(client, rng, steps="100000").json()["id"]
@@ -246,6 +248,7 @@ def test_a_decompression_bomb_is_refused(server, rng, monkeypatch):
     assert str(runner.folder) not in r.text, r.text  # the upload's name, never the server's path
 
 
+@pytest.mark.slow
 def test_no_request_names_a_file_outside_the_runs(server, rng):
     runner, client = server
     (runner.folder.parent / "secret.txt").write_text("secret")
@@ -265,6 +268,7 @@ def test_no_request_names_a_file_outside_the_runs(server, rng):
         assert r.status_code == 404 and b"secret" not in r.content, url
 
 
+@pytest.mark.slow
 def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
     runner = Runner(tmp_path / "runs", vgg19)
     with TestClient(make_app(runner), base_url="http://127.0.0.1:8765") as client:  # as a browser names it
@@ -284,6 +288,7 @@ def test_a_restarted_server_keeps_finished_runs(tmp_path, vgg19, rng):
     again.close()
 
 
+@pytest.mark.slow
 def test_the_main_command_shows_its_run_on_a_page(images_dir, tmp_path, capsys, monkeypatch):
     """--web: the CLI's run on a local page; the page refuses other runs (that is `jaxnst serve`); its folder
     goes when the process ends."""
@@ -346,6 +351,7 @@ def test_other_sites_cannot_drive_or_read_the_page(server, rng, method, path, he
     assert runner.runs == {}  # nothing started
 
 
+@pytest.mark.slow
 def test_the_page_itself_may_drive_it(server, rng):
     runner, client = server
     same = {"origin": "http://127.0.0.1:8765", "sec-fetch-site": "same-origin"}
@@ -389,6 +395,7 @@ def test_oversize_uploads_are_refused_before_they_are_read(server, rng, monkeypa
     assert runner.runs == {}
 
 
+@pytest.mark.slow
 def test_the_queue_and_the_size_are_bounded(server, rng, monkeypatch):
     import jaxnst.web.runs as runs
 
@@ -473,6 +480,7 @@ def test_a_run_over_the_free_memory_is_refused_with_the_size_that_fits(idle, rng
     assert len(runner.runs) == 1 and len(list(runner.folder.iterdir())) == 1  # nothing kept of the refused ones
 
 
+@pytest.mark.slow
 def test_the_page_memory_bound_is_above_xla_estimate():
     """``peak_bytes`` (no compile) against ``jaxnst.memory.estimate`` (a compile) of the page's default settings
     (w2, the costliest style statistic): above it, and not far."""

@@ -40,6 +40,7 @@ def assert_same_weights(path, w, images, got):
 
 
 @pytest.mark.parametrize("naming", ["old", "new"])
+@pytest.mark.slow
 def test_keras_notop_layout(tmp_path, params19, naming, rng):
     keras_file(tmp_path / "k.h5", params19, naming)
     w = load_weights(tmp_path / "k.h5")
@@ -180,6 +181,7 @@ def pth19(params19, tmp_path_factory):
     return path, state
 
 
+@pytest.mark.slow
 def test_torchvision_pth_gives_torch_features(pth19, tmp_path, rng):
     path, state = pth19
     w = load_weights(path)
@@ -229,6 +231,7 @@ MEAN_RGB = (123.68, 116.779, 103.939)
 
 
 @pytest.mark.parametrize("layout", ["new", "old"])
+@pytest.mark.slow
 def test_matconvnet_mat(params19, tmp_path, rng, layout):
     scipy_io = pytest.importorskip("scipy.io")
     path = tmp_path / "imagenet-vgg-verydeep-19.mat"

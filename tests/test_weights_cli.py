@@ -70,6 +70,7 @@ def run(argv, capsys):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_fetch_list_info(home, server, keras16, capsys):
     code, _, err = run(["weights", "fetch", "vgg16", "--quiet"], capsys)
     assert code == 0, err
@@ -140,6 +141,7 @@ def test_offline_fetch_is_one_line(home, tmp_path, monkeypatch, capsys):
 FAST = ["--model", "vgg16", "--size", "32", "--steps", "2", "--content-layers", "relu2_1", "--style-layers", "relu1_1"]
 
 
+@pytest.mark.slow
 def test_stylize_fetches_the_default_once(home, server, images, tmp_path, capsys):
     code, _, err = run([*images, "-o", tmp_path / "a.png", *FAST, "--quiet"], capsys)
     assert code == 0, err
@@ -174,6 +176,7 @@ def test_stylize_offline_and_no_download(home, server, images, tmp_path, monkeyp
     assert not (tmp_path / "a.png").exists()
 
 
+@pytest.mark.slow
 def test_convert_command(keras16, tmp_path, monkeypatch, capsys):
     code, _, err = run(["weights", "convert", keras16, "-o", tmp_path / "c.h5", "--arch", "vgg16"], capsys)
     assert code == 0 and f"wrote {tmp_path / 'c.h5'} (vgg16, caffe: BGR" in err
@@ -207,6 +210,7 @@ def test_convert_command(keras16, tmp_path, monkeypatch, capsys):
     assert run(["weights", "convert", keras16, "-o", tmp_path / "c.h5", "--overwrite"], capsys)[0] == 0
 
 
+@pytest.mark.slow
 def test_fetch_torchvision(tmp_path, monkeypatch, capsys):
     torch = pytest.importorskip("torch")
     params = small_params(4, "vgg16")
@@ -239,6 +243,7 @@ def test_fetch_torchvision(tmp_path, monkeypatch, capsys):
         find_weights("vgg16")
 
 
+@pytest.mark.slow
 def test_as_a_new_user_in_a_subprocess(home, server):
     env = {**os.environ, "JAXNST_HOME": str(home), "JAXNST_MANIFEST": os.environ["JAXNST_MANIFEST"]}
     r = subprocess.run(
@@ -255,6 +260,7 @@ def test_as_a_new_user_in_a_subprocess(home, server):
     assert r.returncode == 0 and "vgg16.h5" in r.stdout
 
 
+@pytest.mark.slow
 def test_closed_stdout_is_no_traceback(keras16, tmp_path):
     # `jaxnst weights info FILE | head -1`, with the reader gone before the first byte: no race. Block-buffered
     # stdout, as in a shell without PYTHONUNBUFFERED: there the error came in the flush at exit.
