@@ -756,6 +756,11 @@ def model_attr(**attrs):
     return model_file(lambda f: f.attrs.update(attrs))
 
 
+def model_info(change):
+    """`jaxnst weights info` of ``model_file(change)``'s file: the same checks as `jaxnst apply`'s."""
+    return lambda ctx: ["weights", "info", model_file(change)(ctx)[1]]
+
+
 def model_written(write):
     def make(ctx):
         write(ctx.tmp / "m.h5")
@@ -797,6 +802,9 @@ MODELS = [
     ("apply a model of another version", model_attr(version=2), "has version 2; this jaxnst reads 1"),
     ("apply a model whose info is not JSON", model_attr(info="{"), "its info is not a JSON object"),
     ("apply a model with NaN", model_file(nan_leaf), "out/conv/bias holds NaN or infinite values"),
+    ("weights info of a model with NaN", model_info(nan_leaf), "out/conv/bias holds NaN or infinite values"),
+    ("weights info of a model of width 0", model_info(lambda f: f.attrs.update(width=0)), "its width is 0, not a"),
+    ("weights info of a model with a leaf elsewhere", model_info(linked_leaf), "is a link (ExternalLink)"),
     ("apply a model with a leaf elsewhere", model_file(linked_leaf), "is a link (ExternalLink)"),
     (
         "apply a model with a missing leaf",
