@@ -86,7 +86,7 @@ def _most_steps(config: dict) -> int:
     from jaxnst.config import Config, parse_value, scale_schedule
     from jaxnst.record import setting_text
 
-    keys = ("size", "min_size", "steps", "initial_steps")
+    keys = ("size", "min_size", "steps", "initial_steps", "middle_steps")
     cfg = Config(**{k: parse_value(k, setting_text(config[k])) for k in keys if k in config})
     return max(n for _, n in scale_schedule(cfg))
 

@@ -41,7 +41,7 @@ from jaxnst.errors import JaxnstError
 STOP_STEPS, STOP_TOL, STOP_NONFINITE = 0, 1, 2
 STOP_REASONS = {
     STOP_STEPS: "reached the requested number of steps",
-    STOP_TOL: "converged: relative loss change below --tol",
+    STOP_TOL: "converged: the image changed by less than --tol per step",
     STOP_NONFINITE: "the loss or the image became NaN or infinite; kept the image before that step (try a lower --lr)",
 }
 
@@ -58,6 +58,7 @@ class State(struct.PyTreeNode):
     average: jax.Array  # like ``image``: a <- d a + (1 - d) x after each step, from (1 - d) x_0
     average_weight: jax.Array  # float32, the same average of 1s: ``output`` is ``average / average_weight``
     ema_decay: jax.Array  # float32, d; 0: the average is the last image
+    change: jax.Array  # float32, RMS change of ``output`` per step, averaged over ~10 steps (``CHANGE_DECAY``)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
     clip: bool = struct.field(pytree_node=False, default=True)  # project the image to [0, 1] after each update
 
@@ -74,7 +75,7 @@ def init(image: jax.Array, tx: optax.GradientTransformation, *, ema: float | jax
     image = jnp.array(image, jnp.float32, copy=True)
     d = jnp.asarray(ema, jnp.float32)
     return State(image, _fresh(tx, image), jnp.int32(0), jnp.float32(jnp.nan), jnp.int32(STOP_STEPS),
-                 (1 - d) * image, 1 - d, d, tx, clip)  # fmt: skip
+                 (1 - d) * image, 1 - d, d, jnp.float32(0), tx, clip)  # fmt: skip
 
 
 def _fresh(tx: optax.GradientTransformation, image: jax.Array) -> optax.OptState:
@@ -111,6 +112,11 @@ def step(state: State, loss_fn: Callable) -> tuple[jax.Array, optax.OptState, ja
     return (jnp.clip(x, 0.0, 1.0) if state.clip else x), o, loss, aux
 
 
+# ``State.change`` is an exponential moving average of the output's change per step with this decay
+# (about the last 10 steps); ``tol`` is not tested before a scale's ``CHANGE_STEPS``-th step.
+CHANGE_DECAY, CHANGE_STEPS = 0.9, 10
+
+
 def run_steps(state: State, loss_fn: Callable, n, tol=0.0) -> tuple[State, Any]:
     """``run`` without ``jit``: for ``vmap`` and ``lower`` (``jaxnst.batch``, ``jaxnst.memory``)."""
     until = state.step + n
@@ -124,15 +130,17 @@ def run_steps(state: State, loss_fn: Callable, n, tol=0.0) -> tuple[State, Any]:
         s, old_aux = carry
         x, o, loss, aux = step(s, loss_fn)
         bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(x))
-        rel = jnp.abs(s.loss - loss) / jnp.maximum(jnp.abs(s.loss), 1e-30)  # NaN at the first step: no stop
-        stop = jnp.where(bad, STOP_NONFINITE, jnp.where((tol > 0) & (rel < tol), STOP_TOL, STOP_STEPS))
-        stop = stop.astype(jnp.int32)  # not weakly typed: the carry keeps its type, and the next call its program
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(bad, b, a), new, old)  # noqa: E731
         d = s.ema_decay
         average, weight = d * s.average + (1 - d) * x, d * s.average_weight + (1 - d)
+        moved = jnp.sqrt(jnp.mean(jnp.square(average / weight - s.average / s.average_weight)))
+        change = jnp.where(s.step == 0, moved, CHANGE_DECAY * s.change + (1 - CHANGE_DECAY) * moved)
+        converged = (tol > 0) & (s.step + 1 >= CHANGE_STEPS) & (change < tol)
+        stop = jnp.where(bad, STOP_NONFINITE, jnp.where(converged, STOP_TOL, STOP_STEPS))
+        stop = stop.astype(jnp.int32)  # not weakly typed: the carry keeps its type, and the next call its program
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(bad, b, a), new, old)  # noqa: E731
         new = s.replace(image=keep(x, s.image), opt_state=keep(o, s.opt_state), step=s.step + jnp.where(bad, 0, 1),
                         loss=keep(loss, s.loss), stop=stop, average=keep(average, s.average),
-                        average_weight=keep(weight, s.average_weight))  # fmt: skip
+                        average_weight=keep(weight, s.average_weight), change=keep(change, s.change))  # fmt: skip
         return new, keep(aux, old_aux)
 
     return lax.while_loop(cond, body, (state, aux0))
@@ -152,12 +160,13 @@ def run(state: State, loss_fn: Callable, n=1, *, tol=0.0, donate: bool = False) 
     in one compiled ``lax.while_loop``; returns the new state and the ``aux`` at the input of the
     last step taken (zeros before any step).
 
-    Stops early when the relative change of the loss falls below ``tol`` (if ``tol > 0``), or when
-    the loss or the updated image is not finite: that update is not taken and ``state.stop`` says
-    why (``STOP_REASONS``). ``n`` and ``tol`` are arrays to the program, so every value runs the
-    same compiled code. ``loss_fn`` is best a ``jax.tree_util.Partial`` over its arrays (as
-    ``jaxnst.transfer.objective_fn`` returns): then new arrays of the same shapes reuse the
-    compiled program, where a new closure compiles again.
+    Stops early when the image has stopped changing: when ``state.change``, the RMS change of
+    ``output`` per step averaged over about the last 10 steps, falls below ``tol`` (if ``tol > 0``;
+    from the 10th step on). Or when the loss or the updated image is not finite: that update is
+    not taken. ``state.stop`` says why (``STOP_REASONS``). ``n`` and ``tol`` are arrays to the
+    program, so every value runs the same compiled code. ``loss_fn`` is best a
+    ``jax.tree_util.Partial`` over its arrays (as ``jaxnst.transfer.objective_fn`` returns): then
+    new arrays of the same shapes reuse the compiled program, where a new closure compiles again.
 
     With ``donate=True`` the state's buffers are reused for the result (no copy of the image and
     the optimiser's state per call): the ``state`` passed in is then deleted and must not be read
@@ -190,7 +199,7 @@ def rescale(state: State, hw: tuple[int, int]) -> State:
     running means of squares (``SECOND_MOMENTS``: Adam's ``nu``...), bilinear and kept >= 0, as
     crowsonkb's ``scale_adam``; every other leaf (step counts, learning rates) is kept. A state
     that holds a history of images or a cached gradient (``optax.lbfgs``'s memory and line
-    search) starts again from ``tx.init``. The average, step count, loss and stop start again.
+    search) starts again from ``tx.init``. The average, step count, loss, change and stop start again.
     """
     image = _resize(output(state), hw, "cubic")
     image = jnp.clip(image, 0.0, 1.0) if state.clip else image
@@ -211,7 +220,8 @@ def rescale(state: State, hw: tuple[int, int]) -> State:
     d = state.ema_decay
     return state.replace(image=image, opt_state=opt_state, step=jnp.zeros_like(state.step),
                          loss=jnp.full_like(state.loss, jnp.nan), stop=jnp.zeros_like(state.stop),
-                         average=(1 - d) * image, average_weight=1 - d)  # fmt: skip
+                         average=(1 - d) * image, average_weight=1 - d,
+                         change=jnp.zeros_like(state.change))  # fmt: skip
 
 
 @functools.cache

@@ -21,7 +21,10 @@ from pathlib import Path
 from jaxnst.config import INIT_CHOICES, Config, parse_value, settings
 from jaxnst.errors import JaxnstError
 
-VERSION = 1
+VERSION = 2
+# Settings added after a version of the record, with the value that makes an older record's run again.
+# Version 2: the middle scales' own step count (until then they took --steps).
+ADDED = {2: {"middle_steps": None}}
 # The perceptual controls' images, each a list of absolute paths ("none": that style has no mask).
 CONTROLS = ("style_coarse", "content_masks", "style_masks")
 # What wrote it: the main command (``jaxnst CONTENT STYLE``), ``jaxnst batch``, the web page.
@@ -75,7 +78,8 @@ def read_record(data: str | dict, where: str) -> dict:
     """The record in ``data`` (its JSON text, or the object), checked; else a ``JaxnstError`` that names
     ``where`` it came from. Records written before they had a version (``record`` 0) are read too:
     ``command`` is then "stylize" unless they say otherwise. Settings the record does not name take
-    their defaults; one this jaxnst does not know is an error (the run cannot be made again here)."""
+    their defaults, or what an older record meant (``ADDED``); one this jaxnst does not know is an error
+    (the run cannot be made again here)."""
     from jaxnst import __version__
 
     damaged = JaxnstError(f"{where}: its jaxnst record is damaged")
@@ -113,6 +117,9 @@ def read_record(data: str | dict, where: str) -> dict:
             f"({', '.join(map(str, unknown))}): make it again with that version"
         )
     config = {k: v for k, v in data["config"].items() if k in settings("record")}
+    for since, added in ADDED.items():
+        if version < since:
+            config = {**added, **config}
     for name, value in config.items():
         try:
             parse_value(name, setting_text(value))

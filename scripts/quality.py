@@ -50,9 +50,12 @@ def settings(size: int) -> dict[str, Config]:
         # torchvision's features. Here the layer weights are not normalised (x 341), so content 5.115 ~ 5;
         # and the Caffe-scaled features make both terms ~3300 x larger, so TV 2 becomes 2 * 3300 * 341.
         "multiscale_w2_ema": dataclasses.replace(
-            gatys, min_size=128, initial_steps=320, steps=160, style_statistic="w2", content_weight=5.0,
-            style_weight=1.0, style_layer_ratio=4.0, tv_weight=2e6, ema=0.99,
-        ),  # == Config(size=size), the default
+            gatys, min_size=128, initial_steps=320, middle_steps=None, steps=160, style_statistic="w2",
+            content_weight=5.0, style_weight=1.0, style_layer_ratio=4.0, tv_weight=2e6, ema=0.99,
+        ),  # the default until issue 24 (== preset("best", size=size))
+        # The default since issue 24: the same objective, 60 + 3 x 20 + at most 100 steps, each scale ending
+        # once its image stops changing (--tol), EMA 0.95.
+        "default": Config(size=size),
     }  # fmt: skip
 
 

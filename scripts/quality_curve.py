@@ -4,14 +4,15 @@
     python scripts/quality_curve.py --size 256 --out /tmp/curve           # the 4 pairs of scripts/quality.py
 
 One run of the default (``jaxnst.Config(size=...)``, coarse to fine, W2, EMA) per pair, or of the default
-with another schedule (``--initial-steps``, ``--steps``, ``--ema``), with the image taken at every quarter of every
-scale's steps. Each of those images is what the run would give if it stopped there: it is resized to the
-full size (Lanczos, as ``jaxnst.load_image`` resizes) and measured as docs/quality.md measures
-(``scripts/quality.py``'s ``common_losses``: content, Gram and W2 style losses, every layer weighing 1),
-with the seconds since the run started (compile included). Writes ``curve.json`` (a pair and schedule run
-again replaces its earlier run) and, per pair and schedule, the final image
-(``{content}_x_{style}_{initial}+{steps}.jpg``) and a strip of the checkpoints of the last two scales
-(``..._curve.jpg``), to look at where the picture stops changing.
+with another schedule (``--preset``, ``--initial-steps``, ``--middle-steps``, ``--steps``, ``--ema``,
+``--tol``), with the image taken at every quarter of every scale's steps. Each of those images is what the
+run would give if it stopped there: it is resized to the full size (Lanczos, as ``jaxnst.load_image``
+resizes) and measured as docs/quality.md measures (``scripts/quality.py``'s ``common_losses``: content,
+Gram and W2 style losses, every layer weighing 1), with the seconds since the run started (compile
+included). Writes ``curve.json`` (a pair and schedule run again replaces its earlier run) and, per pair
+and schedule, the final image (``{content}_x_{style}_{name}.jpg``; ``--name``, else from the steps) and a
+strip of the checkpoints of the last two scales (``..._curve.jpg``), to look at where the picture stops
+changing. ``--strip NAME...`` puts finished schedules' images side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from quality import PAIRS, ROOT, common_losses  # scripts/quality.py, beside thi
 
 import jaxnst
 from jaxnst import hub
+from jaxnst.config import parse_value
 
 QUARTERS = 4
 
@@ -40,17 +42,36 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--pairs", nargs="+", default=[f"{c}:{s}" for c, s in PAIRS], metavar="CONTENT:STYLE")
     p.add_argument("--initial-steps", type=int, default=None, help="steps at the first scale (default: the default's)")
-    p.add_argument("--steps", type=int, default=None, help="steps at each other scale (default: the default's)")
+    p.add_argument("--steps", type=int, default=None, help="steps at the last scale (default: the default's)")
+    p.add_argument("--middle-steps", default=None, help="steps at each middle scale, or none (default: the default's)")
     p.add_argument("--ema", type=float, default=None, help="the moving average's decay (default: the default's)")
+    p.add_argument("--tol", type=float, default=None, help="end a scale when its image stops changing (--tol)")
+    p.add_argument("--preset", default=None, help="start from this preset (jaxnst.config.PRESETS), not the default")
+    p.add_argument("--name", default=None, help="the schedule's name in curve.json (default: from its steps)")
+    p.add_argument("--strip", nargs="+", default=None, metavar="NAME",
+                   help="run nothing: put the final images of these schedules side by side, per pair")  # fmt: skip
     args = p.parse_args()
+    if args.strip:
+        for pair in args.pairs:
+            stem = "_x_".join(Path(n).stem for n in pair.split(":"))
+            ims = [Image.open(args.out / f"{stem}_{name}.jpg") for name in args.strip]
+            canvas = Image.new("RGB", (sum(im.width for im in ims) + 8 * (len(ims) - 1), ims[0].height), "white")
+            for k, im in enumerate(ims):
+                canvas.paste(im, (sum(i.width + 8 for i in ims[:k]), 0))
+            canvas.save(args.out / f"{stem}_{'_'.join(args.strip)}.jpg", quality=85)
+        return
 
     path = Path(args.weights) if args.weights else hub.default_weights("vgg19", report=print)
     weights = jaxnst.load_weights(path)
-    cfg = jaxnst.Config(size=args.size)
-    changes = {k: getattr(args, k) for k in ("initial_steps", "steps", "ema") if getattr(args, k) is not None}
+    cfg = jaxnst.preset(args.preset, size=args.size) if args.preset else jaxnst.Config(size=args.size)
+    keys = ("initial_steps", "middle_steps", "steps", "ema", "tol")
+    changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if "middle_steps" in changes:
+        changes["middle_steps"] = parse_value("middle_steps", changes["middle_steps"])
     cfg = dataclasses.replace(cfg, **changes)
-    # The schedule: steps at the first scale + at each other (and the decay when it is not the default's).
-    name = f"{cfg.initial_steps}+{cfg.steps}" + (f"_ema{cfg.ema}" if "ema" in changes else "")
+    # The schedule: steps at the first scale + at each middle one + at the last, and what is not the default's.
+    name = args.name or (f"{cfg.initial_steps}+{cfg.middle_steps}+{cfg.steps}"
+                         + "".join(f"_{k}{changes[k]}" for k in ("ema", "tol") if k in changes))  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     record_path = args.out / "curve.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {"runs": []}

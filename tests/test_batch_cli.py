@@ -152,7 +152,7 @@ def test_ema_and_initial_steps_sweep_and_the_bar_counts_every_scale(images_dir, 
     """The README's sweeps of ema and initial_steps (once refused), coarse to fine: 32, 23 and 16 px. The
     progress bar's total is every step of every scale (it once counted --steps per item)."""
     args = ["batch", "--content", images_dir / "coffee.png", "--style", images_dir / "shipwreck.jpg", "--out", tmp_path]
-    args += [*FAST[:-1], "--size", 32, "--min-size", 16, "--steps", 2, "--bucket-multiple", 8]
+    args += [*FAST[:-1], "--size", 32, "--min-size", 16, "--middle-steps", 2, "--steps", 2, "--bucket-multiple", 8]
     code, err = run([*args, "--sweep", "ema=0,0.99", "--sweep", "initial-steps=1,3"], capsys)
     assert code == 0, err
     trace = json.loads((tmp_path / "trace.json").read_text())

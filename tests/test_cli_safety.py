@@ -310,12 +310,26 @@ def test_the_png_records_its_run_and_reproduce_remakes_it(pair, tmp_path, capsys
     Image.open(out).save(tmp_path / "plain.png")  # the pixels without the record
     code, err = run(["reproduce", tmp_path / "plain.png"], capsys)
     assert code == 2 and "plain.png has no jaxnst record" in one_error_line(err)
-    assert rec["record"] == 1 and rec["command"] == "stylize"
+    assert rec["record"] == 2 and rec["command"] == "stylize"
     # A record written before records had a version still reproduces; its output path is never used.
     old = {k: v for k, v in rec.items() if k not in ("record", "command")}
     save_with_record(out, tmp_path / "old.png", {**old, "output": str(tmp_path / "elsewhere.png")})
     code, err = run(["reproduce", tmp_path / "old.png", "--quiet"], capsys)
     assert code == 0 and "old_reproduced.png has the same pixels" in err and not (tmp_path / "elsewhere.png").exists()
+
+
+def test_an_older_record_keeps_the_schedule_it_ran():
+    """A version 1 record knew no middle_steps: its middle scales took --steps, and so they do again; a
+    version 2 record without it takes the default."""
+    from jaxnst.config import Config, scale_schedule
+    from jaxnst.record import read_record
+
+    base = {"content": "/c.png", "styles": ["/s.png"], "output": "/o.png", "weights": None, "weights_sha256": "x"}
+    old = read_record({**base, "record": 1, "config": {"initial_steps": 320, "steps": 160}}, "old.png")["config"]
+    assert scale_schedule(Config(**old)) == [(128, 320), (181, 160), (256, 160), (362, 160), (512, 160)]
+    new = read_record({**base, "record": 2, "config": {"steps": 160}}, "new.png")["config"]
+    m = Config.middle_steps
+    assert scale_schedule(Config(**new))[1:] == [(181, m), (256, m), (362, m), (512, 160)]
 
 
 def save_with_record(src, dst, record: dict) -> None:
@@ -337,7 +351,7 @@ def save_with_record(src, dst, record: dict) -> None:
         (lambda r: {**r, "config": {**r["config"], "init": "--output=EVIL"}}, "--init --output=EVIL: give content"),
         (lambda r: {**r, "style_coarse": ["--output=EVIL"]}, "the record's style_coarse is damaged"),
         (lambda r: {**r, "config": {**r["config"], "size": "big"}}, "its record's size 'big' is not a whole number"),
-        (lambda r: {**r, "record": 2}, "has a record of version 2"),
+        (lambda r: {**r, "record": 3}, "has a record of version 3"),
         (lambda r: {**r, "styles": "s.png"}, "its jaxnst record is damaged"),
         (lambda r: {**r, "content_masks": [3]}, "the record's content_masks is damaged"),
         # The web page's and batch's records run again as a batch: their sweep is data too.
@@ -432,11 +446,11 @@ def test_a_multiscale_run_stopped_mid_scale_resumes_to_the_same_pixels(pair, tmp
     """Coarse to fine with a moving average: a stop at the second scale saves a checkpoint of that
     scale; --resume finishes the run as if it had not stopped. Lines name the scale's size."""
     c, s = pair
-    args = [c, s, *FAST, "--min-size", "16", "--initial-steps", "4", "--steps", "3", "--ema", "0.5",
-            "--print-every", "2"]  # fmt: skip
+    args = [c, s, *FAST, "--min-size", "16", "--initial-steps", "4", "--middle-steps", "3", "--steps", "3",
+            "--ema", "0.5", "--print-every", "2"]  # fmt: skip
     code, err = run([*args, "-o", tmp_path / "whole.png"], capsys)
     assert code == 0, err
-    assert "scales 16, 23, 32 px, 10 adam steps (4 at the first, 3 at each other)" in err
+    assert "scales 16, 23, 32 px, at most 4, 3, 3 adam steps (10 in all)" in err
     assert "step     6/10 at 23x15" in err and "step    10/10 at 32x21" in err
 
     class StopAtFifthBlock(dict):  # as if Ctrl-C came during the fifth block (steps 1, 2, 4 | 5, 6 of 7)

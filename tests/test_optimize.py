@@ -68,13 +68,51 @@ def test_run_equals_single_steps(rng):
         np.asarray(state.image)
 
 
-def test_run_stops_on_tolerance_and_nonfinite():
-    opt = optax.sgd(0.25)
+def change_reference(x0: float, target: float, lr: float, ema: float, tol: float, n: int):
+    """The stop rule by hand: SGD on (x - target)^2 from x0 (every pixel alike), the output the
+    bias-corrected average of the iterates, ``change`` the moving average (decay 0.9, the first step
+    taken as it is) of the output's change per step; the scale ends at the first step from the 10th on
+    where it is below ``tol``. Returns (steps taken, change, output)."""
+    x, avg, weight, change = x0, (1 - ema) * x0, 1 - ema, 0.0
+    for k in range(1, n + 1):
+        x = x - lr * 2 * (x - target)
+        new_avg, new_weight = ema * avg + (1 - ema) * x, ema * weight + (1 - ema)
+        moved = abs(new_avg / new_weight - avg / weight)
+        change = moved if k == 1 else 0.9 * change + 0.1 * moved
+        avg, weight = new_avg, new_weight
+        if k >= 10 and change < tol:
+            return k, change, avg / weight
+    return n, change, avg / weight
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_run_stops_when_the_image_stops_changing(ema):
+    """``tol`` ends a run once the output moves less than ``tol`` per step (smoothed), never before the 10th
+    step; without ``tol``, or with a ``tol`` it never reaches, it takes every step; the rule carries across
+    calls, and a stopped state takes no more steps."""
     x0 = jnp.zeros((1, 2, 2, 1))
-    # sgd 0.25 on (x-1)^2 halves the error each step, so the loss falls by 3/4:
-    # relative change 0.75 < 0.8 at the second step (the first has nothing to compare with).
-    out = run_quad(quad, opt, x0, 1000, 0.8, jnp.ones_like(x0))
-    assert int(out.stop) == STOP_TOL and int(out.step) == 2
+    run = lambda n, tol, state=None: engine.run(  # noqa: E731
+        state or engine.init(x0, optax.sgd(0.1), ema=ema, clip=False), lambda x: quad(x, 1.0), n, tol=tol
+    )[0]
+    for tol in (1e-3, 0.05, 10.0):
+        k, change, out = change_reference(0.0, 1.0, 0.1, ema, tol, 1000)
+        assert k < 1000 and (k > 10 or tol == 10.0)
+        state = run(1000, tol)
+        assert int(state.stop) == STOP_TOL and int(state.step) == k == max(10, k)
+        np.testing.assert_allclose(float(state.change), change, rtol=1e-4)
+        np.testing.assert_allclose(engine.output(state), np.full(x0.shape, out), rtol=1e-5)
+        # In pieces of 3 steps, the same steps.
+        state = None
+        for _ in range(400):
+            state = run(3, tol, state)
+        assert int(state.stop) == STOP_TOL and int(state.step) == k
+        assert int(run(5, tol, state).step) == k
+    state = run(300, 0.0)
+    assert int(state.stop) == STOP_STEPS and int(state.step) == 300
+
+
+def test_run_stops_on_nonfinite():
+    x0 = jnp.zeros((1, 2, 2, 1))
     # Each step adds 0.1 to 4 pixels; the loss is NaN once their sum exceeds 0.5.
     nan_loss = lambda x, t: -jnp.sum(x) * jnp.where(jnp.sum(x) > 0.5, jnp.nan, 1.0)
     out = run_quad(nan_loss, optax.sgd(0.1), x0, 100, 0.0)

@@ -19,15 +19,19 @@ LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")
 
 
 def test_scale_schedule_is_as_documented():
-    assert scale_schedule(Config()) == [(128, 320), (181, 160), (256, 160), (362, 160), (512, 160)]  # the default
-    assert scale_schedule(Config(size=512, min_size=128, initial_steps=1000, steps=500)) == [
+    assert scale_schedule(Config()) == [(128, 60), (181, 20), (256, 20), (362, 20), (512, 100)]  # the default
+    assert scale_schedule(Config(size=512, min_size=128, initial_steps=1000, middle_steps=None, steps=500)) == [
         (128, 1000), (181, 500), (256, 500), (362, 500), (512, 500)
     ]  # fmt: skip
-    # Sides below min_size are left out; the first scale takes --steps when initial_steps is None.
-    assert scale_schedule(Config(size=500, min_size=128, steps=7, initial_steps=None)) == [
+    # Sides below min_size are left out; the first and middle scales take --steps when theirs are None.
+    assert scale_schedule(Config(size=500, min_size=128, steps=7, initial_steps=None, middle_steps=None)) == [
         (177, 7), (250, 7), (354, 7), (500, 7)
     ]  # fmt: skip
-    assert scale_schedule(Config(size=512, steps=9, min_size=None)) == [(512, 9)]  # no min_size: one scale
+    # middle_steps: the scales between the first and the last; None: --steps. Without min_size: --steps.
+    assert scale_schedule(Config(size=362, min_size=128, initial_steps=5, middle_steps=3, steps=8)) == [
+        (128, 5), (181, 3), (256, 3), (362, 8)
+    ]  # fmt: skip
+    assert scale_schedule(Config(size=512, steps=9, min_size=None, middle_steps=4)) == [(512, 9)]
     assert scale_schedule(Config(size=64, min_size=128, initial_steps=3, steps=50)) == [(64, 50)]  # min_size >= size
 
 
@@ -84,7 +88,8 @@ def test_rescale_carries_the_state_up(vgg19, rng, optimizer):
 
 
 def multiscale_config(**kw):
-    return Config(size=32, min_size=16, steps=3, initial_steps=4, style_weight=1e3, lr=0.05, **LAYERS, **kw)
+    base = {"size": 32, "min_size": 16, "steps": 3, "initial_steps": 4, "middle_steps": None, "tol": 0.0}
+    return Config(style_weight=1e3, lr=0.05, **LAYERS, **{**base, **kw})
 
 
 @pytest.mark.slow
@@ -128,6 +133,48 @@ def test_multiscale_resumed_mid_scale_equals_uninterrupted(vgg19, rng):
         jaxnst.stylize(c, [s], vgg19, cfg, callback=callback, every=2)
     resumed = jaxnst.stylize(c, [s], vgg19, cfg, every=2, state=jax.tree.map(jnp.asarray, held["state"]))
     np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tol_ends_each_scale_when_its_image_stops_changing(vgg19, rng):
+    TOL = 0.003  # noqa: N806
+    """The stopping rule, whole runs: a tol the image reaches ends every scale early (from its 10th step,
+    each scale counted afresh); one it never reaches, or none, leaves every scale its ceiling; a run
+    stopped mid-scale and resumed from its state takes the same steps to the same pixels."""
+    c = rng.uniform(size=(32, 24, 3)).astype(np.float32)
+    s = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+
+    def run(tol, **kw):
+        ends = {}  # each scale's last report: steps, stop, change (the state's buffers are reused: read them now)
+        cfg = multiscale_config(ema=0.5, initial_steps=60, middle_steps=40, steps=50, tol=tol)
+        record = lambda p: ends.update({p.scale: (p.step, int(p.state.stop), float(p.state.change))})  # noqa: E731
+        out = jaxnst.stylize(c, [s], vgg19, cfg, callback=record, every=5, **kw)
+        return out, [ends[k][0] for k in sorted(ends)], [ends[k][1:] for k in sorted(ends)]
+
+    _, full, ends = run(0.0)
+    assert full == [60, 40, 50] and {stop for stop, _ in ends} == {engine.STOP_STEPS}
+    assert run(1e-9)[1] == full
+    # A tol between the scales' smallest and largest changes ends some scales early and not others.
+    out, early, ends = run(TOL)
+    assert all(10 <= k <= n for k, n in zip(early, full, strict=True)) and early != full
+    assert [stop == engine.STOP_TOL for stop, _ in ends] == [k < n for k, n in zip(early, full, strict=True)]
+    assert all(change < TOL for stop, change in ends if stop == engine.STOP_TOL)
+    held = {}
+
+    class Stop(Exception):
+        pass
+
+    def callback(p):
+        if p.scale == 1 and p.step == 5:
+            held["state"] = jax.tree.map(np.array, p.state)
+            raise Stop
+
+    cfg = multiscale_config(ema=0.5, initial_steps=60, middle_steps=40, steps=50, tol=TOL)
+    with pytest.raises(Stop):
+        jaxnst.stylize(c, [s], vgg19, cfg, callback=callback, every=5)
+    resumed, steps, _ = run(TOL, state=jax.tree.map(jnp.asarray, held["state"]))
+    assert steps == early[1:]
+    np.testing.assert_allclose(resumed, out, rtol=1e-5, atol=1e-6)
 
 
 def test_a_content_too_small_at_the_first_scale_names_min_size(vgg19):

@@ -493,6 +493,11 @@ def _load(args: argparse.Namespace, plan: _Plan) -> _Run:
 STEP_TIMES = "step_times.json"  # in $JAXNST_HOME, beside the compilation cache: seconds per step of earlier runs
 
 
+# Seconds per step of the default settings by pixels, on the quiet 2-core CPU of docs/benchmarks.md (W2 by
+# ``scripts/bench_statistics.py``, 4:3 images of 128, 256 and 512 px): a first run's estimate on a CPU.
+REFERENCE_STEP_TIMES = [[128 * 96, 0.126], [256 * 192, 0.275], [512 * 384, 0.890]]
+
+
 def _rate_key(cfg: Config) -> str:
     """What a step's time depends on beside the image's size: the device, the network and the step's kind."""
     return "|".join(map(str, (device_name(), cfg.model, cfg.style_statistic, cfg.optimizer, cfg.precision, cfg.ops)))
@@ -521,7 +526,7 @@ def estimate_seconds(times: dict, key: str, scales: list[tuple[int, int]]) -> fl
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    return f"{max(1, round(seconds))} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _remember_step_times(home: Path, key: str, measured: dict[int, float]) -> None:
@@ -549,12 +554,14 @@ class _Report:
         self.total = sum(n for _, n in schedule)
         if run.resumed:
             self.log(f"jaxnst: resuming {args.resume} at step {run.resumed}")
-        steps = f"{cfg.steps} {cfg.optimizer} steps"
+        upto = "at most " if cfg.tol > 0 else ""
+        steps = f"{upto}{cfg.steps} {cfg.optimizer} steps"
         if len(schedule) > 1:
-            sides = ", ".join(str(side) for side, _ in schedule)
-            steps = (f"scales {sides} px, {self.total} {cfg.optimizer} steps ({schedule[0][1]} at the first, "
-                     f"{cfg.steps} at each other)")  # fmt: skip
+            sides, counts = (", ".join(str(v[i]) for v in schedule) for i in (0, 1))
+            steps = f"scales {sides} px, {upto}{counts} {cfg.optimizer} steps ({self.total} in all)"
         self.log(f"jaxnst: {run.w}x{run.h} px, {steps}, {cfg.model} from {run.source}, on {device_name()}")
+        if cfg.tol > 0:
+            self.log(f"jaxnst: a scale ends sooner once its image changes by less than {cfg.tol:g} per step (--tol)")
         self.home = Path(cache).parent if cache else None  # step times are kept where compiled programs are
         from jaxnst.transfer import scaled_hw
 
@@ -564,9 +571,17 @@ class _Report:
             todo.append((h * w, max(0, n - done)))
             done = max(0, done - n)
         left = estimate_seconds(_read_step_times(self.home), _rate_key(cfg), todo) if self.home else None
-        self.log(f"jaxnst: the steps take about {_duration(left)} here (timed by earlier runs on this device), plus "
-                 "compiling" if left is not None else "jaxnst: no earlier run on this device to time the steps by "
-                 "yet; the bar shows the time left after the first steps")  # fmt: skip
+        import jax
+
+        default = _rate_key(cfg) == _rate_key(Config()) and jax.default_backend() == "cpu"
+        guess = estimate_seconds({"": REFERENCE_STEP_TIMES}, "", todo) if default else None
+        if left is not None:
+            self.log(f"jaxnst: the steps take about {_duration(left)} here (timed by earlier runs on this device), "
+                     "plus compiling")  # fmt: skip
+        else:
+            self.log("jaxnst: no earlier run on this device to time the steps by yet" + (
+                f"; on the 2-core CPU of docs/benchmarks.md they take about {_duration(guess)}" if guess else "")
+                + "; the bar shows the time left after the first steps")  # fmt: skip
         self.step_times: dict[int, list] = {}  # scale -> [pixels, first t, first step, last t, last step]
         kept = f"kept in {cache} for the next run of this size" if cache else "not kept: JAXNST_COMPILATION_CACHE=0"
         sizes = f"{run.w}x{run.h}" if len(schedule) == 1 else f"each scale, the first at {schedule[0][0]} px"
