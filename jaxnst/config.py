@@ -264,7 +264,7 @@ def _scalar(name: str, kind: type, text: str):
 # Named sets of changes to the defaults (``preset``, ``--preset``); a flag given with --preset still wins.
 PRESETS: dict[str, dict] = {
     # The default's schedule cut for a quick look: about half its time (docs/quality.md).
-    "draft": {"initial_steps": 40, "middle_steps": 15, "steps": 50, "tol": 6e-4},
+    "draft": {"initial_steps": 30, "middle_steps": 10, "steps": 30, "tol": 6e-4},
     # The default before it learnt to stop (issue 24): every scale to its count, a longer average; ~2.7x the time.
     "best": {"initial_steps": 320, "middle_steps": None, "steps": 160, "ema": 0.99, "tol": 0.0},
     # Gatys et al. 2016 as jcjohnson/neural-style runs it: one scale, Gram matrices, equal layers,

@@ -148,7 +148,7 @@ def test_save_every_and_jpeg(images_dir, tmp_path, capsys):
         (["--size", "1000000000000000000000000000000"], "is too large: use at most 16384 pixels"),
         (["--steps", "1000000000000000000000000000000"], "is too many: use at most 10000000"),
         (["--style-scale", "1e30"], "--style-scale 1e+30 makes styles of"),
-        (["--preset", "fast"], "invalid choice: 'fast' (choose from 'gatys', 'crowsonkb')"),
+        (["--preset", "fast"], "invalid choice: 'fast' (choose from 'draft', 'best', 'gatys', 'crowsonkb')"),
         (["--init", "Noise"], "give content, noise, gray, normal, style, style-stats, or the path of an image file"),
     ],
 )

@@ -209,8 +209,13 @@ def test_style_layer_ratio_and_presets():
     g = preset("gatys", size=256)
     assert (g.size, g.min_size, g.style_statistic, g.style_weight, g.ema) == (256, None, "gram", 100.0, 0.0)
     assert scale_schedule(g) == [(256, 500)] and set(PRESETS["gatys"]) <= {f for f in Config.__dataclass_fields__}
-    with pytest.raises(jaxnst.JaxnstError, match="unknown preset 'x': use one of gatys"):
+    with pytest.raises(jaxnst.JaxnstError, match="unknown preset 'x': use one of draft, best, gatys, crowsonkb"):
         preset("x")
+    # best: the default until issue 24, every scale to its count; draft: fewer steps than the default at every scale.
+    best = preset("best")
+    assert scale_schedule(best) == [(128, 320), (181, 160), (256, 160), (362, 160), (512, 160)]
+    assert (best.ema, best.tol) == (0.99, 0.0)
+    assert all(d < n for (_, d), (_, n) in zip(scale_schedule(preset("draft")), scale_schedule(Config()), strict=True))
 
 
 def test_cli_preset_sets_defaults_and_flags_win():
