@@ -118,7 +118,7 @@ def read_tree(path: str | os.PathLike, template, finite: tuple[str, ...] = ()):
         raise _damaged(Path(path), e) from None
     if set(have) != set(want):
         raise JaxnstError(
-            f"checkpoint {path} holds another kind of run (another optimizer?): "
+            f"checkpoint {path} holds another kind of run (another optimizer, or an older jaxnst?): "
             f"its state has {sorted(set(have) - set(want)) or 'no'} extra and {sorted(set(want) - set(have)) or 'no'}"
             " missing parts"
         )
