@@ -31,7 +31,9 @@ def test_fine_and_coarse_styles_split_the_layers(vgg19, rng):
 @pytest.mark.slow
 def test_fine_equal_to_coarse_is_the_single_style_run(vgg19, rng):
     content, a = pictures(rng, (32, 32), (32, 24))
-    cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2)  # two scales: the coarse style shrinks too
+    cfg = dataclasses.replace(
+        BASE, min_size=16, initial_steps=2, middle_steps=None
+    )  # two scales: the coarse style shrinks too
     want = jaxnst.stylize(content, [a], vgg19, cfg)
     np.testing.assert_array_equal(jaxnst.stylize(content, [a], vgg19, cfg, coarse_styles=[a]), want)
 
@@ -109,7 +111,7 @@ def test_complementary_regions_of_one_style_with_equal_statistics_equal_the_plai
 def test_an_all_ones_content_mask_is_the_unmasked_run(vgg19, rng):
     content, a = pictures(rng, (32, 32), (32, 24))
     for statistic in ("gram", "w2"):
-        cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, style_statistic=statistic)
+        cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, middle_steps=None, style_statistic=statistic)
         want = jaxnst.stylize(content, [a], vgg19, cfg)
         got = jaxnst.stylize(content, [a], vgg19, cfg, content_masks=[np.ones((32, 32))])
         # The same sums in another order (a weighted sum over the area, not a mean): float rounding, which
@@ -233,7 +235,7 @@ def test_batch_items_with_regions_equal_single_runs(vgg19, rng):
     top[:14] = 1
     left = np.zeros((24, 32), np.float32)
     left[:, :16] = 1
-    cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, steps=2)
+    cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, middle_steps=None, steps=2)
     configs = [cfg, dataclasses.replace(cfg, style_weight=1e2)]
     masks = [[top, 1 - top], [1 - top, top]]
     outs = jaxnst.stylize_batch(contents, [[a, b]], vgg19, configs, multiple=8, content_masks=masks,
@@ -250,7 +252,14 @@ def test_batch_items_with_coarse_styles_equal_single_runs(vgg19, rng):
     contents = pictures(rng, (32, 32), (32, 32))
     a, b, c = pictures(rng, (32, 24), (24, 32), (28, 28))
     cfg = dataclasses.replace(
-        BASE, min_size=16, initial_steps=2, steps=2, style_statistic="gram", style_weight=1e3, split_layer="relu2_1"
+        BASE,
+        min_size=16,
+        initial_steps=2,
+        middle_steps=None,
+        steps=2,
+        style_statistic="gram",
+        style_weight=1e3,
+        split_layer="relu2_1",
     )  # relu3_1 from the coarse style
     configs = [cfg, dataclasses.replace(cfg, style_weight=1e2)]
     outs = jaxnst.stylize_batch(contents, [a], vgg19, configs, multiple=8, coarse_styles=[[b], [c]])
