@@ -31,9 +31,8 @@ def test_fine_and_coarse_styles_split_the_layers(vgg19, rng):
 @pytest.mark.slow
 def test_fine_equal_to_coarse_is_the_single_style_run(vgg19, rng):
     content, a = pictures(rng, (32, 32), (32, 24))
-    cfg = dataclasses.replace(
-        BASE, min_size=16, initial_steps=2, middle_steps=None
-    )  # two scales: the coarse style shrinks too
+    # Scales of 16, 23 and 32 px: the coarse style shrinks too.
+    cfg = dataclasses.replace(BASE, min_size=16, initial_steps=2, middle_steps=None)
     want = jaxnst.stylize(content, [a], vgg19, cfg)
     np.testing.assert_array_equal(jaxnst.stylize(content, [a], vgg19, cfg, coarse_styles=[a]), want)
 
