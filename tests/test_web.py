@@ -96,7 +96,7 @@ def test_a_run_reports_progress_and_keeps_its_result(server, rng, capsys):
     assert record["config"]["steps"] == 3 and record["config"]["size"] == 32 and record["run"] == run_id
     # The CLI's record (one schema): the uploads' paths, the weights' digest; `jaxnst reproduce` makes it
     # again, as the page's batch program (it once crashed with KeyError: 'content').
-    assert read_record(record, "result") == {**record, "command": "serve"} and record["record"] == 1
+    assert read_record(record, "result") == {**record, "command": "serve"} and record["record"] == 2
     assert Path(record["content"]).parent == runner.folder / run_id / "inputs" and len(record["weights_sha256"]) == 64
     (runner.folder / "web.png").write_bytes(res.content)
     code = main(["reproduce", str(runner.folder / "web.png"), "--quiet"])
