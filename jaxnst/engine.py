@@ -34,6 +34,7 @@ from flax import struct
 from jax import lax
 from jax.tree_util import Partial
 
+from jaxnst import compilation
 from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
 
@@ -151,8 +152,11 @@ def _pytree(loss_fn: Callable) -> Partial:
     return loss_fn if isinstance(loss_fn, Partial) else Partial(loss_fn)
 
 
-_run = jax.jit(run_steps)
-_run_donating = jax.jit(run_steps, donate_argnums=0)
+@functools.cache
+def compiled_run(donate: bool = False):
+    """``run_steps`` under ``jax.jit`` (donating the state with ``donate``), with ``jaxnst.compilation``'s
+    compiler options: what ``run`` calls."""
+    return jax.jit(run_steps, donate_argnums=0 if donate else (), compiler_options=compilation.compiler_options())
 
 
 def run(state: State, loss_fn: Callable, n=1, *, tol=0.0, donate: bool = False) -> tuple[State, Any]:
@@ -172,8 +176,7 @@ def run(state: State, loss_fn: Callable, n=1, *, tol=0.0, donate: bool = False) 
     the optimiser's state per call): the ``state`` passed in is then deleted and must not be read
     again. ``jaxnst.stylize`` donates; the default keeps it.
     """
-    fn = _run_donating if donate else _run
-    return fn(state, _pytree(loss_fn), jnp.asarray(n, jnp.int32), jnp.asarray(tol, jnp.float32))
+    return compiled_run(donate)(state, _pytree(loss_fn), jnp.asarray(n, jnp.int32), jnp.asarray(tol, jnp.float32))
 
 
 def output(state: State) -> jax.Array:

@@ -14,8 +14,9 @@ import os
 import jax
 import jax.numpy as jnp
 
+from jaxnst import engine
 from jaxnst.config import Config, scale_schedule, style_size
-from jaxnst.engine import run, run_steps
+from jaxnst.engine import run
 from jaxnst.optimize import LossSpec, LossWeights, make_targets, objective_fn
 from jaxnst.transfer import start
 from jaxnst.vgg import Weights, param_shapes
@@ -52,7 +53,7 @@ def estimate(content_hw: tuple[int, int], style_hws: list[tuple[int, int]], cfg:
     state = jax.eval_shape(lambda c: start(c, cfg), content)
     loss_fn = objective_fn(weights, targets, jax.eval_shape(lambda: LossWeights.from_config(cfg)), spec)
     n = jax.ShapeDtypeStruct((), jnp.int32)
-    m = jax.jit(run_steps, donate_argnums=0).lower(state, loss_fn, n, jax.ShapeDtypeStruct((), f32)).compile()
+    m = engine.compiled_run(True).lower(state, loss_fn, n, jax.ShapeDtypeStruct((), f32)).compile()
     m = m.memory_analysis()
     if m is None:
         raise RuntimeError("this JAX backend reports no memory analysis")

@@ -190,7 +190,7 @@ def test_no_recompilation_across_blocks_and_calls(vgg19, rng):
     cfg = jaxnst.Config(steps=7, content_layers=("relu2_1",), style_layers=("relu1_1",), style_weight=1e3)
     c = rng.uniform(size=(16, 16, 3)).astype(np.float32)
     s = rng.uniform(size=(16, 16, 3)).astype(np.float32)
-    run = engine._run_donating
+    run = engine.compiled_run(True)
     before = run._cache_size()
     jaxnst.stylize(c, [s], vgg19, cfg, every=3)  # blocks of 3, 3, 1 steps
     after_first = run._cache_size()
@@ -215,3 +215,15 @@ def test_precision_reaches_every_product_of_the_gradient(vgg19, precision, want)
     products = len(re.findall(r"= (conv_general_dilated|dot_general)\[", jaxpr))
     found = re.findall(r"precision=\(?Precision\.(\w+)", jaxpr)
     assert products >= 2 * 4 + 2 and len(found) == products and set(found) == {want}, (products, found)
+
+
+def test_compiler_options_fall_back_to_none_where_xla_lacks_them(monkeypatch):
+    from jaxnst import compilation
+
+    assert compilation.compiler_options() in ({}, compilation.CPU_COMPILER_OPTIONS)  # {} only on a newer XLA
+    compilation.compiler_options.cache_clear()
+    monkeypatch.setattr(compilation, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option": True})
+    try:
+        assert compilation.compiler_options() == {}
+    finally:
+        compilation.compiler_options.cache_clear()

@@ -106,10 +106,10 @@ def test_multiscale_runs_each_scale_and_compiles_each_shape_once(vgg19, rng):
         (2, 1, 3, (32, 24)), (2, 2, 3, (32, 24)), (2, 3, 3, (32, 24)),
     ]  # fmt: skip
     assert [p.done for p in seen] == [False] * 8 + [True] and {p.scales for p in seen} == {3}
-    sizes = engine._run_donating._cache_size()
+    sizes = engine.compiled_run(True)._cache_size()
     again = []
     out = jaxnst.stylize(c, [s], vgg19, cfg, callback=again.append, every=2)  # repeated shapes: no compile
-    assert engine._run_donating._cache_size() == sizes
+    assert engine.compiled_run(True)._cache_size() == sizes
     np.testing.assert_array_equal(out, seen[-1].image)  # and the same result
 
 
