@@ -5,12 +5,13 @@ photos' own features as the content targets and the style's statistics (``make_t
 style targets: the same function, weights and layers as an optimisation run, averaged over the
 batch. ``step`` is one optax update of the network's parameters; under a ``jax.sharding.Mesh`` the
 batch is split over the devices (each computes its photos' gradients; XLA sums them), which changes
-no arithmetic but the order of one sum.
+no arithmetic but the order of one sum. The mesh may span several hosts (``jax.distributed``): each
+process then makes only its ``local_rows`` of each batch, ``shard`` assembles them.
 
-Batches are reproducible: batch ``k`` is drawn from ``(seed, k)`` alone (which photos, which
-crop, which flip), so a run resumed from a checkpoint at step ``k`` goes on exactly as one that did
-not stop. A photo that cannot be read is skipped (``Photos.bad`` counts them) and its place
-drawn again from the same generator.
+Batches are reproducible: row ``j`` of batch ``k`` is drawn from ``(seed, k, j)`` alone (which photo,
+which crop, which flip), so a run resumed from a checkpoint at step ``k`` goes on exactly as one that
+did not stop, and a host can make its rows without the others'. A photo that cannot be read is
+skipped (``Photos.bad`` counts them) and its place drawn again from the same generator.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def square_crop(image: np.ndarray, crop: int, rng: np.random.Generator) -> np.nd
 
 
 class Photos:
-    """Batches of random crops of ``files``: ``batch(k)`` depends on ``(seed, k)`` only.
+    """Batches of random crops of ``files``: row ``j`` of batch ``k`` depends on ``(seed, k, j)`` only, so any
+    rows of any batch can be made alone (each host of a multi-host run makes only its own).
 
     A file that cannot be read is remembered in ``bad`` (path -> reason) and another one drawn in its
     place. Photos decode in ``threads`` threads (Pillow releases the GIL)."""
@@ -111,26 +113,26 @@ class Photos:
             self.bad[path] = str(e)
             return None
 
-    def batch(self, k: int) -> np.ndarray:
-        """Batch ``k``: (batch, crop, crop, 3) float32."""
-        rng = np.random.default_rng([self.cfg.seed, k])
-        out: list[np.ndarray] = []
-        while len(out) < self.cfg.batch:
-            if len(self.bad) == len(self.files):
-                raise JaxnstError(f"none of the {len(self.files)} photos can be read: give photos jaxnst can read")
-            need = self.cfg.batch - len(out)
-            picks = [(self.files[i], np.random.default_rng(rng.integers(2**63))) for i in
-                     rng.integers(0, len(self.files), need)]  # fmt: skip
-            out += [a for a in self._pool.map(lambda p: self._one(*p), picks) if a is not None]
-        return np.stack(out).astype(np.float32)
+    def _row(self, k: int, j: int) -> np.ndarray:
+        rng = np.random.default_rng([self.cfg.seed, k, j])
+        while len(self.bad) < len(self.files):
+            crop = self._one(self.files[rng.integers(len(self.files))], rng)
+            if crop is not None:
+                return crop
+        raise JaxnstError(f"none of the {len(self.files)} photos can be read: give photos jaxnst can read")
 
-    def batches(self, first: int, last: int, ahead: int = 2):
-        """``(k, batch(k))`` for k in first..last-1, decoding ``ahead`` batches before they are asked for."""
+    def batch(self, k: int, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Rows ``rows`` (default: all) of batch ``k``: (len(rows), crop, crop, 3) float32."""
+        rows = range(self.cfg.batch) if rows is None else rows
+        return np.stack(list(self._pool.map(lambda j: self._row(k, j), rows))).astype(np.float32)
+
+    def batches(self, first: int, last: int, rows: Sequence[int] | None = None, ahead: int = 2):
+        """``(k, batch(k, rows))`` for k in first..last-1, decoding ``ahead`` batches before they are asked for."""
         with ThreadPoolExecutor(1) as pre:
-            pending = [pre.submit(self.batch, k) for k in range(first, min(first + ahead, last))]
+            pending = [pre.submit(self.batch, k, rows) for k in range(first, min(first + ahead, last))]
             for k in range(first, last):
                 if k + ahead < last:
-                    pending.append(pre.submit(self.batch, k + ahead))
+                    pending.append(pre.submit(self.batch, k + ahead, rows))
                 yield k, pending.pop(0).result()
 
 
@@ -197,12 +199,27 @@ def mesh(batch: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(devices), ("batch",))
 
 
+def local_rows(m: Mesh, batch: int) -> list[int]:
+    """The rows of a batch that this process's devices of ``m`` hold, in order (all of them on one host)."""
+    index = NamedSharding(m, P("batch")).addressable_devices_indices_map((batch,))
+    return sorted({r for (s,) in index.values() for r in range(*s.indices(batch))})
+
+
+def replicate(m: Mesh, tree):
+    """``tree`` copied to every device of ``m`` (on several hosts: the same values on each)."""
+    return jax.device_put(tree, NamedSharding(m, P()))
+
+
+def shard(m: Mesh, photos: np.ndarray) -> jax.Array:
+    """A batch split over the devices of ``m`` by its first axis, from this process's ``local_rows`` of it (the
+    whole batch on one host)."""
+    return jax.make_array_from_process_local_data(NamedSharding(m, P("batch")), photos)
+
+
 def place(m: Mesh, state: TrainState, photos: np.ndarray, *rest):
-    """``state`` and ``rest`` copied to every device of ``m``, ``photos`` split over them by the batch axis."""
-    everywhere = NamedSharding(m, P())
-    return (jax.device_put(state, everywhere), jax.device_put(photos, NamedSharding(m, P("batch"))),
-            *jax.device_put(rest, everywhere))  # fmt: skip
+    """``replicate`` of ``state`` and ``rest``, ``shard`` of ``photos``: the arguments of ``make_step``'s step."""
+    return replicate(m, state), shard(m, photos), *replicate(m, rest)
 
 
-__all__ = ["Photos", "TrainConfig", "TrainState", "init", "make_step", "mesh", "photo_files", "photo_loss",
-           "place", "style_targets"]  # fmt: skip
+__all__ = ["Photos", "TrainConfig", "TrainState", "init", "local_rows", "make_step", "mesh", "photo_files",
+           "photo_loss", "place", "replicate", "shard", "style_targets"]  # fmt: skip

@@ -78,9 +78,13 @@ class LoopbackServer:
         self._thread.join(timeout=5)
 
 
-def refused_url(name: str = "vgg19.h5") -> str:
-    """A 127.0.0.1 URL on a port nobody listens on: connecting is refused, as when offline."""
+def free_port() -> int:
+    """A port of 127.0.0.1 that nobody listens on (now)."""
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{name}"
+        return s.getsockname()[1]
+
+
+def refused_url(name: str = "vgg19.h5") -> str:
+    """A 127.0.0.1 URL on a port nobody listens on: connecting is refused, as when offline."""
+    return f"http://127.0.0.1:{free_port()}/{name}"

@@ -160,6 +160,7 @@ def test_batches_depend_on_seed_and_step_only_and_skip_corrupt_photos(tmp_path):
     assert list(a.bad) == [folder / "sub" / "broken.jpg"]
     b = train.Photos(files, cfg)
     np.testing.assert_array_equal(b.batch(2), first[2])  # batch 2 without batches 0 and 1
+    np.testing.assert_array_equal(b.batch(1, range(5, 8)), first[1][5:])  # some rows alone (one host's)
     assert not np.array_equal(first[0], first[1])
     assert [k for k, _ in a.batches(1, 4)] == [1, 2, 3]
     np.testing.assert_array_equal(dict(a.batches(1, 4))[2], first[2])

@@ -24,6 +24,7 @@ from PIL import Image
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 
+from loopback import free_port  # noqa: E402
 from test_web import multipart  # noqa: E402
 
 from jaxnst.cli import main  # noqa: E402
@@ -31,12 +32,6 @@ from jaxnst.web.app import make_app  # noqa: E402
 from jaxnst.web.runs import Runner  # noqa: E402
 
 FAST = {"size": "32", "min_size": "none", "style_statistic": "gram"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def png(rng, h=24, w=32) -> bytes:

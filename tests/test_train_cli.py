@@ -1,9 +1,15 @@
 """``jaxnst train`` and ``jaxnst apply`` end to end, on tiny photos, a tiny network and a truncated VGG."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import jax
 import numpy as np
 import pytest
+from loopback import free_port
 from PIL import Image
 
 from jaxnst import fast
@@ -109,3 +115,33 @@ def test_apply_paints_a_clip_and_keeps_its_sound(tmp_path, data):
     with av.open(str(out)) as c:
         assert c.streams.video[0].frames == N and len(c.streams.audio) == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no frames left behind
+
+
+def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data):
+    # jax.distributed over 127.0.0.1, one CPU device each; each process decodes its own row of each batch.
+    photos, style = data
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXNST_HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env.pop("XLA_FLAGS", None)
+    cmd = [sys.executable, "-m", "jaxnst", "train", str(style), "--data", str(photos), *TINY]
+    (tmp_path / "two").mkdir()
+    two = tmp_path / "two" / "m.h5"
+    hosts = [*cmd, "-o", str(two), "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    procs = [subprocess.Popen([*hosts, "--process-id", str(i)], env=env, cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], logs
+    one = tmp_path / "one.h5"
+    two_devices = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    r = subprocess.run([*cmd, "-o", str(one)], env=two_devices, cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    # Two devices sum two gradients in either order alike; the processes' programs are the devices' programs.
+    for a, b in zip(params(one), params(two), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    written = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert written == ["m.h5", "m.h5.ckpt.npz", "m_loss.png", "m_samples"]  # one set: process 0's

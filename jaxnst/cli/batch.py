@@ -25,12 +25,14 @@ from jaxnst.cli.common import (
     Parser,
     add_bit_depth_flag,
     add_config_flags,
+    add_distributed_flags,
     add_weights_flag,
     check_writable,
     config_from_args,
     device_name,
     enable_compilation_cache,
     say,
+    start_distributed,
     weights_from_args,
 )
 from jaxnst.cli.stylize import Interrupted, stop_requests
@@ -102,17 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="redo items whose image is already in OUT (default: skip them, so a re-run finishes a folder)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary, only errors")
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="multi-host: call jax.distributed.initialize() first (auto-detected on TPU, Slurm, Open MPI; "
-        "else give the three flags below, or $JAX_COORDINATOR_ADDRESS); run the same command on every host",
-    )
-    p.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (with --distributed)")
-    p.add_argument("--num-processes", type=int, default=None, metavar="N", help="processes in all (with --distributed)")
-    p.add_argument(
-        "--process-id", type=int, default=None, metavar="I", help="this process, 0..N-1 (with --distributed)"
-    )
+    add_distributed_flags(p, "batch")
     return p
 
 
@@ -239,10 +231,7 @@ def run_batch(args: argparse.Namespace) -> None:
     """``jaxnst batch``: plan the items (flags and paths, before anything is read), load, run the library
     with a reporter (bar, trace, each finished image with its record), finish (grid, summary)."""
     cache = enable_compilation_cache()  # before anything compiles
-    if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
-        import jax
-
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    start_distributed(args)
     from jaxnst.batch import stylize_batch
 
     plan = _plan(args)

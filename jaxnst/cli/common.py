@@ -195,6 +195,27 @@ def add_weights_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_distributed_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--distributed`` and the three flags that say where the processes meet (``start_distributed``)."""
+    parser.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() "
+                        "first (auto-detected on TPU, Slurm, Open MPI; else give the three flags below, or "
+                        f"$JAX_COORDINATOR_ADDRESS); run the same jaxnst {command} command on every host")  # fmt: skip
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (with "
+                        "--distributed)")  # fmt: skip
+    parser.add_argument("--num-processes", type=int, default=None, metavar="N", help="processes in all (with "
+                        "--distributed)")  # fmt: skip
+    parser.add_argument("--process-id", type=int, default=None, metavar="I", help="this process, 0..N-1 (with "
+                        "--distributed)")  # fmt: skip
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` if any of ``add_distributed_flags``'s flags is given: before JAX starts."""
+    if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
+        import jax
+
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def add_bit_depth_flag(parser: argparse.ArgumentParser) -> None:
     """``--bit-depth``: bits per channel of the output PNGs (``jaxnst.image.save_image``'s ``bits``)."""
     parser.add_argument(

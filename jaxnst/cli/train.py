@@ -18,11 +18,13 @@ from pathlib import Path
 from jaxnst.cli.common import (
     Parser,
     add_config_flags,
+    add_distributed_flags,
     add_weights_flag,
     check_writable,
     device_name,
     enable_compilation_cache,
     say,
+    start_distributed,
     weights_from_args,
 )
 from jaxnst.cli.stylize import Interrupted, stop_requests
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, only errors")
     add_config_flags(p, skip=tuple(f.name for f in dataclasses.fields(Config) if f.name not in LOSS_FIELDS))
     add_weights_flag(p)
+    add_distributed_flags(p, "train")
     return p
 
 
@@ -93,6 +96,7 @@ def main(argv: list[str]) -> int:
         raise JaxnstError(f"{model_path} (or its checkpoint) exists: add --resume to go on, --overwrite to start "
                           "again, or give another -o")  # fmt: skip
     check_writable(model_path.parent, "-o")
+    start_distributed(args)  # before anything starts JAX
 
     from jaxnst import train
     from jaxnst.fetch import file_digests
@@ -125,7 +129,9 @@ def _train(args, tcfg, cfg, settings, training, held, styles, weights, model_pat
     import signal
     import sys
 
+    import jax
     import numpy as np
+    from jax.experimental import multihost_utils
     from tqdm import tqdm
 
     from jaxnst import checkpoint, fast, train
@@ -154,38 +160,55 @@ def _train(args, tcfg, cfg, settings, training, held, styles, weights, model_pat
             raise JaxnstError(f"{out['checkpoint']}: its log has {len(log)} steps, its network {int(state.step)}: it "
                               "is damaged; give --overwrite to start again")  # fmt: skip
     first = int(state.step)
-    if first >= tcfg.steps and args.resume:
+    writer = jax.process_index() == 0  # on several hosts every process trains on its rows of each batch; one writes
+    quiet = args.quiet or not writer
+    if first >= tcfg.steps and args.resume and not quiet:
         say(f"{out['checkpoint']} is at step {first} of {tcfg.steps}: writing the model")
     photos = train.Photos(training, tcfg)
     mesh = train.mesh(tcfg.batch)
+    rows = train.local_rows(mesh, tcfg.batch)
     target = train.style_targets(weights, styles, cfg)
-    lw = LossWeights.from_config(cfg)
+    state, weights, target, lw = train.replicate(mesh, (state, weights, target, LossWeights.from_config(cfg)))
+    known = {p: i for i, p in enumerate((*training, *held))}
+
+    def everywhere(a: np.ndarray) -> np.ndarray:
+        """``a`` of every process, stacked (one process: ``a[None]``); every process must call it."""
+        return multihost_utils.process_allgather(a) if jax.process_count() > 1 else a[None]
+
+    def skipped() -> int:  # the photos that could not be read, on any host
+        bad = np.zeros(len(known), bool)
+        bad[[known[p] for p in photos.bad]] = True
+        return int(everywhere(bad).any(axis=0).sum())
+
     samples = []
     for p in held:  # a held-out photo that cannot be read counts as skipped, as a training one does
         try:
             samples.append(load_image(p, tcfg.crop * 2))
         except JaxnstError as e:
             photos.bad[p] = str(e)
-    if not args.quiet:
+    if not quiet:
         say(f"training a width-{tcfg.width} network ({tcfg.blocks} blocks) on {len(training)} photos "
             f"({len(held)} held out), {tcfg.batch} crops of {tcfg.crop} px a step, steps {first}..{tcfg.steps}; "
             f"{weights.source}, on {device_name()} x{mesh.size}")  # fmt: skip
 
-    def save(state) -> None:
-        meta = {"settings": settings, "log": log, "skipped": len(photos.bad)}
-        checkpoint.save_tree(out["checkpoint"], state, meta)
+    def save(state) -> int:  # every process calls it (skipped() gathers); one writes; returns skipped()
+        bad = skipped()
+        if not writer:
+            return bad
+        checkpoint.save_tree(out["checkpoint"], state, {"settings": settings, "log": log, "skipped": bad})
         if samples:
             out["samples"].mkdir(exist_ok=True)
-            model = fast.Model(net, state.params, {})
+            model = fast.Model(net, jax.device_get(state.params), {})
             for k, img in enumerate(samples):
                 save_image(fast.stylize(model, img), out["samples"] / f"sample{k}_step{int(state.step):06d}.png")
+        return bad
 
-    bar = tqdm(total=tcfg.steps, initial=first, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=tcfg.steps, initial=first, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
         with stop_requests() as got:
-            for k, batch in photos.batches(first, tcfg.steps):
-                state, terms = step(*train.place(mesh, state, batch, weights, target, lw))
+            for k, batch in photos.batches(first, tcfg.steps, rows):
+                state, terms = step(state, train.shard(mesh, batch), weights, target, lw)
                 terms = {n: float(v) for n, v in terms.items()}
                 log.append([k + 1, *(terms[n] for n in ("loss", "content", "style", "tv"))])
                 if not np.isfinite(terms["loss"]):
@@ -194,8 +217,10 @@ def _train(args, tcfg, cfg, settings, training, held, styles, weights, model_pat
                 bar.update(1)
                 if (k + 1) % args.checkpoint_every == 0:
                     save(state)
-                if got.get("signum"):
-                    raise Interrupted(got["signum"])
+                # Every process stops at the same step: a signal to any one stops them all.
+                signum = int(everywhere(np.int32(got.get("signum") or 0)).max())
+                if signum:
+                    raise Interrupted(signum)
     except Interrupted as e:
         bar.close()
         save(state)
@@ -203,14 +228,16 @@ def _train(args, tcfg, cfg, settings, training, held, styles, weights, model_pat
             f"{out['checkpoint']}: to go on, run the same command with --resume")  # fmt: skip
         raise
     bar.close()
-    save(state)
-    info = {**settings, "steps_done": int(state.step), "skipped": len(photos.bad)}
-    fast.save_model(fast.Model(net, state.params, info), model_path)
+    bad = save(state)
+    if not writer:
+        return
+    info = {**settings, "steps_done": int(state.step), "skipped": bad}
+    fast.save_model(fast.Model(net, jax.device_get(state.params), info), model_path)
     plot_losses(log, out["plot"])
-    if not args.quiet:
-        skipped = f"; {len(photos.bad)} photos could not be read and were skipped" if photos.bad else ""
+    if not quiet:
+        note = f"; {bad} photos could not be read and were skipped" if bad else ""
         say(f"wrote {model_path} in {time.perf_counter() - t0:.0f} s (loss log {out['plot']}, samples in "
-            f"{out['samples']}){skipped}")  # fmt: skip
+            f"{out['samples']}){note}")  # fmt: skip
 
 
 def _is_log(log) -> bool:
