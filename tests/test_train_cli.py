@@ -145,3 +145,17 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     written = sorted(p.name for p in (tmp_path / "two").iterdir())
     assert written == ["m.h5", "m.h5.ckpt.npz", "m_loss.png", "m_samples"]  # one set: process 0's
+
+
+def test_distributed_flags_that_cannot_start_say_so_in_one_line(tmp_path, data):
+    photos, style = data
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXNST_HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "jaxnst", "train", str(style), "--data", str(photos), "-o", str(tmp_path / "m.h5"),
+           *TINY]  # fmt: skip
+    bad_id = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "7"]
+    for flags, says in ((["--num-processes", "2"], "coordinator"), (bad_id, "process_id")):
+        r = subprocess.run([*cmd, *flags], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "style.png"]  # nothing written

@@ -213,7 +213,12 @@ def start_distributed(args: argparse.Namespace) -> None:
     if args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None:
         import jax
 
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        try:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except (ValueError, RuntimeError) as e:  # bad or missing arguments, a coordinator that never answered
+            raise JaxnstError(f"--distributed: {str(e).strip().splitlines()[0]}: give --coordinator HOST:PORT, "
+                              "--num-processes N and --process-id I (0..N-1) on each host, or none of them on "
+                              "TPU, Slurm or Open MPI") from None  # fmt: skip
 
 
 def add_bit_depth_flag(parser: argparse.ArgumentParser) -> None:
