@@ -216,7 +216,8 @@ def start_distributed(args: argparse.Namespace) -> None:
         try:
             jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         except (ValueError, RuntimeError) as e:  # bad or missing arguments, a coordinator that never answered
-            raise JaxnstError(f"--distributed: {str(e).strip().splitlines()[0]}: give --coordinator HOST:PORT, "
+            why = str(e).strip().splitlines()[0].rstrip(".")
+            raise JaxnstError(f"--distributed: {why}: give --coordinator HOST:PORT, "
                               "--num-processes N and --process-id I (0..N-1) on each host, or none of them on "
                               "TPU, Slurm or Open MPI") from None  # fmt: skip
 
