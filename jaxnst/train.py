@@ -101,6 +101,7 @@ class Photos:
 
     def __init__(self, files: Sequence[Path], cfg: TrainConfig, threads: int = 4):
         self.files, self.cfg = list(files), cfg
+        self._readable = set(self.files)
         self.bad: dict[Path, str] = {}
         self._pool = ThreadPoolExecutor(threads)
 
@@ -115,7 +116,7 @@ class Photos:
 
     def _row(self, k: int, j: int) -> np.ndarray:
         rng = np.random.default_rng([self.cfg.seed, k, j])
-        while len(self.bad) < len(self.files):
+        while len(self.bad.keys() & self._readable) < len(self._readable):  # ``bad`` may hold others (held out)
             crop = self._one(self.files[rng.integers(len(self.files))], rng)
             if crop is not None:
                 return crop

@@ -176,6 +176,11 @@ def test_photo_folders_that_cannot_train(tmp_path):
     (tmp_path / "bad" / "a.png").write_bytes(b"nope")
     with pytest.raises(JaxnstError, match="none of the 1 photos"):
         train.Photos(train.photo_files(tmp_path / "bad"), train.TrainConfig(batch=1, crop=8)).batch(0)
+    # One good photo of two: a held-out photo that could not be read (the CLI counts it in ``bad``) changes nothing.
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(tmp_path / "bad" / "b.png")
+    photos = train.Photos(train.photo_files(tmp_path / "bad"), train.TrainConfig(batch=2, crop=8))
+    photos.bad.update({tmp_path / "held_out.png": "unreadable", tmp_path / "bad" / "a.png": "unreadable"})
+    assert photos.batch(0).shape == (2, 8, 8, 3)  # as many failures as photos, and still one to read
 
 
 @pytest.mark.slow
