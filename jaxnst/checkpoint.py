@@ -83,11 +83,10 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 def _most_steps(config: dict) -> int:
     """The most steps one scale of the run of ``config`` (a record's, checked by ``read_record``) takes."""
-    from jaxnst.config import Config, parse_value, scale_schedule
+    from jaxnst.config import Config, parse_value, scale_schedule, validate
     from jaxnst.record import setting_text
 
-    keys = ("size", "min_size", "steps", "initial_steps", "middle_steps")
-    cfg = Config(**{k: parse_value(k, setting_text(config[k])) for k in keys if k in config})
+    cfg = validate(Config(**{k: parse_value(k, setting_text(v)) for k, v in config.items()}))
     return max(n for _, n in scale_schedule(cfg))
 
 
@@ -141,7 +140,11 @@ def load_checkpoint(path: str | os.PathLike, template: State) -> tuple[State, di
     A state no run can have saved (NaN pixels, a step past its run's) is refused as damaged."""
     meta = read_meta(path)
     state = read_tree(path, template, _PIXELS)
-    step, stop, most = int(state.step), int(state.stop), _most_steps(meta["config"])
+    try:
+        most = _most_steps(meta["config"])
+    except JaxnstError as e:  # settings no run can have had (a size past the bounds, a min_size of 0)
+        raise JaxnstError(f"checkpoint {path}: its record's {e}: it is damaged; start again without --resume") from None
+    step, stop = int(state.step), int(state.stop)
     if step not in range(most + 1) or stop not in STOP_REASONS:
         what = (
             f"step {step} is not one of its run's (0 to {most})" if stop in STOP_REASONS else f"stop {stop} is unknown"

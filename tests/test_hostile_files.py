@@ -179,7 +179,21 @@ CHECKPOINTS = [
         checkpoint(lambda m: {**m, "config": {**m["config"], "size": "big"}}),
         "its record's size 'big' is not a whole number",
     ),  # fmt: skip
+    (
+        "ckpt config min_size 0",  # scale_schedule would halve the size until float overflow
+        checkpoint(lambda m: {**m, "config": {**m["config"], "min_size": 0}}),
+        "was made with --min-size 0",
+    ),  # fmt: skip
 ]
+
+
+def test_the_library_refuses_a_checkpoint_record_no_run_can_have():
+    # jaxnst.load_checkpoint reads the schedule's bounds from the record before any CLI comparison.
+    from jaxnst import checkpoint
+    from jaxnst.errors import JaxnstError
+
+    with pytest.raises(JaxnstError, match="min_size 0 is too small"):
+        checkpoint._most_steps({"size": 64, "min_size": 0, "steps": 5})
 
 
 # --- jaxnst .h5 weight files: `jaxnst C S --weights X.h5` and `jaxnst weights info X.h5` -----------------------------
