@@ -37,7 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnst import color, compilation, engine
+from jaxnst import color, engine
 from jaxnst.config import Config, scale_schedule, settings, validate
 from jaxnst.engine import STOP_REASONS, Block, output
 from jaxnst.errors import JaxnstError
@@ -132,7 +132,7 @@ def _batched_engine(spec: LossSpec, optimizer: str, shared_style: bool, mesh: Me
     init = lambda x, lr, ema: engine.with_learning_rate(engine.init(x, engine.optimizer(optimizer), ema=ema), lr)  # noqa: E731
     return Batched(
         jax.vmap(init),
-        jax.jit(run, donate_argnums=0, out_shardings=per_item, compiler_options=compilation.compiler_options()),
+        jax.jit(run, donate_argnums=0, out_shardings=per_item),
         jax.jit(terms, out_shardings=per_item),
     )
 

@@ -8,7 +8,6 @@ script or notebook calls ``enable_compilation_cache()`` once, before its first r
 
 from __future__ import annotations
 
-import functools
 import os
 
 
@@ -30,25 +29,3 @@ def enable_compilation_cache(folder: str | os.PathLike | None = None) -> str | N
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return folder
-
-
-# XLA:CPU's MLIR fusion emitters (its default in jaxlib 0.10) compiled jaxnst's step twice as slowly as its
-# older emitters did (XLA's own compile of a default 512 px run's five steps: 12.5 s -> 6.2 s on the 2-core CPU)
-# for steps as fast within the noise at 181-512 px (~5 % slower at 128 px): docs/benchmarks.md.
-CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-
-
-@functools.cache
-def compiler_options() -> dict:
-    """Options for ``jax.jit(..., compiler_options=)`` of jaxnst's optimisation loops: ``CPU_COMPILER_OPTIONS``
-    where JAX's default backend is the CPU and this jaxlib knows them (tried once on a tiny program), else none."""
-    import jax
-    import jax.numpy as jnp
-
-    if jax.default_backend() != "cpu":
-        return {}
-    try:
-        jax.jit(jnp.negative, compiler_options=CPU_COMPILER_OPTIONS).lower(jnp.zeros(())).compile()
-    except Exception:  # an XLA without the option ("No such compile option") compiles with its defaults
-        return {}
-    return dict(CPU_COMPILER_OPTIONS)

@@ -34,7 +34,6 @@ from flax import struct
 from jax import lax
 from jax.tree_util import Partial
 
-from jaxnst import compilation
 from jaxnst.config import Config
 from jaxnst.errors import JaxnstError
 
@@ -154,9 +153,8 @@ def _pytree(loss_fn: Callable) -> Partial:
 
 @functools.cache
 def compiled_run(donate: bool = False):
-    """``run_steps`` under ``jax.jit`` (donating the state with ``donate``), with ``jaxnst.compilation``'s
-    compiler options: what ``run`` calls."""
-    return jax.jit(run_steps, donate_argnums=0 if donate else (), compiler_options=compilation.compiler_options())
+    """``run_steps`` under ``jax.jit`` (donating the state with ``donate``): what ``run`` calls."""
+    return jax.jit(run_steps, donate_argnums=0 if donate else ())
 
 
 def run(state: State, loss_fn: Callable, n=1, *, tol=0.0, donate: bool = False) -> tuple[State, Any]:
