@@ -117,18 +117,26 @@ def test_apply_paints_a_clip_and_keeps_its_sound(tmp_path, data):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no frames left behind
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env(tmp_path) -> dict:
+    """The environment of a `python -m jaxnst` child: this checkout, CPU only, one device, a home of its own."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", JAXNST_HOME=str(tmp_path / "home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data):
     # jax.distributed over 127.0.0.1, one CPU device each; each process decodes its own row of each batch.
     photos, style = data
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXNST_HOME": str(tmp_path / "home")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    env.pop("XLA_FLAGS", None)
+    env = child_env(tmp_path)
     cmd = [sys.executable, "-m", "jaxnst", "train", str(style), "--data", str(photos), *TINY]
     (tmp_path / "two").mkdir()
     two = tmp_path / "two" / "m.h5"
     hosts = [*cmd, "-o", str(two), "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
-    procs = [subprocess.Popen([*hosts, "--process-id", str(i)], env=env, cwd=root, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([*hosts, "--process-id", str(i)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
     try:
         logs = [p.communicate(timeout=600)[0] for p in procs]
@@ -138,7 +146,7 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data):
     assert [p.returncode for p in procs] == [0, 0], logs
     one = tmp_path / "one.h5"
     two_devices = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    r = subprocess.run([*cmd, "-o", str(one)], env=two_devices, cwd=root, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*cmd, "-o", str(one)], env=two_devices, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     # Two devices sum two gradients in either order alike; the processes' programs are the devices' programs.
     for a, b in zip(params(one), params(two), strict=True):
@@ -149,13 +157,11 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data):
 
 def test_distributed_flags_that_cannot_start_say_so_in_one_line(tmp_path, data):
     photos, style = data
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXNST_HOME": str(tmp_path / "home")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env = child_env(tmp_path)
     cmd = [sys.executable, "-m", "jaxnst", "train", str(style), "--data", str(photos), "-o", str(tmp_path / "m.h5"),
            *TINY]  # fmt: skip
     bad_id = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "7"]
     for flags, says in ((["--num-processes", "2"], "coordinator"), (bad_id, "process_id")):
-        r = subprocess.run([*cmd, *flags], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+        r = subprocess.run([*cmd, *flags], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "style.png"]  # nothing written
