@@ -9,6 +9,12 @@ from jaxnst._files import leave_at_once
 
 signal.signal(signal.SIGINT, leave_at_once)
 
+# W2's eigendecompositions run in LAPACK on CPUs, and its OpenBLAS (SciPy's, loaded at JAX's first eigh) starts a
+# thread per core that spins against XLA's own threads for the same cores: on 2 cores a W2 step at 128 px took
+# 0.23 s with them and 0.14 s with one (docs/benchmarks.md). The library leaves a process's threads alone; the
+# command, which owns its process, asks for one unless the user has chosen.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def _stand_in_for_closed_streams() -> None:
     """Started with stderr (or stdout) closed (``2>&-``): its number would go to the next file opened, an output

@@ -62,15 +62,21 @@ def eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
 _eigh_cpu = jax.custom_batching.sequential_vmap(_eigh_one_at_a_time)
 
 
-def _sqrt_and_inverse_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _roots_eigh(a: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The eigenvectors of symmetric ``a`` (..., C, C) and the square roots and inverse square roots of its
+    eigenvalues (..., C)."""
     w, v = eigh(symmetric(a))
     # Eigenvalues below C * eps of the largest are rounding, not the matrix (a ReLU layer's dead
     # channels leave hundreds of them); their inverse square roots would be huge and random. The
     # inverse takes them at that floor, the root at their value (>= 0).
     floor = jnp.max(w, axis=-1, keepdims=True) * a.shape[-1] * jnp.finfo(a.dtype).eps
     inv = lax.rsqrt(jnp.maximum(w, jnp.maximum(floor, jnp.finfo(a.dtype).tiny)))
-    outer = lambda d: jnp.einsum("...ij,...j,...kj->...ik", v, d, v, precision=HIGHEST)  # noqa: E731
-    return outer(jnp.sqrt(jnp.maximum(w, 0.0))), outer(inv)
+    return v, jnp.sqrt(jnp.maximum(w, 0.0)), inv
+
+
+def _outer(v: jax.Array, d: jax.Array) -> jax.Array:
+    """``v diag(d) v^T``."""
+    return jnp.einsum("...ij,...j,...kj->...ik", v, d, v, precision=HIGHEST)
 
 
 def _sqrt_and_inverse_newton_schulz(a: jax.Array, iterations: int) -> tuple[jax.Array, jax.Array]:
@@ -98,7 +104,8 @@ def sqrt_and_inverse(a: jax.Array, method: str = DEFAULT_METHOD) -> tuple[jax.Ar
     use ``trace_sqrtm`` in a loss.
     """
     if method == "eigh":
-        return _sqrt_and_inverse_eigh(a)
+        v, root, inv = _roots_eigh(a)
+        return _outer(v, root), _outer(v, inv)
     if method == "newton_schulz":
         return _sqrt_and_inverse_newton_schulz(a, NEWTON_SCHULZ_ITERATIONS)
     raise ValueError(f"unknown matrix square root method {method!r}: use eigh or newton_schulz")
@@ -117,12 +124,20 @@ def trace_sqrtm(m: jax.Array, method: str = DEFAULT_METHOD) -> jax.Array:
     >>> trace_sqrtm(jnp.diag(jnp.array([4.0, 9.0])))
     Array(5., dtype=float32)
     """
-    root, _ = sqrt_and_inverse(m, method)
-    return jnp.trace(root, axis1=-2, axis2=-1)
+    return _trace_and_inverse(m, method)[0]
+
+
+def _trace_and_inverse(m: jax.Array, method: str) -> tuple[jax.Array, jax.Array]:
+    """``(tr sqrt(m), m^{-1/2})``; with ``'eigh'`` the trace is the sum of the eigenvalues' roots, no root formed."""
+    if method == "eigh":
+        v, root, inv = _roots_eigh(m)
+        return jnp.sum(root, axis=-1), _outer(v, inv)
+    root, inv = sqrt_and_inverse(m, method)
+    return jnp.trace(root, axis1=-2, axis2=-1), inv
 
 
 @trace_sqrtm.defjvp
 def _trace_sqrtm_jvp(method, primals, tangents):
     (m,), (dm,) = primals, tangents
-    root, inv = sqrt_and_inverse(m, method)
-    return jnp.trace(root, axis1=-2, axis2=-1), jnp.sum(symmetric(inv) * dm, axis=(-2, -1)) / 2
+    trace, inv = _trace_and_inverse(m, method)
+    return trace, jnp.sum(symmetric(inv) * dm, axis=(-2, -1)) / 2

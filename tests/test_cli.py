@@ -12,8 +12,20 @@ import pytest
 from PIL import Image
 
 from jaxnst.cli import main
+from jaxnst.cli.stylize import REFERENCE_STEP_TIMES
 
 FAST = ["--weights", "random", "--size", "32", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1"]
+
+
+def test_the_command_runs_openblas_on_one_thread_unless_told():
+    # W2's eigendecompositions run in SciPy's OpenBLAS, whose threads spin against XLA's (docs/benchmarks.md): the
+    # command, not the library, asks for one thread before it loads; a user's own setting wins.
+    code = "import os, sys, jaxnst.__main__; print(os.environ['OPENBLAS_NUM_THREADS'], 'scipy' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, expected in ((None, "1 False"), ("3", "3 False")):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           env=env if given is None else {**env, "OPENBLAS_NUM_THREADS": given})  # fmt: skip
+        assert r.returncode == 0 and r.stdout.strip() == expected, r.stderr
 
 
 def run(argv, capsys):
@@ -56,7 +68,8 @@ def test_end_to_end_subprocess(images_dir, tmp_path):
     # The default step on a CPU: the reference machine's time, 30 steps at 32x21 px.
     guess = re.search(r"no earlier run on this device to time the steps by yet; on the 2-core CPU of "
                       r"docs/benchmarks.md they take about (\d+) s", r.stderr)  # fmt: skip
-    assert guess and int(guess[1]) == max(1, round(30 * 0.126 * 32 * 21 / (128 * 96))), r.stderr
+    ((pixels, rate), *_) = REFERENCE_STEP_TIMES
+    assert guess and int(guess[1]) == max(1, round(30 * rate * 32 * 21 / pixels)), r.stderr
     times = json.loads((Path(env["JAXNST_HOME"]) / "step_times.json").read_text())
     ((key, rows),) = times.items()
     assert key.startswith("cpu") and rows[0][0] == 32 * 21 and 0 < rows[0][1] < 60

@@ -494,8 +494,9 @@ STEP_TIMES = "step_times.json"  # in $JAXNST_HOME, beside the compilation cache:
 
 
 # Seconds per step of the default settings by pixels, on the quiet 2-core CPU of docs/benchmarks.md (W2 by
-# ``scripts/bench_statistics.py``, 4:3 images of 128, 256 and 512 px): a first run's estimate on a CPU.
-REFERENCE_STEP_TIMES = [[128 * 96, 0.126], [256 * 192, 0.275], [512 * 384, 0.890]]
+# ``scripts/bench_statistics.py``, 4:3 images of 128, 256 and 512 px; 0.126 / 0.275 / 0.890 s measured quiet with
+# OpenBLAS on two threads, times the 0.63 / 0.72 / 0.84 that one thread took side by side): a first run's estimate.
+REFERENCE_STEP_TIMES = [[128 * 96, 0.080], [256 * 192, 0.197], [512 * 384, 0.748]]
 
 
 def _rate_key(cfg: Config) -> str:
