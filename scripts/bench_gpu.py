@@ -3,14 +3,17 @@
     python scripts/bench_gpu.py                        # on a GPU: writes docs/benchmarks-gpu.json
     python scripts/bench_gpu.py --sizes 64 128 --steps 20 --out /tmp/g.json   # a dry run on a CPU
 
-1. ``default``: the default run (``jaxnst.Config(size=S)``: coarse to fine, W2, EMA, 960 steps) end to end at each
-   size: the first run pays the compiles (no persistent cache: that is the CLI's), the second, in the same process,
+1. ``default``: the default run (``jaxnst.Config(size=S)``: coarse to fine, W2, EMA, at most 220 steps) end to end at
+   each size: the first run pays the compiles (no persistent cache: that is the CLI's), the second, in the same process,
    finds them compiled; seconds to the end of the first block and in all.
 2. ``sqrtm``: one scale at each size, ``--steps`` W2 steps with the matrix square roots by ``eigh`` (the default)
    and by Newton-Schulz: seconds per step after the first block, and the final loss of each (the second should be
    within 1 % of the first to be a candidate default).
 3. ``precision``: the same one-scale run with ``--precision`` fp32, tf32 and bf16.
 4. ``batch``: ``jaxnst.stylize_batch`` of 8 contents at the first size against 8 single runs' time per step.
+5. ``train``: one update of ``jaxnst train``'s network at its defaults (Johnson's width 32, 4 crops of 256 px, the
+   default objective), seconds per update after the compile, and so the hours of the COCO recipe's 40,000 updates
+   (README, docs/fast.md).
 
 Random VGG19 weights unless ``--weights`` (speed does not depend on the values; the losses do, so the sqrtm check
 prefers real ones). Content and style from ``--images`` (Tübingen, The Starry Night), else random pixels. The JSON is
@@ -77,7 +80,7 @@ def main() -> None:
     record = {"command": "python scripts/bench_gpu.py " + " ".join(sys.argv[1:]),
               "device": f"{device.platform}: {device.device_kind}", "devices": jax.device_count(),
               "jax": jax.__version__, "python": platform.python_version(), "weights": weights.source,
-              "default": {}, "sqrtm": {}, "precision": {}, "batch": {}}  # fmt: skip
+              "default": {}, "sqrtm": {}, "precision": {}, "batch": {}, "train": {}}  # fmt: skip
 
     def save() -> None:
         out.write_text(json.dumps(record, indent=1) + "\n")
@@ -123,6 +126,34 @@ def main() -> None:
                        "s_per_step_per_item": round((s1 - s0) / max(1, last - first) / 8, 5),
                        "single_s_per_step": record["precision"][size]["fp32"]["s_per_step"]}  # fmt: skip
     save()
+    record["train"] = train_update(weights, style)
+    save()
+
+
+def train_update(weights, style, updates: int = 10) -> dict:
+    """Seconds of one ``jaxnst train`` update at its defaults (the photos random: speed does not depend on them)."""
+    from jaxnst import fast, train
+    from jaxnst.config import style_size
+    from jaxnst.optimize import LossWeights
+
+    tcfg, cfg = train.TrainConfig(), jaxnst.Config(size=train.TrainConfig().crop)
+    net, tx, spec = fast.TransformNet(tcfg.width, tcfg.blocks), train.optimizer(tcfg.lr), train.loss_spec(cfg)
+    step, state = train.make_step(net, tx, spec), train.init(net, tx, tcfg.seed)
+    side = style_size(cfg)
+    style = jax.image.resize(style, (round(style.shape[0] * side / max(style.shape[:2])),
+                                     round(style.shape[1] * side / max(style.shape[:2])), 3), "linear")  # fmt: skip
+    target, lw = train.style_targets(weights, [style[None]], cfg), LossWeights.from_config(cfg)
+    photos = np.random.default_rng(0).random((tcfg.batch, tcfg.crop, tcfg.crop, 3), np.float32)
+    t0 = time.perf_counter()
+    state, _ = jax.block_until_ready(step(state, photos, weights, target, lw))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        state, terms = step(state, photos, weights, target, lw)
+    jax.block_until_ready(terms)
+    per = (time.perf_counter() - t0) / updates
+    return {"batch": tcfg.batch, "crop": tcfg.crop, "width": tcfg.width, "first_update_s": round(compile_s, 3),
+            "s_per_update": round(per, 5), "coco_40000_updates_h": round(40000 * per / 3600, 2)}  # fmt: skip
 
 
 if __name__ == "__main__":
