@@ -136,7 +136,8 @@ def train_update(weights, style, updates: int = 10) -> dict:
     from jaxnst.config import style_size
     from jaxnst.optimize import LossWeights
 
-    tcfg, cfg = train.TrainConfig(), jaxnst.Config(size=train.TrainConfig().crop)
+    tcfg = train.TrainConfig()
+    cfg = jaxnst.Config(size=tcfg.crop)
     net, tx, spec = fast.TransformNet(tcfg.width, tcfg.blocks), train.optimizer(tcfg.lr), train.loss_spec(cfg)
     step, state = train.make_step(net, tx, spec), train.init(net, tx, tcfg.seed)
     side = style_size(cfg)
