@@ -11,8 +11,9 @@ square roots cost more per step, so it takes 320 and 160. (Other sizes scale
 the same way.) Writes one JPEG per run and a strip per pair
 (``{content}_x_{style}.jpg``: the three side by side) and ``quality.json``: the
 settings, seconds, and every output's losses on common measures: the content
-loss and the Gram and W2 style losses, each layer weighing 1 (``--measure``
-measures the published JPEGs again).
+loss and the Gram and W2 style losses, each layer weighing 1, of the float image
+(``--measure`` measures the published JPEGs instead and keeps the float image's
+under ``float_image``: JPEG noise moves these measures by up to a third).
 """
 
 from __future__ import annotations
@@ -111,9 +112,9 @@ def main() -> None:
             image = np.asarray(jaxnst.stylize(content, [style], weights, cfg))
             seconds = time.perf_counter() - t0
             jaxnst.save_image(image, args.out / f"{stem}_{name}.jpg", quality=args.quality)
+            measured = common_losses(weights, image, content, style)
             run = {"pair": stem, "setting": name, "seconds": round(seconds, 1),
-                   "config": dataclasses.asdict(cfg),
-                   **common_losses(weights, image, content, style)}  # fmt: skip
+                   "config": dataclasses.asdict(cfg), **measured, "float_image": measured}  # fmt: skip
             record["runs"] = [r for r in record["runs"] if (r["pair"], r["setting"]) != (stem, name)] + [run]
             record_path.write_text(json.dumps(record, indent=1) + "\n")
             print(json.dumps(run), flush=True)
