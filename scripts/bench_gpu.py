@@ -134,15 +134,15 @@ def train_update(weights, style, updates: int = 10) -> dict:
     """Seconds of one ``jaxnst train`` update at its defaults (the photos random: speed does not depend on them)."""
     from jaxnst import fast, train
     from jaxnst.config import style_size
+    from jaxnst.image import fit_long_side
     from jaxnst.optimize import LossWeights
 
     tcfg = train.TrainConfig()
     cfg = jaxnst.Config(size=tcfg.crop)
     net, tx, spec = fast.TransformNet(tcfg.width, tcfg.blocks), train.optimizer(tcfg.lr), train.loss_spec(cfg)
     step, state = train.make_step(net, tx, spec), train.init(net, tx, tcfg.seed)
-    side = style_size(cfg)
-    style = jax.image.resize(style, (round(style.shape[0] * side / max(style.shape[:2])),
-                                     round(style.shape[1] * side / max(style.shape[:2])), 3), "linear")  # fmt: skip
+    w, h = fit_long_side(style.shape[1::-1], style_size(cfg))
+    style = jax.image.resize(style, (h, w, 3), "linear")
     target, lw = train.style_targets(weights, [style[None]], cfg), LossWeights.from_config(cfg)
     photos = np.random.default_rng(0).random((tcfg.batch, tcfg.crop, tcfg.crop, 3), np.float32)
     t0 = time.perf_counter()
